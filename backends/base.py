@@ -1,0 +1,253 @@
+"""The one interface every storage engine implements.
+
+It is inode-based, like the FUSE low-level API, because that is the strictest
+of the three front ends: the FUSE adapter calls it as it is, and the fsspec
+filesystem and the CLI reach inodes through :meth:`Backend.resolve`.
+
+Errors are built-in ``OSError`` subclasses with an errno.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import stat
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+from backends.names import check_name, split_path
+
+ROOT_INO = 1
+
+# setattr fields a caller may pass; None means "leave as is".
+SETTABLE = ("mode", "uid", "gid", "size", "atime_ns", "mtime_ns", "ctime_ns")
+
+
+@dataclass(frozen=True, slots=True)
+class Attr:
+    """What ``stat`` says of one inode. Times are nanoseconds since the epoch."""
+
+    ino: int
+    mode: int
+    nlink: int
+    uid: int
+    gid: int
+    size: int
+    atime_ns: int
+    mtime_ns: int
+    ctime_ns: int
+    btime_ns: int
+    rdev: int = 0
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.mode)
+
+    @property
+    def is_file(self) -> bool:
+        return stat.S_ISREG(self.mode)
+
+    @property
+    def is_link(self) -> bool:
+        return stat.S_ISLNK(self.mode)
+
+    @property
+    def blocks(self) -> int:
+        """512-byte blocks, as ``st_blocks`` counts them."""
+        return (self.size + 511) // 512
+
+    def with_(self, **changes: int) -> Attr:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class StatFs:
+    block_size: int
+    blocks: int
+    blocks_free: int
+    blocks_available: int
+    files: int
+    files_free: int
+    name_max: int = 255
+
+
+class Handle(ABC):
+    """An open regular file. It stays usable after its last name is unlinked."""
+
+    ino: int
+
+    @abstractmethod
+    def read(self, offset: int, size: int) -> bytes: ...
+
+    @abstractmethod
+    def write(self, offset: int, data: bytes) -> int: ...
+
+    @abstractmethod
+    def truncate(self, size: int) -> None: ...
+
+    @abstractmethod
+    def flush(self) -> None:
+        """Make buffered writes visible to every other reader of the agent."""
+
+    def fsync(self, datasync: bool = False) -> None:
+        self.flush()
+
+    @abstractmethod
+    def getattr(self) -> Attr: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Handle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Backend(ABC):
+    """A workspace: inodes, directory entries and file content."""
+
+    #: the workspace mode this backend implements
+    mode: str
+    read_only: bool = False
+
+    # -- inode operations ------------------------------------------------
+
+    @abstractmethod
+    def lookup(self, parent: int, name: str) -> Attr:
+        """The inode named ``name`` in directory ``parent``; ``FileNotFoundError`` if none."""
+
+    @abstractmethod
+    def getattr(self, ino: int) -> Attr: ...
+
+    @abstractmethod
+    def setattr(self, ino: int, **fields: int | None) -> Attr:
+        """Change any of :data:`SETTABLE`; ``size`` truncates or extends."""
+
+    @abstractmethod
+    def readdir(self, ino: int, offset: int = 0) -> Iterator[tuple[str, Attr, int]]:
+        """Entries after ``offset`` as ``(name, attr, next_offset)``.
+
+        Offsets are stable: an entry added or removed while a listing is under
+        way never makes another entry appear twice or be skipped.
+        """
+
+    @abstractmethod
+    def mkdir(self, parent: int, name: str, mode: int, uid: int = 0, gid: int = 0) -> Attr: ...
+
+    @abstractmethod
+    def create(
+        self, parent: int, name: str, mode: int, uid: int = 0, gid: int = 0
+    ) -> tuple[Handle, Attr]:
+        """Create a new regular file and open it; ``FileExistsError`` if the name exists."""
+
+    @abstractmethod
+    def open(self, ino: int, flags: int = 0) -> Handle:
+        """Open a regular file; ``O_TRUNC`` in ``flags`` empties it."""
+
+    @abstractmethod
+    def unlink(self, parent: int, name: str) -> None: ...
+
+    @abstractmethod
+    def rmdir(self, parent: int, name: str) -> None: ...
+
+    @abstractmethod
+    def rename(
+        self, parent: int, name: str, new_parent: int, new_name: str, flags: int = 0
+    ) -> None:
+        """POSIX rename; ``flags`` takes RENAME_NOREPLACE and RENAME_EXCHANGE."""
+
+    @abstractmethod
+    def link(self, ino: int, new_parent: int, new_name: str) -> Attr: ...
+
+    @abstractmethod
+    def symlink(self, parent: int, name: str, target: bytes, uid: int = 0, gid: int = 0) -> Attr: ...
+
+    @abstractmethod
+    def readlink(self, ino: int) -> bytes: ...
+
+    @abstractmethod
+    def statfs(self) -> StatFs: ...
+
+    @abstractmethod
+    def getxattr(self, ino: int, name: bytes) -> bytes: ...
+
+    @abstractmethod
+    def setxattr(self, ino: int, name: bytes, value: bytes, flags: int = 0) -> None:
+        """``flags`` takes XATTR_CREATE and XATTR_REPLACE."""
+
+    @abstractmethod
+    def listxattr(self, ino: int) -> list[bytes]: ...
+
+    @abstractmethod
+    def removexattr(self, ino: int, name: bytes) -> None: ...
+
+    # -- whole-file operations ---------------------------------------------
+
+    @abstractmethod
+    def tmpfile(self, parent: int, mode: int = 0o644) -> Handle:
+        """An open file with no name yet, for writes that replace a file atomically."""
+
+    @abstractmethod
+    def publish(self, handle: Handle, parent: int, name: str) -> Attr:
+        """Give a :meth:`tmpfile` its name, atomically replacing a file of that name."""
+
+    @abstractmethod
+    def checksum(self, ino: int) -> str:
+        """A hex digest of the file's content: equal content, equal digest."""
+
+    def copy_file(self, ino: int, parent: int, name: str) -> Attr:
+        """Copy a regular file to ``parent/name``, replacing a file there.
+
+        Backends that share content between inodes override this to copy no bytes.
+        """
+        source = self.open(ino)
+        target = self.tmpfile(parent, self.getattr(ino).mode & 0o7777)
+        try:
+            offset = 0
+            while chunk := source.read(offset, 1 << 20):
+                target.write(offset, chunk)
+                offset += len(chunk)
+            return self.publish(target, parent, name)
+        finally:
+            source.close()
+            target.close()
+
+    def transaction(self) -> contextlib.AbstractContextManager[object]:
+        """A block whose changes land together, where the backend can promise it."""
+        return contextlib.nullcontext()
+
+    def forget(self, ino: int) -> None:  # noqa: B027 - optional hook
+        """The FUSE kernel no longer refers to ``ino``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the backend holds open."""
+
+    # -- paths -----------------------------------------------------------------
+
+    def resolve(self, path: str) -> Attr:
+        """The inode at a workspace path, without following a final symlink."""
+        attr = self.getattr(ROOT_INO)
+        for name in split_path(path):
+            if not attr.is_dir:
+                raise NotADirectoryError(errno.ENOTDIR, "Not a directory", path)
+            attr = self.lookup(attr.ino, name)
+        return attr
+
+    def resolve_parent(self, path: str) -> tuple[int, str]:
+        """The directory inode that holds ``path`` and the last name in it."""
+        parts = split_path(path)
+        if not parts:
+            raise PermissionError(errno.EPERM, "the workspace root has no parent", path)
+        parent = self.resolve("/".join(parts[:-1]))
+        if not parent.is_dir:
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", path)
+        return parent.ino, check_name(parts[-1])
+
+    def lookup_or_none(self, parent: int, name: str) -> Attr | None:
+        try:
+            return self.lookup(parent, name)
+        except FileNotFoundError:
+            return None

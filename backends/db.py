@@ -1,0 +1,292 @@
+"""The one connection layer: apsw connections, transactions, migrations, errors.
+
+Every SQLite database agent-vfs opens (the control database and each agent's
+database) goes through :class:`Database`. It keeps one connection per thread,
+opens a fresh one after ``fork``, applies the best-practice settings to each
+connection, runs the numbered migrations from ``schema/`` on first open, and
+turns apsw exceptions into ``OSError`` subclasses with an errno.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import apsw
+
+import schema
+
+BUSY_TIMEOUT_S = 60.0
+
+# apsw exception -> (errno, message). Constraint violations are FileExistsError
+# because the only UNIQUE constraints a caller can hit are names that exist.
+_ERRNO_OF: dict[type[apsw.Error], tuple[int, str]] = {
+    apsw.ConstraintError: (errno.EEXIST, "already exists"),
+    apsw.BusyError: (errno.EBUSY, "database is busy"),
+    apsw.LockedError: (errno.EBUSY, "database table is locked"),
+    apsw.ReadOnlyError: (errno.EROFS, "database is read-only"),
+    apsw.FullError: (errno.ENOSPC, "disk or database is full"),
+    apsw.CorruptError: (errno.EIO, "database is corrupt"),
+    apsw.NotADBError: (errno.EIO, "file is not a database or is corrupt"),
+    apsw.CantOpenError: (errno.EACCES, "cannot open database"),
+    apsw.PermissionsError: (errno.EACCES, "permission denied"),
+    apsw.AuthError: (errno.EACCES, "not authorized"),
+    apsw.IOError: (errno.EIO, "disk I/O error"),
+    apsw.TooBigError: (errno.EFBIG, "value too big"),
+    apsw.NoMemError: (errno.ENOMEM, "out of memory"),
+}
+
+
+def os_error(exc: apsw.Error, path: str | os.PathLike[str] | None = None) -> OSError:
+    """Map an apsw exception to the ``OSError`` that callers handle."""
+    for kind, (code, message) in _ERRNO_OF.items():
+        if isinstance(exc, kind):
+            detail = f"{message} ({exc})" if str(exc) else message
+            return OSError(code, detail, None if path is None else str(path))
+    return OSError(errno.EIO, f"database error: {exc}", None if path is None else str(path))
+
+
+@contextlib.contextmanager
+def translated_errors(path: str | os.PathLike[str] | None = None) -> Iterator[None]:
+    """Raise apsw errors inside the block as ``OSError``."""
+    try:
+        yield
+    except apsw.Error as exc:
+        raise os_error(exc, path) from exc
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` with mode 0600 if it does not exist (SQLite's -wal and
+    -shm files copy the database file's permissions)."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+# Connections inherited across fork are kept alive but never used or closed in
+# the child: closing them there could checkpoint or unlink files the parent uses.
+_inherited: list[apsw.Connection] = []
+
+
+class Database:
+    """One SQLite file with a connection per thread.
+
+    Parameters
+    ----------
+    path:
+        The database file; created 0600 when ``create`` is true.
+    kind:
+        Which ``schema/<kind>/`` migrations apply (``"agent"`` or ``"state"``).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        kind: str,
+        *,
+        create: bool = True,
+        busy_timeout: float = BUSY_TIMEOUT_S,
+    ) -> None:
+        self.path = Path(path)
+        self.kind = kind
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        if not self.path.exists():
+            if not create:
+                raise FileNotFoundError(errno.ENOENT, "no such database", str(self.path))
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            create_private_file(self.path)
+        self.migrate()
+
+    # -- connections -----------------------------------------------------
+
+    @property
+    def conn(self) -> apsw.Connection:
+        """This thread's connection, opened on first use (and again after fork)."""
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is not None and local.pid == os.getpid():
+            return conn
+        if conn is not None:
+            _inherited.append(conn)
+        with translated_errors(self.path):
+            conn = apsw.Connection(
+                str(self.path),
+                flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_NOFOLLOW,
+            )
+            conn.setbusytimeout(int(self.busy_timeout * 1000))
+            # Fail fast and clearly on a file that is not a database.
+            conn.execute("PRAGMA schema_version").fetchall()
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchall()[0][0]
+            if mode != "wal":
+                raise OSError(errno.EIO, f"cannot enable WAL (got {mode})", str(self.path))
+            conn.execute(
+                "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; "
+                "PRAGMA recursive_triggers=OFF; PRAGMA trusted_schema=OFF"
+            )
+            conn.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
+            conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 0)
+        local.conn = conn
+        local.pid = os.getpid()
+        local.depth = 0
+        return conn
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread ends)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            conn.close()
+        self._local.conn = None
+
+    # -- transactions ------------------------------------------------------
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[apsw.Connection]:
+        """A write transaction: ``BEGIN IMMEDIATE`` outermost, a SAVEPOINT when nested.
+
+        Taking the write lock up front means the busy timeout applies: a
+        deferred transaction that upgrades can fail at once with SQLITE_BUSY.
+        """
+        conn = self.conn
+        local = self._local
+        depth = local.depth
+        name = f"sp{depth}"
+        with translated_errors(self.path):
+            conn.execute(f"SAVEPOINT {name}" if depth else "BEGIN IMMEDIATE")
+        local.depth = depth + 1
+        try:
+            yield conn
+        except BaseException:
+            local.depth = depth
+            with translated_errors(self.path):
+                if depth:
+                    conn.execute(f"ROLLBACK TO {name}; RELEASE {name}")
+                elif not conn.getautocommit():
+                    conn.execute("ROLLBACK")
+            raise
+        local.depth = depth
+        with translated_errors(self.path):
+            if depth:
+                conn.execute(f"RELEASE {name}")
+            else:
+                self._commit(conn)
+
+    def _commit(self, conn: apsw.Connection) -> None:
+        # COMMIT can meet SQLITE_BUSY while readers finish a checkpoint; the
+        # transaction stays open then, so retrying is safe.
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                conn.execute("COMMIT")
+                return
+            except apsw.BusyError:
+                if time.monotonic() > deadline:
+                    conn.execute("ROLLBACK")
+                    raise
+                time.sleep(0.01)
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[apsw.Connection]:
+        """A read transaction: one consistent snapshot for the whole block."""
+        conn = self.conn
+        local = self._local
+        if local.depth:
+            yield conn
+            return
+        with translated_errors(self.path):
+            conn.execute("BEGIN")
+        local.depth = 1
+        try:
+            yield conn
+        finally:
+            local.depth = 0
+            with translated_errors(self.path):
+                if not conn.getautocommit():
+                    conn.execute("COMMIT")
+
+    @property
+    def in_transaction(self) -> bool:
+        return bool(getattr(self._local, "depth", 0))
+
+    # -- queries -----------------------------------------------------------
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> apsw.Cursor:
+        with translated_errors(self.path):
+            return self.conn.execute(sql, params)
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+        with translated_errors(self.path):
+            return self.conn.execute(sql, params).fetchall()
+
+    def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        """The first row, or ``None``."""
+        with translated_errors(self.path):
+            for row in self.conn.execute(sql, params):
+                return row
+        return None
+
+    def value(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        """The first column of the first row, or ``None``."""
+        row = self.one(sql, params)
+        return None if row is None else row[0]
+
+    def data_version(self) -> int:
+        """Changes when another connection commits: a cheap cache validator."""
+        return int(self.value("PRAGMA data_version"))
+
+    # -- maintenance ---------------------------------------------------------
+
+    def integrity_check(self) -> list[str]:
+        """Problems ``PRAGMA integrity_check`` and ``foreign_key_check`` report; empty if none."""
+        problems = [r[0] for r in self.query("PRAGMA integrity_check") if r[0] != "ok"]
+        problems += [f"foreign key: {row}" for row in self.query("PRAGMA foreign_key_check")]
+        return problems
+
+    def backup_to(self, target: str | os.PathLike[str]) -> None:
+        """Copy a consistent snapshot of the database to ``target`` while others write."""
+        create_private_file(Path(target))
+        with translated_errors(self.path):
+            dest = apsw.Connection(str(target))
+            try:
+                with dest.backup("main", self.conn, "main") as backup:
+                    while not backup.done:
+                        backup.step(1024)
+            finally:
+                dest.close()
+
+    def migrate(self) -> None:
+        """Apply the migrations this database has not seen, in one transaction."""
+        steps = schema.migrations(self.kind)
+        latest = steps[-1][0] if steps else 0
+        if self.value("PRAGMA user_version") == latest:
+            return  # the common case needs no write lock
+        with self.write() as conn:
+            current = conn.execute("PRAGMA user_version").fetchall()[0][0]
+            if current > latest:
+                raise OSError(
+                    errno.EPROTO,
+                    f"database schema {current} is newer than this agent-vfs ({latest})",
+                    str(self.path),
+                )
+            if current == latest:
+                return
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+            for version, name, sql in steps:
+                if version > current:
+                    conn.execute(sql)
+                    conn.execute(
+                        "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                        (version, name, time.time()),
+                    )
+            conn.execute(f"PRAGMA user_version={latest}")

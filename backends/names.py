@@ -1,0 +1,64 @@
+"""Validation of the names that reach a path: agent ids, entry names, workspace paths.
+
+Nothing user-supplied is used in a host path before it passes through here.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+
+AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+NAME_MAX = 255
+
+
+class InvalidAgentId(ValueError):
+    """An agent id that does not match ``[A-Za-z0-9][A-Za-z0-9_.-]{0,63}``."""
+
+
+def check_agent_id(agent: str) -> str:
+    """Return ``agent`` if it is a valid agent id, else raise :class:`InvalidAgentId`."""
+    if not isinstance(agent, str) or not AGENT_ID.fullmatch(agent) or agent in {".", ".."}:
+        raise InvalidAgentId(
+            f"invalid agent id {agent!r}: use 1-64 characters from A-Z a-z 0-9 _ . -, "
+            "starting with a letter or digit"
+        )
+    return agent
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it can be one entry of a directory, else raise ``OSError``."""
+    if name in ("", ".", ".."):
+        raise OSError(errno.EINVAL, f"invalid file name {name!r}", name)
+    if "/" in name or "\0" in name:
+        raise OSError(errno.EINVAL, "a file name cannot contain '/' or NUL", name)
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise OSError(errno.EILSEQ, "file names must be valid UTF-8", name) from None
+    if len(encoded) > NAME_MAX:
+        raise OSError(errno.ENAMETOOLONG, "file name too long", name)
+    return name
+
+
+def split_path(path: str) -> list[str]:
+    """Split a workspace path into checked names. ``""`` and ``"/"`` are the root.
+
+    A leading ``/`` means the workspace root, never the host's. ``.`` parts are
+    dropped; ``..`` is refused rather than resolved, so no spelling of a path
+    can climb out of the workspace.
+    """
+    if "\0" in path:
+        raise OSError(errno.EINVAL, "path contains a NUL byte", path)
+    parts = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            raise PermissionError(errno.EACCES, "'..' is not allowed in a workspace path", path)
+        parts.append(check_name(part))
+    return parts
+
+
+def join_path(parts: list[str]) -> str:
+    return "/".join(parts)

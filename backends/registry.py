@@ -1,0 +1,104 @@
+"""The control database (``state.sqlite``): the agent registry and settings."""
+
+from __future__ import annotations
+
+import errno
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backends.db import Database
+from backends.names import check_agent_id
+
+MODES = ("disk", "sqlite", "hybrid")
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    id: str
+    mode: str
+    db_path: Path
+    workspace: Path
+    created_at: float
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"unknown workspace mode {mode!r}: choose one of {', '.join(MODES)}")
+    return mode
+
+
+class Registry:
+    """Which agents exist under one home directory, and where their data lives."""
+
+    def __init__(self, home: str | Path) -> None:
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.db = Database(self.home / "state.sqlite", "state")
+
+    def agent_dir(self, agent: str) -> Path:
+        return self.home / "agents" / check_agent_id(agent)
+
+    def _record(self, row: Any) -> AgentRecord:
+        return AgentRecord(row[0], row[1], Path(row[2]), Path(row[3]), row[4])
+
+    def get(self, agent: str) -> AgentRecord:
+        check_agent_id(agent)
+        row = self.db.one(
+            "SELECT id, mode, db_path, workspace, created_at FROM agents WHERE id = ?", (agent,)
+        )
+        if row is None:
+            raise FileNotFoundError(errno.ENOENT, f"no such agent: {agent}", agent)
+        return self._record(row)
+
+    def exists(self, agent: str) -> bool:
+        check_agent_id(agent)
+        return self.db.value("SELECT 1 FROM agents WHERE id = ?", (agent,)) is not None
+
+    def list(self) -> list[AgentRecord]:
+        rows = self.db.query(
+            "SELECT id, mode, db_path, workspace, created_at FROM agents ORDER BY id"
+        )
+        return [self._record(r) for r in rows]
+
+    def create(self, agent: str, mode: str, workspace: str | Path | None = None) -> AgentRecord:
+        """Register ``agent``; ``workspace`` defaults to ``agents/<agent>/workspace``."""
+        check_mode(mode)
+        directory = self.agent_dir(agent)
+        ws = Path(workspace).resolve() if workspace is not None else directory / "workspace"
+        with self.db.write():
+            if self.exists(agent):
+                raise FileExistsError(errno.EEXIST, f"agent already exists: {agent}", agent)
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.db.execute(
+                "INSERT INTO agents (id, mode, db_path, workspace, created_at) VALUES (?, ?, ?, ?, ?)",
+                (agent, mode, str(directory / "agent.sqlite"), str(ws), time.time()),
+            )
+        return self.get(agent)
+
+    def set_mode(self, agent: str, mode: str) -> None:
+        check_mode(mode)
+        with self.db.write():
+            self.get(agent)
+            self.db.execute("UPDATE agents SET mode = ? WHERE id = ?", (mode, agent))
+
+    def delete(self, agent: str) -> None:
+        with self.db.write():
+            self.get(agent)
+            self.db.execute("DELETE FROM agents WHERE id = ?", (agent,))
+            self.db.execute("DELETE FROM settings WHERE scope = ?", (agent,))
+
+    # -- settings: JSON values, global (scope "") or per agent ---------------
+
+    def get_setting(self, key: str, scope: str = "") -> Any:
+        value = self.db.value("SELECT value FROM settings WHERE scope = ? AND key = ?", (scope, key))
+        return None if value is None else json.loads(value)
+
+    def set_setting(self, key: str, value: Any, scope: str = "") -> None:
+        with self.db.write():
+            self.db.execute(
+                "INSERT OR REPLACE INTO settings (scope, key, value) VALUES (?, ?, ?)",
+                (scope, key, json.dumps(value)),
+            )

@@ -1,0 +1,101 @@
+"""``Workspace``: one agent's database, its files and the stores on top."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from backends import Backend, Database, open_backend
+from backends.registry import AgentRecord, Registry
+from vfs.settings import resolve_home
+
+if TYPE_CHECKING:
+    from vfs.fs import AgentFileSystem
+
+
+class Workspace:
+    """An agent's workspace.
+
+    Use :meth:`open` for an existing agent and :meth:`create` for a new one.
+    The backend that stores files is chosen by the agent's mode.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        record: AgentRecord,
+        *,
+        mode: str | None = None,
+        read_only: bool = False,
+    ) -> None:
+        self.registry = registry
+        self.record = record
+        self.agent = record.id
+        self.home = registry.home
+        self.mode = mode or record.mode
+        self.read_only = read_only
+        self.db = Database(record.db_path, "agent")
+        if self.mode in ("disk", "hybrid"):
+            record.workspace.mkdir(parents=True, exist_ok=True)
+        self.backend: Backend = open_backend(
+            self.mode, self.db, record.workspace, read_only=read_only
+        )
+
+    @classmethod
+    def open(
+        cls,
+        agent: str,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        create: bool = False,
+        mode: str | None = None,
+        workspace: str | os.PathLike[str] | None = None,
+        read_only: bool = False,
+    ) -> Workspace:
+        """Open ``agent``; with ``create=True`` an unknown agent is created in ``mode``.
+
+        Raises ``FileNotFoundError`` naming the agent when it does not exist.
+        """
+        registry = Registry(resolve_home(home))
+        if create and not registry.exists(agent):
+            try:
+                registry.create(agent, mode or "sqlite", workspace)
+            except FileExistsError:
+                pass  # another process created it first
+        return cls(registry, registry.get(agent), mode=mode, read_only=read_only)
+
+    @classmethod
+    def create(
+        cls,
+        agent: str,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        mode: str = "sqlite",
+        workspace: str | os.PathLike[str] | None = None,
+    ) -> Workspace:
+        """Create a new agent; ``FileExistsError`` if it exists."""
+        registry = Registry(resolve_home(home))
+        record = registry.create(agent, mode, workspace)
+        return cls(registry, record)
+
+    @property
+    def directory(self) -> Path:
+        return self.registry.agent_dir(self.agent)
+
+    @cached_property
+    def fs(self) -> AgentFileSystem:
+        from vfs.fs import AgentFileSystem
+
+        return AgentFileSystem(workspace=self)
+
+    def close(self) -> None:
+        self.backend.close()
+        self.db.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
