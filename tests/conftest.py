@@ -1,0 +1,33 @@
+"""Shared fixtures: a fresh home directory per test and workspaces in each mode."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from vfs import Workspace
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty AGENT_VFS_HOME, also exported for subprocesses and the CLI."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("AGENT_VFS_HOME", str(path))
+    return path
+
+
+@pytest.fixture
+def make_workspace(home: Path) -> Iterator[Callable[..., Workspace]]:
+    """Create workspaces in a mode; all are closed at the end of the test."""
+    opened: list[Workspace] = []
+
+    def make(mode: str = "sqlite", agent: str = "alice", **kwargs: object) -> Workspace:
+        ws = Workspace.create(agent, home, mode=mode, **kwargs)  # type: ignore[arg-type]
+        opened.append(ws)
+        return ws
+
+    yield make
+    for ws in opened:
+        ws.close()
