@@ -1,0 +1,99 @@
+"""The active-mounts table of the control database.
+
+The process serving a FUSE mount records itself here, so that the CLI can list
+mounts and refuse what a live mount forbids (a second mount of one agent, a
+mode switch). A record whose process has died is stale and is dropped on read.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from backends.db import Database
+from backends.names import check_agent_id
+
+
+@dataclass(frozen=True)
+class MountRecord:
+    agent: str
+    mountpoint: Path
+    pid: int
+    started_at: float
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process with ``pid`` exists (zombies count as dead)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as status:
+            # The state letter follows the parenthesised command name.
+            return status.read().rpartition(b")")[2].split()[0] != b"Z"
+    except OSError:
+        return True
+
+
+class MountTable:
+    """Read and write the ``mounts`` table of a control :class:`Database`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, agent: str, mountpoint: str | os.PathLike[str], pid: int) -> MountRecord:
+        """Record a mount; ``FileExistsError`` if the agent or mount point is live."""
+        check_agent_id(agent)
+        where = str(Path(mountpoint).resolve())
+        with self.db.write():
+            self._drop_stale()
+            row = self.db.one(
+                "SELECT agent, mountpoint FROM mounts WHERE agent = ? OR mountpoint = ?",
+                (agent, where),
+            )
+            if row is not None:
+                raise FileExistsError(
+                    errno.EEXIST, f"agent {row[0]} is already mounted at {row[1]}", where
+                )
+            started = time.time()
+            self.db.execute(
+                "INSERT INTO mounts (mountpoint, agent, pid, started_at) VALUES (?, ?, ?, ?)",
+                (where, agent, pid, started),
+            )
+        return MountRecord(agent, Path(where), pid, started)
+
+    def remove(self, mountpoint: str | os.PathLike[str]) -> None:
+        where = str(Path(mountpoint).resolve())
+        with self.db.write():
+            self.db.execute("DELETE FROM mounts WHERE mountpoint = ?", (where,))
+
+    def list(self) -> list[MountRecord]:
+        """Live mounts, ordered by mount point; stale records are deleted."""
+        rows = self.db.query(
+            "SELECT agent, mountpoint, pid, started_at FROM mounts ORDER BY mountpoint"
+        )
+        records = [MountRecord(r[0], Path(r[1]), r[2], r[3]) for r in rows]
+        if any(not pid_alive(r.pid) for r in records):
+            with self.db.write():
+                self._drop_stale()
+        return [r for r in records if pid_alive(r.pid)]
+
+    def for_agent(self, agent: str) -> builtins.list[MountRecord]:
+        """Live mounts of ``agent`` (at most one)."""
+        return [r for r in self.list() if r.agent == agent]
+
+    def _drop_stale(self) -> None:
+        for mountpoint, pid in self.db.query("SELECT mountpoint, pid FROM mounts"):
+            if not pid_alive(pid):
+                self.db.execute(
+                    "DELETE FROM mounts WHERE mountpoint = ? AND pid = ?", (mountpoint, pid)
+                )
