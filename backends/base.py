@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import stat
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from dataclasses import dataclass, replace
 from backends.names import check_name, split_path
 
 ROOT_INO = 1
+SYMLINK_HOPS = 40  # Linux's MAXSYMLINKS
 
 # setattr fields a caller may pass; None means "leave as is".
 SETTABLE = ("mode", "uid", "gid", "size", "atime_ns", "mtime_ns", "ctime_ns")
@@ -163,7 +165,9 @@ class Backend(ABC):
     def link(self, ino: int, new_parent: int, new_name: str) -> Attr: ...
 
     @abstractmethod
-    def symlink(self, parent: int, name: str, target: bytes, uid: int = 0, gid: int = 0) -> Attr: ...
+    def symlink(
+        self, parent: int, name: str, target: bytes, uid: int = 0, gid: int = 0
+    ) -> Attr: ...
 
     @abstractmethod
     def readlink(self, ino: int) -> bytes: ...
@@ -227,21 +231,51 @@ class Backend(ABC):
 
     # -- paths -----------------------------------------------------------------
 
-    def resolve(self, path: str) -> Attr:
-        """The inode at a workspace path, without following a final symlink."""
-        attr = self.getattr(ROOT_INO)
-        for name in split_path(path):
-            if not attr.is_dir:
+    def resolve(self, path: str, *, follow: bool = False) -> Attr:
+        """The inode at a workspace path.
+
+        Symlinks in the middle of the path are followed, and the last one too
+        when ``follow`` is true, but only inside the workspace: an absolute
+        target, or a relative one that climbs above the root, raises
+        ``PermissionError`` rather than being followed out.
+        """
+        pending = split_path(path)
+        pending.reverse()
+        stack: list[Attr] = [self.getattr(ROOT_INO)]
+        hops = 0
+        while pending:
+            name = pending.pop()
+            if name == "..":  # only ever from a symlink target
+                if len(stack) == 1:
+                    raise PermissionError(
+                        errno.EACCES, "symlink points outside the workspace", path
+                    )
+                stack.pop()
+                continue
+            here = stack[-1]
+            if not here.is_dir:
                 raise NotADirectoryError(errno.ENOTDIR, "Not a directory", path)
-            attr = self.lookup(attr.ino, name)
-        return attr
+            attr = self.lookup(here.ino, name)
+            if attr.is_link and (pending or follow):
+                hops += 1
+                if hops > SYMLINK_HOPS:
+                    raise OSError(errno.ELOOP, "Too many levels of symbolic links", path)
+                target = os.fsdecode(self.readlink(attr.ino))
+                if target.startswith("/"):
+                    raise PermissionError(
+                        errno.EACCES, "symlink points outside the workspace", path
+                    )
+                pending.extend(reversed(_split_target(target)))
+                continue
+            stack.append(attr)
+        return stack[-1]
 
     def resolve_parent(self, path: str) -> tuple[int, str]:
         """The directory inode that holds ``path`` and the last name in it."""
         parts = split_path(path)
         if not parts:
             raise PermissionError(errno.EPERM, "the workspace root has no parent", path)
-        parent = self.resolve("/".join(parts[:-1]))
+        parent = self.resolve("/".join(parts[:-1]), follow=True)
         if not parent.is_dir:
             raise NotADirectoryError(errno.ENOTDIR, "Not a directory", path)
         return parent.ino, check_name(parts[-1])
@@ -251,3 +285,10 @@ class Backend(ABC):
             return self.lookup(parent, name)
         except FileNotFoundError:
             return None
+
+
+def _split_target(target: str) -> list[str]:
+    """Names of a relative symlink target; ``..`` is kept for :meth:`Backend.resolve`."""
+    if "\0" in target:
+        raise OSError(errno.EINVAL, "symlink target contains NUL", target)
+    return [part for part in target.split("/") if part not in ("", ".")]

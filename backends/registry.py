@@ -93,7 +93,9 @@ class Registry:
     # -- settings: JSON values, global (scope "") or per agent ---------------
 
     def get_setting(self, key: str, scope: str = "") -> Any:
-        value = self.db.value("SELECT value FROM settings WHERE scope = ? AND key = ?", (scope, key))
+        value = self.db.value(
+            "SELECT value FROM settings WHERE scope = ? AND key = ?", (scope, key)
+        )
         return None if value is None else json.loads(value)
 
     def set_setting(self, key: str, value: Any, scope: str = "") -> None:

@@ -129,7 +129,9 @@ class SqliteBackend(Backend):
     def _add_entry(self, parent: int, name: str, ino: int) -> None:
         if self._entry(parent, name) is not None:
             raise FileExistsError(errno.EEXIST, "File exists", name)
-        self.db.execute("INSERT INTO entries (parent, name, ino) VALUES (?, ?, ?)", (parent, name, ino))
+        self.db.execute(
+            "INSERT INTO entries (parent, name, ino) VALUES (?, ?, ?)", (parent, name, ino)
+        )
 
     def _drop_link(self, ino: int, now: int) -> None:
         """One name of ``ino`` is gone; free it when it has none left and nobody has it open."""
@@ -207,7 +209,9 @@ class SqliteBackend(Backend):
                     changes[key] = int(value)
             changes["ctime_ns"] = int(fields.get("ctime_ns") or now)
             assignments = ", ".join(f"{key} = :{key}" for key in changes)
-            self.db.execute(f"UPDATE inodes SET {assignments} WHERE ino = :ino", {**changes, "ino": ino})
+            self.db.execute(
+                f"UPDATE inodes SET {assignments} WHERE ino = :ino", {**changes, "ino": ino}
+            )
             return self._get(ino)
 
     def readdir(self, ino: int, offset: int = 0) -> Iterator[tuple[str, Attr, int]]:
@@ -346,8 +350,14 @@ class SqliteBackend(Backend):
             self.db.execute("UPDATE inodes SET ctime_ns = ? WHERE ino = ?", (now, source.ino))
 
     def _exchange(
-        self, parent: int, name: str, source: Attr, new_parent: int, new_name: str,
-        target: Attr, now: int,
+        self,
+        parent: int,
+        name: str,
+        source: Attr,
+        new_parent: int,
+        new_name: str,
+        target: Attr,
+        now: int,
     ) -> None:
         if source.is_dir and self._is_ancestor(source.ino, new_parent):
             raise OSError(errno.EINVAL, "cannot move a directory into itself", new_name)
@@ -542,7 +552,8 @@ class SqliteBackend(Backend):
                 self.db.execute("DELETE FROM entries WHERE parent = ? AND name = ?", (parent, name))
                 self._drop_link(existing.ino, now)
             self.db.execute(
-                "INSERT INTO entries (parent, name, ino) VALUES (?, ?, ?)", (parent, name, handle.ino)
+                "INSERT INTO entries (parent, name, ino) VALUES (?, ?, ?)",
+                (parent, name, handle.ino),
             )
             self.db.execute(
                 "UPDATE inodes SET nlink = nlink + 1, ctime_ns = ? WHERE ino = ?", (now, handle.ino)
@@ -689,7 +700,10 @@ class SqliteHandle(Handle):
                     backend._handles.pop(self.ino, None)
                 last = not handles
             # Only a nameless inode needs freeing; the common close takes no write lock.
-            if last and backend.db.value("SELECT nlink FROM inodes WHERE ino = ?", (self.ino,)) == 0:
+            if (
+                last
+                and backend.db.value("SELECT nlink FROM inodes WHERE ino = ?", (self.ino,)) == 0
+            ):
                 with backend.db.write():
                     backend.db.execute("DELETE FROM orphans WHERE ino = ?", (self.ino,))
                     backend._release_if_unused(self.ino)
