@@ -114,6 +114,8 @@ class Backend(ABC):
     #: the workspace mode this backend implements
     mode: str
     read_only: bool = False
+    #: whether :meth:`transaction` makes a block's changes land together
+    transactional: bool = False
 
     # -- inode operations ------------------------------------------------
 

@@ -269,7 +269,7 @@ class Database:
         if self.value("PRAGMA user_version") == latest:
             return  # the common case needs no write lock
         with self.write() as conn:
-            current = conn.execute("PRAGMA user_version").fetchall()[0][0]
+            current = int(self.value("PRAGMA user_version"))
             if current > latest:
                 raise OSError(
                     errno.EPROTO,

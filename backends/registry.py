@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,9 @@ class Registry:
         )
         return [self._record(r) for r in rows]
 
-    def create(self, agent: str, mode: str, workspace: str | Path | None = None) -> AgentRecord:
+    def create(
+        self, agent: str, mode: str, workspace: str | os.PathLike[str] | None = None
+    ) -> AgentRecord:
         """Register ``agent``; ``workspace`` defaults to ``agents/<agent>/workspace``."""
         check_mode(mode)
         directory = self.agent_dir(agent)

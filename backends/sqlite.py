@@ -54,6 +54,7 @@ class SqliteBackend(Backend):
     """A workspace stored in ``agent.sqlite``."""
 
     mode = "sqlite"
+    transactional = True
 
     def __init__(self, db: Database, *, read_only: bool = False) -> None:
         self.db = db

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from functools import cached_property
 from pathlib import Path
@@ -60,10 +61,8 @@ class Workspace:
         """
         registry = Registry(resolve_home(home))
         if create and not registry.exists(agent):
-            try:
+            with contextlib.suppress(FileExistsError):  # another process created it first
                 registry.create(agent, mode or "sqlite", workspace)
-            except FileExistsError:
-                pass  # another process created it first
         return cls(registry, registry.get(agent), mode=mode, read_only=read_only)
 
     @classmethod
