@@ -1,0 +1,21 @@
+"""The FUSE mount of an agent's workspace (pyfuse3 + trio), over the Backend interface.
+
+``serve`` mounts in the calling process and blocks; ``start`` / ``mounted``
+run the mount in a background process; ``unmount`` ends one.
+"""
+
+from __future__ import annotations
+
+from mount.operations import DEFAULT_CACHE_TIMEOUT, AgentOperations
+from mount.process import mounted, start, stop, unmount
+from mount.serve import serve
+
+__all__ = [
+    "DEFAULT_CACHE_TIMEOUT",
+    "AgentOperations",
+    "mounted",
+    "serve",
+    "start",
+    "stop",
+    "unmount",
+]

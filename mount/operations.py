@@ -1,0 +1,367 @@
+"""The FUSE request handlers: one async method per kernel operation, over a Backend.
+
+Every handler runs its backend call inline on the trio loop: the calls are short
+(one indexed query or one small transaction), and a hop to a worker thread
+would cost more than most of them take. Errors become ``FUSEError`` in one
+place, :func:`kernel_op`.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import itertools
+import logging
+import os
+import stat
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+import pyfuse3
+
+from backends.base import Attr, Backend, Handle
+
+log = logging.getLogger("agentvfs.mount")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Default seconds the kernel may trust a name lookup or an inode's attributes
+#: without asking again: the bound on how stale a change made by another
+#: process (fsspec, the CLI) can look through the mount.
+DEFAULT_CACHE_TIMEOUT = 1.0
+
+#: ``st_blksize``: the I/O size programs pick for buffers (one FUSE request).
+IO_BLOCK_SIZE = 128 * 1024
+
+
+def kernel_op(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Answer an ``OSError`` with its errno and anything unexpected with EIO.
+
+    An unexpected exception is logged with its traceback; it never reaches
+    pyfuse3, which would end the mount.
+    """
+
+    @functools.wraps(method)
+    async def handler(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except OSError as exc:
+            raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
+        except Exception:
+            log.exception("%s failed", method.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    return handler
+
+
+def decode_name(raw: bytes) -> str:
+    """Names are UTF-8 in every front end; other bytes are refused with EILSEQ."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OSError(errno.EILSEQ, "file names must be valid UTF-8") from None
+
+
+class AgentOperations(pyfuse3.Operations):
+    """pyfuse3 operations serving one agent's :class:`~backends.base.Backend`.
+
+    Parameters
+    ----------
+    backend:
+        The workspace to serve; the mount owns it from here on.
+    cache_timeout:
+        Seconds the kernel may cache entries, negative lookups and attributes.
+    """
+
+    # With a writeback cache the kernel keeps its own size and mtime of a file
+    # and ignores the backend's, so a write made by another process would stay
+    # invisible: the page cache is used write-through instead.
+    enable_writeback_cache = False
+    supports_dot_lookup = False
+
+    def __init__(self, backend: Backend, *, cache_timeout: float = DEFAULT_CACHE_TIMEOUT) -> None:
+        super().__init__()
+        self.backend = backend
+        self.cache_timeout = cache_timeout
+        self._files: dict[int, Handle] = {}
+        self._next_fh = itertools.count(1)
+        self._lookups: dict[int, int] = {}
+        # ino -> (mtime_ns, size) when last opened and not written through the
+        # mount since: while it is unchanged, the kernel's cached pages are good.
+        self._clean: dict[int, tuple[int, int]] = {}
+
+    # -- helpers -------------------------------------------------------------
+
+    def _entry(self, attr: Attr) -> pyfuse3.EntryAttributes:
+        entry = pyfuse3.EntryAttributes()
+        entry.st_ino = attr.ino
+        entry.generation = 0
+        entry.entry_timeout = self.cache_timeout
+        entry.attr_timeout = self.cache_timeout
+        entry.st_mode = attr.mode
+        entry.st_nlink = attr.nlink
+        entry.st_uid = attr.uid
+        entry.st_gid = attr.gid
+        entry.st_rdev = attr.rdev
+        entry.st_size = attr.size
+        entry.st_blksize = IO_BLOCK_SIZE
+        entry.st_blocks = attr.blocks
+        entry.st_atime_ns = attr.atime_ns
+        entry.st_mtime_ns = attr.mtime_ns
+        entry.st_ctime_ns = attr.ctime_ns
+        entry.st_birthtime_ns = attr.btime_ns
+        return entry
+
+    def _looked_up(self, attr: Attr) -> pyfuse3.EntryAttributes:
+        """An entry reply: the kernel now holds one more reference to the inode."""
+        self._lookups[attr.ino] = self._lookups.get(attr.ino, 0) + 1
+        return self._entry(attr)
+
+    def _handle(self, fh: int) -> Handle:
+        try:
+            return self._files[fh]
+        except KeyError:
+            raise OSError(errno.EBADF, "unknown file handle") from None
+
+    def _open_file(self, handle: Handle, stamp: tuple[int, int] | None) -> int:
+        fh = next(self._next_fh)
+        self._files[fh] = handle
+        if stamp is not None:
+            self._clean[handle.ino] = stamp
+        return fh
+
+    def close_all(self) -> None:
+        """Flush and close every file still open (at unmount or shutdown)."""
+        while self._files:
+            _, handle = self._files.popitem()
+            try:
+                handle.close()
+            except Exception:
+                log.exception("closing inode %d at unmount failed", handle.ino)
+
+    # -- names and inodes ----------------------------------------------------
+
+    @kernel_op
+    async def lookup(
+        self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        try:
+            attr = self.backend.lookup(parent_inode, decode_name(name))
+        except FileNotFoundError:
+            # st_ino 0 lets the kernel cache the miss for the cache timeout.
+            miss = pyfuse3.EntryAttributes()
+            miss.st_ino = 0
+            miss.entry_timeout = self.cache_timeout
+            return miss
+        return self._looked_up(attr)
+
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        for ino, count in inode_list:
+            left = self._lookups.get(ino, 0) - count
+            if left > 0:
+                self._lookups[ino] = left
+                continue
+            self._lookups.pop(ino, None)
+            self._clean.pop(ino, None)
+            try:
+                self.backend.forget(ino)
+            except Exception:  # forget has nobody to answer
+                log.exception("forget of inode %d failed", ino)
+
+    @kernel_op
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._entry(self.backend.getattr(inode))
+
+    @kernel_op
+    async def setattr(
+        self,
+        inode: int,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        fh: int | None,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
+        changes: dict[str, int | None] = {}
+        if fields.update_mode:
+            changes["mode"] = attr.st_mode
+        if fields.update_uid:
+            changes["uid"] = attr.st_uid
+        if fields.update_gid:
+            changes["gid"] = attr.st_gid
+        if fields.update_size:
+            changes["size"] = attr.st_size
+            self._clean.pop(inode, None)
+        if fields.update_atime:
+            changes["atime_ns"] = attr.st_atime_ns
+        if fields.update_mtime:
+            changes["mtime_ns"] = attr.st_mtime_ns
+        if fields.update_ctime:
+            changes["ctime_ns"] = attr.st_ctime_ns
+        return self._entry(self.backend.setattr(inode, **changes))
+
+    @kernel_op
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        return self.backend.readlink(inode)
+
+    @kernel_op
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EOPNOTSUPP, "only regular files, directories and symlinks")
+        handle, attr = self.backend.create(parent_inode, decode_name(name), mode, ctx.uid, ctx.gid)
+        handle.close()
+        return self._looked_up(attr)
+
+    @kernel_op
+    async def mkdir(
+        self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        attr = self.backend.mkdir(parent_inode, decode_name(name), mode, ctx.uid, ctx.gid)
+        return self._looked_up(attr)
+
+    @kernel_op
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self.backend.unlink(parent_inode, decode_name(name))
+
+    @kernel_op
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self.backend.rmdir(parent_inode, decode_name(name))
+
+    @kernel_op
+    async def symlink(
+        self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        attr = self.backend.symlink(parent_inode, decode_name(name), target, ctx.uid, ctx.gid)
+        return self._looked_up(attr)
+
+    @kernel_op
+    async def rename(
+        self,
+        parent_inode_old: int,
+        name_old: bytes,
+        parent_inode_new: int,
+        name_new: bytes,
+        flags: int,
+        ctx: pyfuse3.RequestContext,
+    ) -> None:
+        self.backend.rename(
+            parent_inode_old,
+            decode_name(name_old),
+            parent_inode_new,
+            decode_name(name_new),
+            flags,
+        )
+
+    @kernel_op
+    async def link(
+        self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        attr = self.backend.link(inode, new_parent_inode, decode_name(new_name))
+        return self._looked_up(attr)
+
+    # -- files ---------------------------------------------------------------
+
+    @kernel_op
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        attr = self.backend.getattr(inode)
+        stamp = (attr.mtime_ns, attr.size)
+        keep_cache = not flags & os.O_TRUNC and self._clean.get(inode) == stamp
+        handle = self.backend.open(inode, flags)
+        fh = self._open_file(handle, None if flags & os.O_TRUNC else stamp)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=keep_cache, direct_io=False)
+
+    @kernel_op
+    async def create(
+        self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
+    ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        handle, attr = self.backend.create(parent_inode, decode_name(name), mode, ctx.uid, ctx.gid)
+        fh = self._open_file(handle, None)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=False, direct_io=False), self._looked_up(attr)
+
+    @kernel_op
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        return self._handle(fh).read(off, size)
+
+    @kernel_op
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        handle = self._handle(fh)
+        self._clean.pop(handle.ino, None)
+        return handle.write(off, buf)
+
+    @kernel_op
+    async def flush(self, fh: int) -> None:
+        self._handle(fh).flush()
+
+    @kernel_op
+    async def release(self, fh: int) -> None:
+        handle = self._files.pop(fh, None)
+        if handle is not None:
+            handle.close()
+
+    @kernel_op
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        self._handle(fh).fsync(datasync)
+
+    # -- directories ---------------------------------------------------------
+
+    @kernel_op
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        if not self.backend.getattr(inode).is_dir:
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory")
+        return inode  # readdir offsets are the backend's; no per-open state needed
+
+    @kernel_op
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        for name, attr, offset in self.backend.readdir(fh, start_id):
+            if not pyfuse3.readdir_reply(token, name.encode("utf-8"), self._entry(attr), offset):
+                return
+            self._lookups[attr.ino] = self._lookups.get(attr.ino, 0) + 1
+
+    @kernel_op
+    async def releasedir(self, fh: int) -> None:
+        return None
+
+    @kernel_op
+    async def fsyncdir(self, fh: int, datasync: bool) -> None:
+        return None  # directory changes are committed when they are made
+
+    @kernel_op
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        fs = self.backend.statfs()
+        data = pyfuse3.StatvfsData()
+        data.f_bsize = fs.block_size
+        data.f_frsize = fs.block_size
+        data.f_blocks = fs.blocks
+        data.f_bfree = fs.blocks_free
+        data.f_bavail = fs.blocks_available
+        data.f_files = fs.files
+        data.f_ffree = fs.files_free
+        data.f_favail = fs.files_free
+        data.f_namemax = fs.name_max
+        return data
+
+    # -- extended attributes -------------------------------------------------
+
+    @kernel_op
+    async def setxattr(
+        self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext
+    ) -> None:
+        self.backend.setxattr(inode, name, value)
+
+    @kernel_op
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        return self.backend.getxattr(inode, name)
+
+    @kernel_op
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
+        return self.backend.listxattr(inode)
+
+    @kernel_op
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self.backend.removexattr(inode, name)

@@ -1,0 +1,111 @@
+"""``vfs mount``, ``vfs umount``, ``vfs mounts``: FUSE mounts of agent workspaces."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from backends.mounts import MountTable
+from backends.registry import Registry
+from vfs.cli.app import main
+from vfs.cli.common import home_of, json_option, print_json
+from vfs.settings import resolve_home
+
+DEFAULT_CACHE_TIMEOUT = 1.0
+
+
+@main.command("mount")
+@click.argument("agent")
+@click.argument("mountpoint", type=click.Path(file_okay=False))
+@click.option("--foreground", "-f", is_flag=True, help="Serve in this process until unmounted.")
+@click.option("--read-only", "-r", is_flag=True, help="Refuse every change (EROFS).")
+@click.option(
+    "-o",
+    "options",
+    multiple=True,
+    metavar="OPT[,OPT...]",
+    help="FUSE mount options, e.g. -o allow_other.",
+)
+@click.option(
+    "--cache-timeout",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_CACHE_TIMEOUT,
+    show_default=True,
+    help="Seconds the kernel caches names and attributes: how stale changes made "
+    "by other processes may look.",
+)
+@click.pass_context
+def mount_command(
+    ctx: click.Context,
+    agent: str,
+    mountpoint: str,
+    foreground: bool,
+    read_only: bool,
+    options: tuple[str, ...],
+    cache_timeout: float,
+) -> None:
+    """Mount AGENT's workspace at MOUNTPOINT (an empty directory).
+
+    Returns once the mount is ready and serves it in the background; stop it
+    with `vfs umount MOUNTPOINT`.
+    """
+    from mount.process import check_mountable, start
+    from mount.serve import serve
+
+    home = resolve_home(home_of(ctx))
+    if foreground:
+        where = check_mountable(agent, mountpoint, home)
+        serve(
+            agent,
+            where,
+            home=home,
+            read_only=read_only,
+            options=options,
+            cache_timeout=cache_timeout,
+            on_ready=lambda: click.echo(f"mounted {agent} at {where}", err=True),
+        )
+        return
+    process = start(
+        agent,
+        mountpoint,
+        home=home,
+        read_only=read_only,
+        options=options,
+        cache_timeout=cache_timeout,
+    )
+    click.echo(f"mounted {agent} at {mountpoint} (pid {process.pid})")
+
+
+@main.command("umount")
+@click.argument("mountpoint", type=click.Path(file_okay=False))
+@click.pass_context
+def umount_command(ctx: click.Context, mountpoint: str) -> None:
+    """Unmount MOUNTPOINT after every open file is flushed."""
+    from mount.process import unmount
+
+    unmount(mountpoint, home=home_of(ctx))
+
+
+@main.command("mounts")
+@json_option
+@click.pass_context
+def mounts_command(ctx: click.Context, as_json: bool) -> None:
+    """List active mounts (records of processes that died are dropped)."""
+    records = MountTable(Registry(resolve_home(home_of(ctx))).db).list()
+    if as_json:
+        print_json(
+            [
+                {
+                    "agent": r.agent,
+                    "mountpoint": str(r.mountpoint),
+                    "pid": r.pid,
+                    "started_at": r.started_at,
+                }
+                for r in records
+            ]
+        )
+        return
+    for r in records:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at))
+        click.echo(f"{r.agent}\t{r.mountpoint}\tpid {r.pid}\tsince {started}")
