@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING
 
 from backends import Backend, Database, open_backend
 from backends.registry import AgentRecord, Registry
+from backends.reserved import ReservedTree
 from vfs.settings import resolve_home
 
 if TYPE_CHECKING:
     from vfs.fs import AgentFileSystem
+    from vfs.stores import Artifacts, Caches, Sessions, Transcripts
 
 
 class Workspace:
@@ -40,9 +42,11 @@ class Workspace:
         self.db = Database(record.db_path, "agent")
         if self.mode in ("disk", "hybrid"):
             record.workspace.mkdir(parents=True, exist_ok=True)
-        self.backend: Backend = open_backend(
+        # The mode's backend, wrapped so that /.vfs/runs serves run artifacts read-only.
+        self.files_backend: Backend = open_backend(
             self.mode, self.db, record.workspace, read_only=read_only
         )
+        self.backend: Backend = ReservedTree(self.files_backend, self.artifacts)
 
     @classmethod
     def open(
@@ -88,6 +92,30 @@ class Workspace:
         from vfs.fs import AgentFileSystem
 
         return AgentFileSystem(workspace=self)
+
+    @cached_property
+    def artifacts(self) -> Artifacts:
+        from vfs.stores import Artifacts
+
+        return Artifacts(self.db, self.files_backend)
+
+    @cached_property
+    def caches(self) -> Caches:
+        from vfs.stores import Caches
+
+        return Caches(self.db)
+
+    @cached_property
+    def sessions(self) -> Sessions:
+        from vfs.stores import Sessions
+
+        return Sessions(self.db)
+
+    @cached_property
+    def transcripts(self) -> Transcripts:
+        from vfs.stores import Transcripts
+
+        return Transcripts(self.db)
 
     def close(self) -> None:
         self.backend.close()

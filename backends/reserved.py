@@ -1,0 +1,342 @@
+"""The reserved ``/.vfs`` tree: run artifacts as read-only files in every mode.
+
+:class:`ReservedTree` wraps the mode's backend and delegates everything to it
+except the ``/.vfs`` subtree, which it serves itself::
+
+    /.vfs/runs/<run id>/<output name>
+
+Inode numbers there come from a range no backend hands out (``>= 2**62``), so
+the FUSE adapter and fsspec see ordinary inodes. Every change inside the tree
+fails with ``EROFS``. ``/.vfs`` is looked up by name but not listed in the
+root directory, so tree walks (``find``, copies, mode switches) never copy
+artifacts into files. The wrapper reads artifacts through the small
+:class:`RunFiles` protocol, not through SQL of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from backends.base import ROOT_INO, Attr, Backend, Handle, StatFs
+
+RESERVED_NAME = ".vfs"
+RUNS_NAME = "runs"
+RESERVED_BASE = 1 << 62
+VFS_INO = RESERVED_BASE
+RUNS_INO = RESERVED_BASE + 1
+# Run directories and output files get disjoint sub-ranges of the reserved range.
+RUN_BASE = RESERVED_BASE + (1 << 48)
+FILE_BASE = RESERVED_BASE + (2 << 48)
+DIR_MODE = stat.S_IFDIR | 0o555
+FILE_MODE = stat.S_IFREG | 0o444
+
+
+@dataclass(frozen=True, slots=True)
+class RunDir:
+    """A run as a directory: ``number`` is stable for the run's lifetime."""
+
+    number: int
+    name: str
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunFile:
+    """One output of a run as a file."""
+
+    number: int
+    name: str
+    size: int
+    mtime_ns: int
+    digest: str
+
+
+class RunFiles(Protocol):
+    """What the reserved tree needs to know about run artifacts."""
+
+    def run_dirs(self) -> list[RunDir]: ...
+
+    def run_dir(self, *, name: str | None = None, number: int | None = None) -> RunDir | None: ...
+
+    def run_files(self, run_number: int) -> list[RunFile]: ...
+
+    def run_file(
+        self, *, run_number: int | None = None, name: str | None = None, number: int | None = None
+    ) -> RunFile | None: ...
+
+    def read_run_file(self, number: int, offset: int, size: int) -> bytes: ...
+
+
+def is_reserved(ino: int) -> bool:
+    return ino >= RESERVED_BASE
+
+
+def _read_only(what: object = None) -> OSError:
+    return OSError(errno.EROFS, "Read-only file system", None if what is None else str(what))
+
+
+class ReservedHandle(Handle):
+    """An open artifact: reads only."""
+
+    def __init__(self, tree: ReservedTree, ino: int) -> None:
+        self.tree = tree
+        self.ino = ino
+
+    def read(self, offset: int, size: int) -> bytes:
+        return self.tree.files.read_run_file(self.ino - FILE_BASE, offset, size)
+
+    def write(self, offset: int, data: bytes) -> int:
+        raise _read_only(self.ino)
+
+    def truncate(self, size: int) -> None:
+        raise _read_only(self.ino)
+
+    def flush(self) -> None:
+        pass
+
+    def getattr(self) -> Attr:
+        return self.tree.getattr(self.ino)
+
+    def close(self) -> None:
+        pass
+
+
+class ReservedTree(Backend):
+    """A backend that adds the read-only ``/.vfs`` tree in front of ``inner``."""
+
+    def __init__(self, inner: Backend, files: RunFiles) -> None:
+        self.inner = inner
+        self.files = files
+        self._started_ns = time.time_ns()
+        # What the Backend class declares is copied, so it never reaches __getattr__.
+        self.mode = inner.mode
+        self.read_only = inner.read_only
+        self.transactional = bool(getattr(inner, "transactional", False))
+
+    # Anything else a caller wants from the wrapped backend (mode-specific methods).
+    def __getattr__(self, name: str) -> Any:
+        if name in ("inner", "files"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    # -- the reserved tree -------------------------------------------------
+
+    def _dir_attr(self, ino: int, mtime_ns: int, nlink: int = 2) -> Attr:
+        return Attr(
+            ino=ino,
+            mode=DIR_MODE,
+            nlink=nlink,
+            uid=os.getuid(),
+            gid=os.getgid(),
+            size=0,
+            atime_ns=mtime_ns,
+            mtime_ns=mtime_ns,
+            ctime_ns=mtime_ns,
+            btime_ns=mtime_ns,
+        )
+
+    def _file_attr(self, entry: RunFile) -> Attr:
+        return Attr(
+            ino=FILE_BASE + entry.number,
+            mode=FILE_MODE,
+            nlink=1,
+            uid=os.getuid(),
+            gid=os.getgid(),
+            size=entry.size,
+            atime_ns=entry.mtime_ns,
+            mtime_ns=entry.mtime_ns,
+            ctime_ns=entry.mtime_ns,
+            btime_ns=entry.mtime_ns,
+        )
+
+    def _reserved_getattr(self, ino: int) -> Attr:
+        if ino in (VFS_INO, RUNS_INO):
+            return self._dir_attr(ino, self._started_ns)
+        if RUN_BASE <= ino < FILE_BASE:
+            run = self.files.run_dir(number=ino - RUN_BASE)
+            if run is not None:
+                return self._dir_attr(ino, run.mtime_ns)
+        elif ino >= FILE_BASE:
+            entry = self.files.run_file(number=ino - FILE_BASE)
+            if entry is not None:
+                return self._file_attr(entry)
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", f"inode {ino}")
+
+    def _reserved_lookup(self, parent: int, name: str) -> Attr:
+        if parent == VFS_INO and name == RUNS_NAME:
+            return self._reserved_getattr(RUNS_INO)
+        if parent == RUNS_INO:
+            run = self.files.run_dir(name=name)
+            if run is not None:
+                return self._dir_attr(RUN_BASE + run.number, run.mtime_ns)
+        elif RUN_BASE <= parent < FILE_BASE:
+            entry = self.files.run_file(run_number=parent - RUN_BASE, name=name)
+            if entry is not None:
+                return self._file_attr(entry)
+        elif parent >= FILE_BASE:
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", name)
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", name)
+
+    def _reserved_entries(self, ino: int) -> list[tuple[str, Attr]]:
+        if ino == VFS_INO:
+            return [(RUNS_NAME, self._reserved_getattr(RUNS_INO))]
+        if ino == RUNS_INO:
+            return [
+                (run.name, self._dir_attr(RUN_BASE + run.number, run.mtime_ns))
+                for run in self.files.run_dirs()
+            ]
+        if RUN_BASE <= ino < FILE_BASE:
+            return [(f.name, self._file_attr(f)) for f in self.files.run_files(ino - RUN_BASE)]
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", f"inode {ino}")
+
+    def _guard(self, parent: int, name: str | None = None) -> None:
+        """Refuse a change inside the reserved tree or to the ``/.vfs`` name itself."""
+        if is_reserved(parent) or (parent == ROOT_INO and name == RESERVED_NAME):
+            raise _read_only(name)
+
+    # -- inode operations --------------------------------------------------
+
+    def lookup(self, parent: int, name: str) -> Attr:
+        if is_reserved(parent):
+            return self._reserved_lookup(parent, name)
+        if parent == ROOT_INO and name == RESERVED_NAME:
+            return self._reserved_getattr(VFS_INO)
+        return self.inner.lookup(parent, name)
+
+    def getattr(self, ino: int) -> Attr:
+        if is_reserved(ino):
+            return self._reserved_getattr(ino)
+        return self.inner.getattr(ino)
+
+    def setattr(self, ino: int, **fields: int | None) -> Attr:
+        if is_reserved(ino):
+            raise _read_only(f"inode {ino}")
+        return self.inner.setattr(ino, **fields)
+
+    def readdir(self, ino: int, offset: int = 0) -> Iterator[tuple[str, Attr, int]]:
+        if not is_reserved(ino):
+            for name, attr, next_offset in self.inner.readdir(ino, offset):
+                if not (ino == ROOT_INO and name == RESERVED_NAME):
+                    yield name, attr, next_offset
+            return
+        # Entries are ordered by their stable number, so the position is a stable offset.
+        for name, attr in self._reserved_entries(ino):
+            if attr.ino > offset:
+                yield name, attr, attr.ino
+
+    def mkdir(self, parent: int, name: str, mode: int, uid: int = 0, gid: int = 0) -> Attr:
+        self._guard(parent, name)
+        return self.inner.mkdir(parent, name, mode, uid, gid)
+
+    def create(
+        self, parent: int, name: str, mode: int, uid: int = 0, gid: int = 0
+    ) -> tuple[Handle, Attr]:
+        self._guard(parent, name)
+        return self.inner.create(parent, name, mode, uid, gid)
+
+    def open(self, ino: int, flags: int = 0) -> Handle:
+        if not is_reserved(ino):
+            return self.inner.open(ino, flags)
+        attr = self._reserved_getattr(ino)
+        if attr.is_dir:
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", f"inode {ino}")
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
+            raise _read_only(f"inode {ino}")
+        return ReservedHandle(self, ino)
+
+    def unlink(self, parent: int, name: str) -> None:
+        self._guard(parent, name)
+        self.inner.unlink(parent, name)
+
+    def rmdir(self, parent: int, name: str) -> None:
+        self._guard(parent, name)
+        self.inner.rmdir(parent, name)
+
+    def rename(
+        self, parent: int, name: str, new_parent: int, new_name: str, flags: int = 0
+    ) -> None:
+        self._guard(parent, name)
+        self._guard(new_parent, new_name)
+        self.inner.rename(parent, name, new_parent, new_name, flags)
+
+    def link(self, ino: int, new_parent: int, new_name: str) -> Attr:
+        if is_reserved(ino):
+            raise _read_only(new_name)
+        self._guard(new_parent, new_name)
+        return self.inner.link(ino, new_parent, new_name)
+
+    def symlink(self, parent: int, name: str, target: bytes, uid: int = 0, gid: int = 0) -> Attr:
+        self._guard(parent, name)
+        return self.inner.symlink(parent, name, target, uid, gid)
+
+    def readlink(self, ino: int) -> bytes:
+        if is_reserved(ino):
+            raise OSError(errno.EINVAL, "Invalid argument", f"inode {ino}")
+        return self.inner.readlink(ino)
+
+    def statfs(self) -> StatFs:
+        return self.inner.statfs()
+
+    def getxattr(self, ino: int, name: bytes) -> bytes:
+        if is_reserved(ino):
+            self._reserved_getattr(ino)
+            raise OSError(errno.ENODATA, "No data available", name.decode(errors="replace"))
+        return self.inner.getxattr(ino, name)
+
+    def setxattr(self, ino: int, name: bytes, value: bytes, flags: int = 0) -> None:
+        if is_reserved(ino):
+            raise _read_only(f"inode {ino}")
+        self.inner.setxattr(ino, name, value, flags)
+
+    def listxattr(self, ino: int) -> list[bytes]:
+        if is_reserved(ino):
+            self._reserved_getattr(ino)
+            return []
+        return self.inner.listxattr(ino)
+
+    def removexattr(self, ino: int, name: bytes) -> None:
+        if is_reserved(ino):
+            raise _read_only(f"inode {ino}")
+        self.inner.removexattr(ino, name)
+
+    # -- whole-file operations -------------------------------------------------
+
+    def tmpfile(self, parent: int, mode: int = 0o644) -> Handle:
+        self._guard(parent)
+        return self.inner.tmpfile(parent, mode)
+
+    def publish(self, handle: Handle, parent: int, name: str) -> Attr:
+        self._guard(parent, name)
+        return self.inner.publish(handle, parent, name)
+
+    def checksum(self, ino: int) -> str:
+        if not is_reserved(ino):
+            return self.inner.checksum(ino)
+        entry = self.files.run_file(number=ino - FILE_BASE) if ino >= FILE_BASE else None
+        if entry is None:
+            raise IsADirectoryError(errno.EISDIR, "not a regular file", f"inode {ino}")
+        return entry.digest
+
+    def copy_file(self, ino: int, parent: int, name: str) -> Attr:
+        self._guard(parent, name)
+        if is_reserved(ino):
+            # An artifact copied out is read and written like any other file.
+            return Backend.copy_file(self, ino, parent, name)
+        return self.inner.copy_file(ino, parent, name)
+
+    def transaction(self) -> contextlib.AbstractContextManager[object]:
+        return self.inner.transaction()
+
+    def forget(self, ino: int) -> None:
+        if not is_reserved(ino):
+            self.inner.forget(ino)
+
+    def close(self) -> None:
+        self.inner.close()
