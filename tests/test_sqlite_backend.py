@@ -1,0 +1,228 @@
+"""sqlite mode's storage engine: chunks, holes, links, renames, orphans."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from backends.base import ROOT_INO
+from backends.chunks import chunk_hash
+from backends.sqlite import RENAME_EXCHANGE, RENAME_NOREPLACE, SqliteBackend
+from vfs import Workspace
+
+
+@pytest.fixture
+def ws(home: Path) -> Workspace:
+    workspace = Workspace.create("alice", home)
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture
+def backend(ws: Workspace) -> SqliteBackend:
+    return SqliteBackend(ws.db)
+
+
+def write_file(backend: SqliteBackend, name: str, data: bytes, parent: int = ROOT_INO) -> int:
+    handle, attr = backend.create(parent, name, 0o644)
+    handle.write(0, data)
+    handle.close()
+    return attr.ino
+
+
+def read_all(backend: SqliteBackend, ino: int) -> bytes:
+    with backend.open(ino) as handle:
+        return handle.read(0, backend.getattr(ino).size)
+
+
+def test_hash_collision_never_shares_a_chunk(ws: Workspace, backend: SqliteBackend) -> None:
+    data = b"genuine content" * 100
+    # Plant a chunk whose hash equals data's hash but whose bytes differ.
+    ws.db.execute(
+        "INSERT INTO chunks (hash, size, refs, data) VALUES (?, ?, 1, ?)",
+        (chunk_hash(data), len(data), b"impostor bytes!" * 100),
+    )
+    ino = write_file(backend, "f", data)
+    assert read_all(backend, ino) == data
+    assert ws.db.value("SELECT count(*) FROM chunks WHERE hash = ?", (chunk_hash(data),)) == 2
+
+
+def test_identical_chunks_are_stored_once_and_freed_with_the_last_reference(
+    ws: Workspace, backend: SqliteBackend
+) -> None:
+    data = os.urandom(200_000)
+    a = write_file(backend, "a", data)
+    write_file(backend, "b", data)
+    assert ws.db.value("SELECT count(*) FROM chunks") == 4
+    assert ws.db.value("SELECT min(refs) FROM chunks") == 2
+    backend.unlink(ROOT_INO, "a")
+    assert ws.db.value("SELECT max(refs) FROM chunks") == 1
+    backend.unlink(ROOT_INO, "b")
+    assert ws.db.value("SELECT count(*) FROM chunks") == 0
+    with pytest.raises(FileNotFoundError):
+        backend.getattr(a)
+
+
+def test_small_write_into_large_file_touches_one_chunk(
+    ws: Workspace, backend: SqliteBackend
+) -> None:
+    ino = write_file(backend, "big", os.urandom(1 << 20))
+    ids_before = {r[0] for r in ws.db.query("SELECT chunk FROM file_chunks WHERE ino = ?", (ino,))}
+    with backend.open(ino, os.O_RDWR) as handle:
+        handle.write(300_000, b"X")
+    ids_after = {r[0] for r in ws.db.query("SELECT chunk FROM file_chunks WHERE ino = ?", (ino,))}
+    assert len(ids_before - ids_after) == 1
+    assert read_all(backend, ino)[300_000:300_001] == b"X"
+
+
+def test_sparse_file_stores_no_chunks_for_holes(ws: Workspace, backend: SqliteBackend) -> None:
+    handle, attr = backend.create(ROOT_INO, "sparse", 0o644)
+    handle.write(10 << 20, b"tail")
+    handle.close()
+    assert backend.getattr(attr.ino).size == (10 << 20) + 4
+    assert ws.db.value("SELECT count(*) FROM file_chunks WHERE ino = ?", (attr.ino,)) == 1
+    with backend.open(attr.ino) as h:
+        assert h.read(5 << 20, 8) == bytes(8)
+        assert h.read((10 << 20) - 2, 10) == b"\0\0tail"
+
+
+def test_truncate_down_then_up_reads_zeros(backend: SqliteBackend) -> None:
+    ino = write_file(backend, "t", b"abcdefgh" * 20000)
+    backend.setattr(ino, size=70_000)
+    backend.setattr(ino, size=200_000)
+    data = read_all(backend, ino)
+    assert len(data) == 200_000
+    assert data[:70_000] == (b"abcdefgh" * 20000)[:70_000]
+    assert data[70_000:] == bytes(130_000)
+
+
+def test_unlinked_open_file_stays_readable_until_closed(
+    ws: Workspace, backend: SqliteBackend
+) -> None:
+    ino = write_file(backend, "doomed", b"still here")
+    handle = backend.open(ino, os.O_RDWR)
+    backend.unlink(ROOT_INO, "doomed")
+    with pytest.raises(FileNotFoundError):
+        backend.lookup(ROOT_INO, "doomed")
+    handle.write(10, b" and writable")
+    assert handle.read(0, 100) == b"still here and writable"
+    handle.close()
+    assert ws.db.value("SELECT count(*) FROM inodes WHERE ino = ?", (ino,)) == 0
+    assert ws.db.value("SELECT count(*) FROM chunks") == 0
+
+
+def test_hard_links_share_an_inode_and_count_links(backend: SqliteBackend) -> None:
+    ino = write_file(backend, "one", b"shared")
+    backend.link(ino, ROOT_INO, "two")
+    assert backend.getattr(ino).nlink == 2
+    backend.unlink(ROOT_INO, "one")
+    assert backend.getattr(ino).nlink == 1
+    assert read_all(backend, backend.lookup(ROOT_INO, "two").ino) == b"shared"
+    with pytest.raises(PermissionError):
+        backend.link(ROOT_INO, ROOT_INO, "rootlink")
+
+
+def test_rename_over_existing_file_replaces_it_atomically(backend: SqliteBackend) -> None:
+    new = write_file(backend, "new", b"new")
+    write_file(backend, "old", b"old")
+    backend.rename(ROOT_INO, "new", ROOT_INO, "old")
+    assert backend.lookup(ROOT_INO, "old").ino == new
+    assert read_all(backend, new) == b"new"
+    assert [name for name, _, _ in backend.readdir(ROOT_INO)] == ["old"]
+
+
+def test_rename_flags_noreplace_and_exchange(backend: SqliteBackend) -> None:
+    a = write_file(backend, "a", b"A")
+    d = backend.mkdir(ROOT_INO, "d", 0o755)
+    with pytest.raises(FileExistsError):
+        backend.rename(ROOT_INO, "a", ROOT_INO, "d", RENAME_NOREPLACE)
+    backend.rename(ROOT_INO, "a", ROOT_INO, "d", RENAME_EXCHANGE)
+    assert backend.lookup(ROOT_INO, "d").ino == a
+    assert backend.lookup(ROOT_INO, "a").ino == d.ino
+
+
+def test_directory_rules_match_posix(backend: SqliteBackend) -> None:
+    d = backend.mkdir(ROOT_INO, "d", 0o755)
+    sub = backend.mkdir(d.ino, "sub", 0o755)
+    write_file(backend, "f", b"x", parent=d.ino)
+    assert backend.getattr(d.ino).nlink == 3
+    with pytest.raises(OSError) as info:
+        backend.rmdir(ROOT_INO, "d")
+    assert info.value.errno == errno.ENOTEMPTY
+    with pytest.raises(OSError) as info:
+        backend.rename(ROOT_INO, "d", sub.ino, "inside")
+    assert info.value.errno == errno.EINVAL
+    with pytest.raises(IsADirectoryError):
+        backend.unlink(ROOT_INO, "d")
+    with pytest.raises(NotADirectoryError):
+        backend.rmdir(d.ino, "f")
+    with pytest.raises(FileExistsError):
+        backend.mkdir(ROOT_INO, "d", 0o755)
+
+
+def test_readdir_offsets_survive_changes_mid_listing(backend: SqliteBackend) -> None:
+    for i in range(10):
+        write_file(backend, f"f{i}", b"")
+    listing = backend.readdir(ROOT_INO)
+    seen = [next(listing) for _ in range(4)]
+    offset = seen[-1][2]
+    backend.unlink(ROOT_INO, "f1")  # already listed
+    backend.unlink(ROOT_INO, "f7")  # not yet listed
+    write_file(backend, "late", b"")
+    rest = list(backend.readdir(ROOT_INO, offset))
+    names = [name for name, _, _ in seen] + [name for name, _, _ in rest]
+    assert len(names) == len(set(names))
+    assert names[:4] == ["f0", "f1", "f2", "f3"]
+    assert {n for n in names} >= {"f4", "f5", "f6", "f8", "f9", "late"}
+    assert "f7" not in names
+
+
+def test_xattrs_create_replace_and_remove(backend: SqliteBackend) -> None:
+    ino = write_file(backend, "x", b"")
+    backend.setxattr(ino, b"user.a", b"1")
+    with pytest.raises(FileExistsError):
+        backend.setxattr(ino, b"user.a", b"2", 1)
+    with pytest.raises(OSError) as info:
+        backend.setxattr(ino, b"user.b", b"2", 2)
+    assert info.value.errno == errno.ENODATA
+    assert backend.listxattr(ino) == [b"user.a"]
+    backend.removexattr(ino, b"user.a")
+    with pytest.raises(OSError) as info:
+        backend.getxattr(ino, b"user.a")
+    assert info.value.errno == errno.ENODATA
+
+
+def test_setattr_keeps_file_type_and_nanoseconds(backend: SqliteBackend) -> None:
+    ino = write_file(backend, "m", b"")
+    attr = backend.setattr(ino, mode=0o4711, uid=1234, gid=99, mtime_ns=1_234_567_891_123_456_789)
+    assert stat.S_ISREG(attr.mode) and stat.S_IMODE(attr.mode) == 0o4711
+    assert (attr.uid, attr.gid, attr.mtime_ns) == (1234, 99, 1_234_567_891_123_456_789)
+
+
+def test_read_only_backend_refuses_writes(home: Path) -> None:
+    Workspace.create("ro", home).fs.pipe("/a", b"1")
+    ws = Workspace.open("ro", home, read_only=True)
+    with pytest.raises(OSError) as info:
+        ws.fs.pipe("/b", b"2")
+    assert info.value.errno == errno.EROFS
+    assert ws.fs.cat("/a") == b"1"
+    ws.close()
+
+
+def test_database_files_are_private(ws: Workspace) -> None:
+    ws.fs.pipe("/x", b"1")
+    for path in ws.record.db_path.parent.glob("agent.sqlite*"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE((ws.home / "state.sqlite").stat().st_mode) == 0o600
+
+
+def test_migrations_are_recorded(ws: Workspace) -> None:
+    versions = [r[0] for r in ws.db.query("SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions[0] == 1
+    assert ws.db.value("PRAGMA user_version") == versions[-1]
+    assert ws.db.value("PRAGMA journal_mode") == "wal"
+    assert ws.db.value("PRAGMA foreign_keys") == 1
