@@ -1,0 +1,183 @@
+"""Confined access to hybrid mode's lower layer: a directory on the host.
+
+Every path is opened relative to a file descriptor of the lower root with
+``openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)``: no symlink in the lower
+tree is ever followed (the overlay shows symlinks as symlinks), and no path can
+climb out of the root. Kernels without ``openat2`` get the same guarantee from
+a component-by-component walk with ``O_NOFOLLOW``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import stat
+from collections.abc import Iterator
+
+import xxhash
+
+_SYS_OPENAT2 = 437  # the same number on x86-64 and arm64
+_RESOLVE_NO_MAGICLINKS = 0x02
+_RESOLVE_NO_SYMLINKS = 0x04
+_RESOLVE_BENEATH = 0x08
+_RESOLVE = _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+_have_openat2 = True
+
+
+def _openat2(dir_fd: int, path: str, flags: int, mode: int = 0) -> int:
+    how = _OpenHow(flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0, _RESOLVE)
+    fd = _libc.syscall(
+        _SYS_OPENAT2,
+        ctypes.c_int(dir_fd),
+        ctypes.c_char_p(os.fsencode(path)),
+        ctypes.byref(how),
+        ctypes.c_size_t(ctypes.sizeof(how)),
+    )
+    if fd < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), path)
+    return int(fd)
+
+
+def _walk_open(dir_fd: int, path: str, flags: int, mode: int = 0) -> int:
+    """``openat2`` for kernels without it: one ``O_NOFOLLOW`` open per component."""
+    parts = [p for p in path.split("/") if p]
+    fd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        for part in parts[:-1]:
+            if part == "..":
+                raise PermissionError(errno.EXDEV, "path leaves the lower tree", path)
+            nxt = os.open(
+                part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
+            )
+            os.close(fd)
+            fd = nxt
+        return os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+class LowerTree:
+    """A host directory read (and, by commit, written) only beneath its root."""
+
+    def __init__(self, root: os.PathLike[str] | str) -> None:
+        self.root = os.fspath(root)
+        self.root_fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        if self.root_fd >= 0:
+            os.close(self.root_fd)
+            self.root_fd = -1
+
+    def open(self, path: str, flags: int, mode: int = 0o600) -> int:
+        """A descriptor for lower-relative ``path``; the last component is never followed."""
+        global _have_openat2
+        if not path:
+            return os.open(".", flags | os.O_CLOEXEC, dir_fd=self.root_fd)
+        flags |= os.O_NOFOLLOW
+        if _have_openat2:
+            try:
+                return _openat2(self.root_fd, path, flags, mode)
+            except OSError as exc:
+                if exc.errno != errno.ENOSYS:
+                    if exc.errno == errno.ELOOP and not flags & os.O_PATH:
+                        # A symlink where a file or directory was expected.
+                        raise OSError(errno.ELOOP, "lower path is a symlink", path) from None
+                    raise
+                _have_openat2 = False
+        return _walk_open(self.root_fd, path, flags, mode)
+
+    @contextlib.contextmanager
+    def fd(self, path: str, flags: int, mode: int = 0o600) -> Iterator[int]:
+        descriptor = self.open(path, flags, mode)
+        try:
+            yield descriptor
+        finally:
+            os.close(descriptor)
+
+    # -- reading -----------------------------------------------------------
+
+    def lstat(self, path: str) -> os.stat_result:
+        try:
+            with self.fd(path, os.O_PATH) as descriptor:
+                return os.stat(descriptor)
+        except (NotADirectoryError, OSError) as exc:
+            if exc.errno in (errno.ENOTDIR, errno.ELOOP, errno.EXDEV):
+                # A component that is no longer a directory: the path is gone.
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory", path) from exc
+            raise
+
+    def lstat_or_none(self, path: str) -> os.stat_result | None:
+        try:
+            return self.lstat(path)
+        except FileNotFoundError:
+            return None
+
+    def listdir(self, path: str) -> list[tuple[str, os.stat_result]]:
+        """Entries of a lower directory, sorted by name, with ``lstat`` results."""
+        try:
+            descriptor = self.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EXDEV):
+                return []
+            raise
+        try:
+            found = []
+            with os.scandir(descriptor) as entries:
+                for entry in entries:
+                    try:
+                        found.append((entry.name, entry.stat(follow_symlinks=False)))
+                    except FileNotFoundError:
+                        continue
+            found.sort()
+            return found
+        finally:
+            os.close(descriptor)
+
+    def readlink(self, path: str) -> bytes:
+        parent, _, name = path.rpartition("/")
+        with self.fd(parent, os.O_PATH | os.O_DIRECTORY) as descriptor:
+            return os.readlink(os.fsencode(name), dir_fd=descriptor)
+
+    def pread(self, path: str, offset: int, size: int) -> bytes:
+        with self.fd(path, os.O_RDONLY) as descriptor:
+            return read_at(descriptor, offset, size)
+
+    def content_hash(self, path: str) -> str:
+        with self.fd(path, os.O_RDONLY) as descriptor:
+            return hash_fd(descriptor)
+
+
+def read_at(descriptor: int, offset: int, size: int) -> bytes:
+    parts = []
+    while size > 0:
+        data = os.pread(descriptor, min(size, 1 << 24), offset)
+        if not data:
+            break
+        parts.append(data)
+        offset += len(data)
+        size -= len(data)
+    return b"".join(parts)
+
+
+def hash_fd(descriptor: int) -> str:
+    digest = xxhash.xxh3_128()
+    offset = 0
+    while data := os.pread(descriptor, 1 << 22, offset):
+        digest.update(data)
+        offset += len(data)
+    return digest.hexdigest()
+
+
+def is_dir_stat(st: os.stat_result) -> bool:
+    return stat.S_ISDIR(st.st_mode)
