@@ -91,6 +91,10 @@ class AgentOperations(pyfuse3.Operations):
         self._files: dict[int, Handle] = {}
         self._next_fh = itertools.count(1)
         self._lookups: dict[int, int] = {}
+        # Files whose last name went away while the kernel still knew them: an
+        # open handle keeps each alive (a later open or stat by inode works, as
+        # on a local filesystem) until the kernel forgets the inode.
+        self._pins: dict[int, Handle] = {}
         # ino -> (mtime_ns, size) when last opened and not written through the
         # mount since: while it is unchanged, the kernel's cached pages are good.
         self._clean: dict[int, tuple[int, int]] = {}
@@ -135,10 +139,32 @@ class AgentOperations(pyfuse3.Operations):
             self._clean[handle.ino] = stamp
         return fh
 
+    def _pin_last_name(self, parent: int, name: str) -> Handle | None:
+        """Keep the file ``parent/name`` alive if removing the name would free it."""
+        attr = self.backend.lookup_or_none(parent, name)
+        if (
+            attr is None
+            or not attr.is_file
+            or attr.nlink != 1
+            or attr.ino in self._pins
+            or not self._lookups.get(attr.ino)
+        ):
+            return None
+        pin = self.backend.open(attr.ino, os.O_RDONLY)
+        self._pins[attr.ino] = pin
+        return pin
+
+    def _unpin(self, pin: Handle | None) -> None:
+        if pin is not None and self._pins.get(pin.ino) is pin:
+            del self._pins[pin.ino]
+            pin.close()
+
     def close_all(self) -> None:
         """Flush and close every file still open (at unmount or shutdown)."""
-        while self._files:
-            _, handle = self._files.popitem()
+        pinned = list(self._pins.items())
+        self._pins.clear()
+        while self._files or pinned:
+            _, handle = self._files.popitem() if self._files else pinned.pop()
             try:
                 handle.close()
             except Exception:
@@ -169,6 +195,7 @@ class AgentOperations(pyfuse3.Operations):
             self._lookups.pop(ino, None)
             self._clean.pop(ino, None)
             try:
+                self._unpin(self._pins.get(ino))
                 self.backend.forget(ino)
             except Exception:  # forget has nobody to answer
                 log.exception("forget of inode %d failed", ino)
@@ -227,7 +254,13 @@ class AgentOperations(pyfuse3.Operations):
 
     @kernel_op
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        self.backend.unlink(parent_inode, decode_name(name))
+        text = decode_name(name)
+        pin = self._pin_last_name(parent_inode, text)
+        try:
+            self.backend.unlink(parent_inode, text)
+        except BaseException:
+            self._unpin(pin)
+            raise
 
     @kernel_op
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
@@ -250,13 +283,14 @@ class AgentOperations(pyfuse3.Operations):
         flags: int,
         ctx: pyfuse3.RequestContext,
     ) -> None:
-        self.backend.rename(
-            parent_inode_old,
-            decode_name(name_old),
-            parent_inode_new,
-            decode_name(name_new),
-            flags,
-        )
+        old, new = decode_name(name_old), decode_name(name_new)
+        replaced = flags & pyfuse3.RENAME_EXCHANGE == 0
+        pin = self._pin_last_name(parent_inode_new, new) if replaced else None
+        try:
+            self.backend.rename(parent_inode_old, old, parent_inode_new, new, flags)
+        except BaseException:
+            self._unpin(pin)
+            raise
 
     @kernel_op
     async def link(

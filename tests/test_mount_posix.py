@@ -289,7 +289,10 @@ def seq_metadata(d: Path, log: Log) -> None:
     log("utime_old", os.utime, d / "f", ns=(-1_000_000_000, 123_456_789))
     log("times_old", lambda: (os.stat(d / "f").st_atime_ns, os.stat(d / "f").st_mtime_ns))
     before = os.stat(d / "f").st_ctime_ns
-    log("ctime_moves_on_chmod", lambda: os.chmod(d / "f", 0o600) or os.stat(d / "f").st_ctime_ns >= before)
+    log(
+        "ctime_moves_on_chmod",
+        lambda: os.chmod(d / "f", 0o600) or os.stat(d / "f").st_ctime_ns >= before,
+    )
     log("utime_now", lambda: os.utime(d / "f") or os.stat(d / "f").st_mtime_ns > 2_000_000_002)
     log("symlink_lchown", lambda: (os.symlink("f", d / "l"), os.lchown(d / "l", 7, 8)))
     log("link_owner", lambda: (os.lstat(d / "l").st_uid, os.stat(d / "l").st_uid))
@@ -338,9 +341,13 @@ def seq_xattrs(d: Path, log: Log) -> None:
     log("remove", os.removexattr, d / "f", "user.one")
     log("get_removed", os.getxattr, d / "f", "user.one")
     log("remove_missing", os.removexattr, d / "f", "user.one")
-    log("empty_value", lambda: os.setxattr(d / "f", "user.e", b"") or os.getxattr(d / "f", "user.e"))
+    log(
+        "empty_value", lambda: os.setxattr(d / "f", "user.e", b"") or os.getxattr(d / "f", "user.e")
+    )
     os.mkdir(d / "dir")
-    log("on_dir", lambda: os.setxattr(d / "dir", "user.d", b"D") or os.getxattr(d / "dir", "user.d"))
+    log(
+        "on_dir", lambda: os.setxattr(d / "dir", "user.d", b"D") or os.getxattr(d / "dir", "user.d")
+    )
 
 
 def seq_readdir_while_changing(d: Path, log: Log) -> None:

@@ -27,7 +27,9 @@ requires_fuse = pytest.mark.skipif(FUSE_MISSING, reason="FUSE (/dev/fuse, fuserm
 def require_backend(mode: str) -> None:
     """Skip a mode whose backend module has not landed in this tree."""
     if mode == "hybrid":
-        pytest.importorskip("backends.hybrid", reason="the hybrid backend backends/hybrid.py is absent")
+        pytest.importorskip(
+            "backends.hybrid", reason="the hybrid backend backends/hybrid.py is absent"
+        )
     elif importlib.util.find_spec(f"backends.{mode}") is None:
         pytest.skip(f"the {mode} backend backends/{mode}.py is absent")
 
@@ -59,7 +61,9 @@ def mount_agent(
 
 
 @contextlib.contextmanager
-def fresh_mount(base: Path, mode: str, agent: str = "alice", **options: object) -> Iterator[Mounted]:
+def fresh_mount(
+    base: Path, mode: str, agent: str = "alice", **options: object
+) -> Iterator[Mounted]:
     """A new home with one agent in ``mode``, mounted at ``base/mnt``."""
     require_backend(mode)
     home = base / "home"
