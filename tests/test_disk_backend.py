@@ -1,0 +1,574 @@
+"""The disk-mode backend against a real directory: every interface operation."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import xxhash
+
+from backends.base import ROOT_INO, Attr
+from backends.disk import HOST_INO_ONE, RENAME_EXCHANGE, RENAME_NOREPLACE, TEMP_PREFIX, DiskBackend
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    path = tmp_path / "ws"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def backend(root: Path) -> Iterator[DiskBackend]:
+    disk = DiskBackend(root)
+    yield disk
+    disk.close()
+
+
+def write_file(backend: DiskBackend, path: str, data: bytes) -> Attr:
+    parent, name = backend.resolve_parent(path)
+    handle, attr = backend.create(parent, name, 0o644)
+    with handle:
+        handle.write(0, data)
+    return attr
+
+
+def read_file(backend: DiskBackend, path: str) -> bytes:
+    with backend.open(backend.resolve(path).ino) as handle:
+        return handle.read(0, 1 << 30)
+
+
+def names(backend: DiskBackend, path: str = "") -> list[str]:
+    return sorted(name for name, _attr, _offset in backend.readdir(backend.resolve(path).ino))
+
+
+# -- attributes and inodes ---------------------------------------------------------
+
+
+def test_root_is_inode_one_and_other_inodes_are_host_inodes(
+    backend: DiskBackend, root: Path
+) -> None:
+    assert backend.getattr(ROOT_INO).ino == ROOT_INO
+    assert backend.getattr(ROOT_INO).is_dir
+    write_file(backend, "a.txt", b"abc")
+    attr = backend.lookup(ROOT_INO, "a.txt")
+    host = os.lstat(root / "a.txt")
+    assert attr.ino == host.st_ino
+    assert (attr.size, attr.mode, attr.mtime_ns) == (3, host.st_mode, host.st_mtime_ns)
+    assert backend.getattr(attr.ino) == backend.resolve("a.txt")
+
+
+def test_host_inode_one_is_reported_under_a_reserved_number(backend: DiskBackend) -> None:
+    class FakeStat:
+        st_dev, st_ino = -1, 1
+
+    assert backend._ino_of(FakeStat()) == HOST_INO_ONE  # type: ignore[arg-type]
+
+
+def test_files_changed_behind_the_backend_are_seen(backend: DiskBackend, root: Path) -> None:
+    (root / "outside-edit.txt").write_bytes(b"written by another program")
+    assert read_file(backend, "outside-edit.txt") == b"written by another program"
+
+
+def test_inode_whose_paths_all_went_stale_is_not_found(backend: DiskBackend, root: Path) -> None:
+    attr = write_file(backend, "old.txt", b"x")
+    os.rename(root / "old.txt", root / "moved-by-someone-else.txt")
+    with pytest.raises(FileNotFoundError):
+        backend.getattr(attr.ino)
+    # a fresh lookup learns the new name
+    assert backend.lookup(ROOT_INO, "moved-by-someone-else.txt").ino == attr.ino
+    assert backend.getattr(attr.ino).size == 1
+
+
+def test_forget_drops_the_inode_until_it_is_looked_up_again(backend: DiskBackend) -> None:
+    attr = write_file(backend, "f", b"x")
+    backend.forget(attr.ino)
+    with pytest.raises(FileNotFoundError):
+        backend.getattr(attr.ino)
+    assert backend.lookup(ROOT_INO, "f").ino == attr.ino
+
+
+def test_setattr_changes_mode_owner_size_and_times(backend: DiskBackend, root: Path) -> None:
+    attr = write_file(backend, "f", b"0123456789")
+    changed = backend.setattr(
+        attr.ino, mode=stat.S_IFDIR | 0o600, uid=1234, gid=4321, atime_ns=1_000, mtime_ns=2_000
+    )
+    host = os.lstat(root / "f")
+    assert stat.S_ISREG(host.st_mode) and stat.S_IMODE(host.st_mode) == 0o600
+    assert (host.st_uid, host.st_gid) == (1234, 4321)
+    assert (host.st_atime_ns, host.st_mtime_ns) == (1_000, 2_000)
+    assert changed == backend.getattr(attr.ino)
+    assert backend.setattr(attr.ino, size=4).size == 4
+    assert read_file(backend, "f") == b"0123"
+
+
+def test_setattr_of_one_time_keeps_the_other(backend: DiskBackend) -> None:
+    attr = write_file(backend, "f", b"")
+    backend.setattr(attr.ino, atime_ns=5_000, mtime_ns=6_000)
+    assert backend.setattr(attr.ino, mtime_ns=7_000).atime_ns == 5_000
+
+
+def test_setattr_size_of_a_directory_is_eisdir(backend: DiskBackend) -> None:
+    directory = backend.mkdir(ROOT_INO, "d", 0o755)
+    with pytest.raises(IsADirectoryError):
+        backend.setattr(directory.ino, size=0)
+
+
+# -- content -----------------------------------------------------------------------
+
+
+def test_truncate_down_and_up_zero_fills(backend: DiskBackend) -> None:
+    attr = write_file(backend, "f", b"abcdef")
+    with backend.open(attr.ino, os.O_RDWR) as handle:
+        handle.truncate(2)
+        assert handle.read(0, 100) == b"ab"
+        handle.truncate(5)
+        assert handle.read(0, 100) == b"ab\0\0\0"
+        assert handle.getattr().size == 5
+
+
+def test_sparse_write_reads_zeros_in_the_hole(backend: DiskBackend, root: Path) -> None:
+    parent, name = backend.resolve_parent("sparse")
+    handle, _ = backend.create(parent, name, 0o644)
+    with handle:
+        handle.write(10 << 20, b"end")
+    assert os.stat(root / "sparse").st_size == (10 << 20) + 3
+    assert os.stat(root / "sparse").st_blocks * 512 < 1 << 20  # the hole takes no space
+    with backend.open(backend.resolve("sparse").ino) as reader:
+        assert reader.read(5 << 20, 4) == b"\0" * 4
+        assert reader.read(10 << 20, 10) == b"end"
+
+
+def test_o_append_writes_at_the_end_whatever_the_offset(backend: DiskBackend) -> None:
+    attr = write_file(backend, "log", b"one\n")
+    with backend.open(attr.ino, os.O_WRONLY | os.O_APPEND) as handle:
+        handle.write(0, b"two\n")
+        handle.write(0, b"three\n")
+    assert read_file(backend, "log") == b"one\ntwo\nthree\n"
+
+
+def test_o_trunc_empties_the_file(backend: DiskBackend) -> None:
+    attr = write_file(backend, "f", b"old content")
+    backend.open(attr.ino, os.O_WRONLY | os.O_TRUNC).close()
+    assert backend.getattr(attr.ino).size == 0
+
+
+def test_write_through_a_read_only_open_upgrades_the_descriptor(backend: DiskBackend) -> None:
+    attr = write_file(backend, "f", b"abc")
+    with backend.open(attr.ino) as handle:
+        handle.write(1, b"X")
+        assert handle.read(0, 3) == b"aXc"
+
+
+def test_unlinked_open_file_stays_readable_and_writable(backend: DiskBackend) -> None:
+    attr = write_file(backend, "f", b"still here")
+    handle = backend.open(attr.ino, os.O_RDWR)
+    backend.unlink(ROOT_INO, "f")
+    assert "f" not in names(backend)
+    assert handle.read(0, 100) == b"still here"
+    handle.write(0, b"STILL")
+    assert handle.read(0, 100) == b"STILL here"
+    assert handle.getattr().nlink == 0
+    assert backend.getattr(attr.ino).nlink == 0  # reached through the open descriptor
+    handle.close()
+    with pytest.raises(FileNotFoundError):
+        backend.getattr(attr.ino)
+
+
+def test_fsync_and_fdatasync_succeed(backend: DiskBackend) -> None:
+    parent, name = backend.resolve_parent("f")
+    handle, _ = backend.create(parent, name, 0o644)
+    with handle:
+        handle.write(0, b"durable")
+        handle.fsync()
+        handle.fsync(datasync=True)
+        handle.flush()
+
+
+def test_checksum_is_xxh3_128_of_the_content(backend: DiskBackend) -> None:
+    data = os.urandom(3 << 20)
+    attr = write_file(backend, "big", data)
+    assert backend.checksum(attr.ino) == xxhash.xxh3_128_hexdigest(data)
+
+
+def test_copy_file_replaces_the_target_and_keeps_the_mode(backend: DiskBackend) -> None:
+    source = write_file(backend, "src", b"payload" * 1000)
+    backend.setattr(source.ino, mode=0o640)
+    write_file(backend, "dst", b"old")
+    copied = backend.copy_file(source.ino, ROOT_INO, "dst")
+    assert copied.ino != source.ino
+    assert read_file(backend, "dst") == b"payload" * 1000
+    assert stat.S_IMODE(copied.mode) == 0o640
+
+
+# -- directories and names -------------------------------------------------------------
+
+
+def test_mkdir_sets_the_exact_mode_without_umask(backend: DiskBackend, root: Path) -> None:
+    old = os.umask(0o077)
+    try:
+        attr = backend.mkdir(ROOT_INO, "d", 0o775)
+        handle, file_attr = backend.create(attr.ino, "f", 0o664)
+        handle.close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(root / "d").st_mode) == 0o775
+    assert stat.S_IMODE(os.stat(root / "d" / "f").st_mode) == 0o664
+    assert attr.is_dir and file_attr.is_file
+
+
+def test_create_of_an_existing_name_is_file_exists(backend: DiskBackend) -> None:
+    write_file(backend, "f", b"")
+    with pytest.raises(FileExistsError):
+        backend.create(ROOT_INO, "f", 0o644)
+    with pytest.raises(FileExistsError):
+        backend.mkdir(ROOT_INO, "f", 0o755)
+
+
+def test_lookup_of_a_missing_name_names_the_workspace_path(backend: DiskBackend) -> None:
+    directory = backend.mkdir(ROOT_INO, "d", 0o755)
+    with pytest.raises(FileNotFoundError) as caught:
+        backend.lookup(directory.ino, "missing")
+    assert caught.value.filename == "d/missing"
+
+
+def test_rmdir_of_a_non_empty_directory_is_enotempty(backend: DiskBackend) -> None:
+    directory = backend.mkdir(ROOT_INO, "d", 0o755)
+    backend.create(directory.ino, "f", 0o644)[0].close()
+    with pytest.raises(OSError) as caught:
+        backend.rmdir(ROOT_INO, "d")
+    assert caught.value.errno == errno.ENOTEMPTY
+    backend.unlink(directory.ino, "f")
+    backend.rmdir(ROOT_INO, "d")
+    assert names(backend) == []
+
+
+def test_unlink_of_a_directory_and_rmdir_of_a_file_are_refused(backend: DiskBackend) -> None:
+    backend.mkdir(ROOT_INO, "d", 0o755)
+    write_file(backend, "f", b"")
+    with pytest.raises(IsADirectoryError):
+        backend.unlink(ROOT_INO, "d")
+    with pytest.raises(NotADirectoryError):
+        backend.rmdir(ROOT_INO, "f")
+
+
+def test_operations_on_a_file_as_a_directory_are_enotdir(backend: DiskBackend) -> None:
+    attr = write_file(backend, "f", b"")
+    with pytest.raises(NotADirectoryError):
+        backend.lookup(attr.ino, "x")
+    with pytest.raises(NotADirectoryError):
+        list(backend.readdir(attr.ino))
+
+
+def test_open_of_a_directory_is_eisdir(backend: DiskBackend) -> None:
+    with pytest.raises(IsADirectoryError):
+        backend.open(backend.mkdir(ROOT_INO, "d", 0o755).ino)
+
+
+def test_hard_links_share_content_and_count_names(backend: DiskBackend) -> None:
+    attr = write_file(backend, "a", b"shared")
+    directory = backend.mkdir(ROOT_INO, "d", 0o755)
+    linked = backend.link(attr.ino, directory.ino, "b")
+    assert linked.ino == attr.ino and linked.nlink == 2
+    with backend.open(attr.ino, os.O_WRONLY) as handle:
+        handle.write(0, b"SHARED")
+    assert read_file(backend, "d/b") == b"SHARED"
+    backend.unlink(ROOT_INO, "a")
+    # the other name keeps the inode reachable
+    assert backend.getattr(attr.ino).nlink == 1
+    assert read_file(backend, "d/b") == b"SHARED"
+
+
+def test_hard_link_of_a_directory_is_eperm(backend: DiskBackend) -> None:
+    directory = backend.mkdir(ROOT_INO, "d", 0o755)
+    with pytest.raises(PermissionError):
+        backend.link(directory.ino, ROOT_INO, "d2")
+
+
+def test_symlink_and_readlink_round_trip_without_following(
+    backend: DiskBackend, root: Path
+) -> None:
+    attr = backend.symlink(ROOT_INO, "link", b"does/not/exist")
+    assert attr.is_link and attr.size == len(b"does/not/exist")
+    assert os.readlink(root / "link") == "does/not/exist"
+    assert backend.readlink(attr.ino) == b"does/not/exist"
+    assert backend.lookup(ROOT_INO, "link").is_link
+    with pytest.raises(OSError) as caught:
+        backend.readlink(write_file(backend, "f", b"").ino)
+    assert caught.value.errno == errno.EINVAL
+
+
+def test_hard_link_of_a_symlink_links_the_symlink_itself(backend: DiskBackend) -> None:
+    attr = backend.symlink(ROOT_INO, "link", b"target")
+    linked = backend.link(attr.ino, ROOT_INO, "link2")
+    assert linked.is_link and linked.ino == attr.ino
+    assert backend.readlink(linked.ino) == b"target"
+
+
+def test_rename_over_an_existing_file_replaces_it(backend: DiskBackend) -> None:
+    source = write_file(backend, "new", b"new")
+    replaced = write_file(backend, "old", b"old")
+    backend.rename(ROOT_INO, "new", ROOT_INO, "old")
+    assert names(backend) == ["old"]
+    assert backend.resolve("old").ino == source.ino
+    assert read_file(backend, "old") == b"new"
+    with pytest.raises(FileNotFoundError):
+        backend.getattr(replaced.ino)
+
+
+def test_rename_noreplace_refuses_an_existing_target(backend: DiskBackend) -> None:
+    write_file(backend, "a", b"a")
+    write_file(backend, "b", b"b")
+    with pytest.raises(FileExistsError):
+        backend.rename(ROOT_INO, "a", ROOT_INO, "b", RENAME_NOREPLACE)
+    backend.rename(ROOT_INO, "a", ROOT_INO, "c", RENAME_NOREPLACE)
+    assert names(backend) == ["b", "c"]
+
+
+def test_rename_exchange_swaps_a_file_and_a_directory(backend: DiskBackend) -> None:
+    file_attr = write_file(backend, "f", b"file")
+    directory = backend.mkdir(ROOT_INO, "d", 0o755)
+    inner = backend.create(directory.ino, "inner", 0o644)[1]
+    backend.rename(ROOT_INO, "f", ROOT_INO, "d", RENAME_EXCHANGE)
+    assert backend.resolve("d").ino == file_attr.ino
+    assert backend.resolve("f").ino == directory.ino
+    # inodes learnt under the old paths follow the swap
+    assert backend._find(inner.ino).rel == "f/inner"
+    assert backend.getattr(inner.ino).ino == inner.ino
+
+
+def test_rename_of_a_directory_keeps_its_children_reachable(backend: DiskBackend) -> None:
+    top = backend.mkdir(ROOT_INO, "top", 0o755)
+    middle = backend.mkdir(top.ino, "middle", 0o755)
+    leaf = write_file(backend, "top/middle/leaf", b"leaf")
+    other = backend.mkdir(ROOT_INO, "other", 0o755)
+    backend.rename(ROOT_INO, "top", other.ino, "renamed")
+    assert backend.getattr(leaf.ino).size == 4
+    assert backend._find(leaf.ino).rel == "other/renamed/middle/leaf"
+    with backend.open(leaf.ino) as handle:
+        assert handle.read(0, 10) == b"leaf"
+    handle, _ = backend.create(middle.ino, "new", 0o644)
+    handle.close()
+    assert names(backend, "other/renamed/middle") == ["leaf", "new"]
+
+
+def test_rename_of_a_directory_into_itself_is_einval(backend: DiskBackend) -> None:
+    top = backend.mkdir(ROOT_INO, "top", 0o755)
+    with pytest.raises(OSError) as caught:
+        backend.rename(ROOT_INO, "top", top.ino, "inside")
+    assert caught.value.errno == errno.EINVAL
+
+
+# -- xattrs --------------------------------------------------------------------------
+
+
+def test_xattrs_set_get_list_remove(backend: DiskBackend, root: Path) -> None:
+    attr = write_file(backend, "f", b"")
+    backend.setxattr(attr.ino, b"user.color", b"blue")
+    assert backend.getxattr(attr.ino, b"user.color") == b"blue"
+    assert os.getxattr(root / "f", "user.color") == b"blue"
+    assert b"user.color" in backend.listxattr(attr.ino)
+    with pytest.raises(FileExistsError):
+        backend.setxattr(attr.ino, b"user.color", b"red", os.XATTR_CREATE)
+    with pytest.raises(OSError) as caught:
+        backend.setxattr(attr.ino, b"user.size", b"1", os.XATTR_REPLACE)
+    assert caught.value.errno == errno.ENODATA
+    backend.removexattr(attr.ino, b"user.color")
+    with pytest.raises(OSError) as caught:
+        backend.getxattr(attr.ino, b"user.color")
+    assert caught.value.errno == errno.ENODATA
+    assert caught.value.filename == "f"
+
+
+def test_xattrs_on_the_root_directory(backend: DiskBackend) -> None:
+    backend.setxattr(ROOT_INO, b"user.tag", b"root")
+    assert backend.getxattr(ROOT_INO, b"user.tag") == b"root"
+
+
+# -- readdir -----------------------------------------------------------------------------
+
+
+def test_readdir_lists_entries_with_attributes_and_no_dot_entries(backend: DiskBackend) -> None:
+    write_file(backend, "f", b"12")
+    backend.mkdir(ROOT_INO, "d", 0o755)
+    entries = {name: attr for name, attr, _ in backend.readdir(ROOT_INO)}
+    assert set(entries) == {"f", "d"}
+    assert entries["f"].size == 2 and entries["d"].is_dir
+
+
+def test_readdir_offsets_resume_after_the_last_entry_returned(backend: DiskBackend) -> None:
+    for i in range(50):
+        write_file(backend, f"f{i:02}", b"")
+    seen: list[str] = []
+    offset = 0
+    while True:
+        batch = []
+        for name, _attr, next_offset in backend.readdir(ROOT_INO, offset):
+            batch.append(name)
+            offset = next_offset
+            if len(batch) == 7:
+                break
+        if not batch:
+            break
+        seen.extend(batch)
+    assert sorted(seen) == [f"f{i:02}" for i in range(50)]
+
+
+def test_readdir_offsets_stay_stable_while_entries_come_and_go(backend: DiskBackend) -> None:
+    for i in range(40):
+        write_file(backend, f"keep{i:02}", b"")
+        write_file(backend, f"drop{i:02}", b"")
+    seen: list[str] = []
+    offset = 0
+    round_ = 0
+    while True:
+        batch = list(_take(backend.readdir(ROOT_INO, offset), 5))
+        if not batch:
+            break
+        for name, _attr, next_offset in batch:
+            seen.append(name)
+            offset = next_offset
+        # change the directory between two calls of one listing
+        write_file(backend, f"added{round_:02}", b"")
+        for name in (f"drop{2 * round_:02}", f"drop{2 * round_ + 1:02}"):
+            if 2 * round_ + 1 < 40:
+                backend.unlink(ROOT_INO, name)
+        round_ += 1
+    kept = [name for name in seen if name.startswith("keep")]
+    assert sorted(kept) == [f"keep{i:02}" for i in range(40)]  # none skipped
+    assert len(seen) == len(set(seen))  # none twice
+
+
+def _take(items: Iterator[tuple[str, Attr, int]], count: int) -> Iterator[tuple[str, Attr, int]]:
+    for index, item in enumerate(items):
+        if index == count:
+            return
+        yield item
+
+
+def test_readdir_skips_entries_removed_after_the_listing(backend: DiskBackend, root: Path) -> None:
+    for name in ("a", "b", "c"):
+        write_file(backend, name, b"")
+    listing = backend.readdir(ROOT_INO)
+    first = next(listing)[0]
+    for name in {"a", "b", "c"} - {first}:
+        (root / name).unlink()
+    assert list(listing) == []
+
+
+# -- tmpfile / publish -----------------------------------------------------------------
+
+
+def test_tmpfile_is_never_listed_and_publish_replaces_atomically(
+    backend: DiskBackend, root: Path
+) -> None:
+    write_file(backend, "doc", b"old version")
+    reader = backend.open(backend.resolve("doc").ino)
+    temp = backend.tmpfile(ROOT_INO, 0o640)
+    temp.write(0, b"new version, longer")
+    assert any(n.startswith(TEMP_PREFIX) for n in os.listdir(root))
+    assert names(backend) == ["doc"]
+    assert read_file(backend, "doc") == b"old version"
+    attr = backend.publish(temp, ROOT_INO, "doc")
+    temp.close()
+    assert read_file(backend, "doc") == b"new version, longer"
+    assert stat.S_IMODE(attr.mode) == 0o640
+    assert os.listdir(root) == ["doc"]
+    assert reader.read(0, 100) == b"old version"  # an open reader keeps the old inode
+    reader.close()
+
+
+def test_tmpfile_closed_without_publish_leaves_nothing(backend: DiskBackend, root: Path) -> None:
+    temp = backend.tmpfile(ROOT_INO)
+    temp.write(0, b"abandoned")
+    temp.close()
+    assert os.listdir(root) == []
+
+
+def test_temp_names_cannot_be_looked_up_or_created(backend: DiskBackend) -> None:
+    temp = backend.tmpfile(ROOT_INO)
+    with pytest.raises(FileNotFoundError):
+        backend.lookup(ROOT_INO, os.path.basename(temp.path))  # type: ignore[attr-defined]
+    with pytest.raises(OSError) as caught:
+        backend.create(ROOT_INO, TEMP_PREFIX + "mine", 0o644)
+    assert caught.value.errno == errno.EINVAL
+    temp.close()
+
+
+def test_publish_over_a_directory_is_eisdir(backend: DiskBackend) -> None:
+    backend.mkdir(ROOT_INO, "d", 0o755)
+    with backend.tmpfile(ROOT_INO) as temp, pytest.raises(IsADirectoryError):
+        backend.publish(temp, ROOT_INO, "d")
+
+
+def test_stale_temp_files_of_dead_processes_are_removed(backend: DiskBackend, root: Path) -> None:
+    (root / f"{TEMP_PREFIX}999999999-dead").write_bytes(b"debris")
+    live = backend.tmpfile(ROOT_INO)
+    assert backend.remove_stale_temp_files() == 1
+    assert [n for n in os.listdir(root) if n.startswith(TEMP_PREFIX)] == [
+        os.path.basename(live.path)  # type: ignore[attr-defined]
+    ]
+    live.close()
+
+
+# -- statfs, read-only, workspace ----------------------------------------------------------
+
+
+def test_statfs_reports_the_host_filesystem(backend: DiskBackend, root: Path) -> None:
+    info = backend.statfs()
+    host = os.statvfs(root)
+    assert info.name_max == host.f_namemax
+    assert info.blocks == host.f_blocks and info.files == host.f_files
+
+
+def test_read_only_backend_refuses_every_change(root: Path) -> None:
+    (root / "f").write_bytes(b"data")
+    (root / "d").mkdir()
+    disk = DiskBackend(root, read_only=True)
+    f, d = disk.resolve("f").ino, disk.resolve("d").ino
+    changes = [
+        lambda: disk.setattr(f, mode=0o600),
+        lambda: disk.setattr(d, mtime_ns=1),
+        lambda: disk.mkdir(ROOT_INO, "x", 0o755),
+        lambda: disk.create(ROOT_INO, "x", 0o644),
+        lambda: disk.open(f, os.O_WRONLY),
+        lambda: disk.open(f, os.O_TRUNC),
+        lambda: disk.unlink(ROOT_INO, "f"),
+        lambda: disk.rmdir(ROOT_INO, "d"),
+        lambda: disk.rename(ROOT_INO, "f", ROOT_INO, "g"),
+        lambda: disk.link(f, ROOT_INO, "g"),
+        lambda: disk.symlink(ROOT_INO, "s", b"f"),
+        lambda: disk.setxattr(f, b"user.a", b"1"),
+        lambda: disk.removexattr(f, b"user.a"),
+        lambda: disk.tmpfile(ROOT_INO),
+        lambda: disk.copy_file(f, ROOT_INO, "g"),
+        lambda: disk.open(f).write(0, b"x"),
+        lambda: disk.open(f).truncate(0),
+    ]
+    for change in changes:
+        with pytest.raises(OSError) as caught:
+            change()
+        assert caught.value.errno == errno.EROFS
+    assert (root / "f").read_bytes() == b"data"
+    assert sorted(os.listdir(root)) == ["d", "f"]
+    assert disk.open(f).read(0, 10) == b"data"
+    disk.close()
+
+
+def test_closed_backend_refuses_calls_with_ebadf(root: Path) -> None:
+    disk = DiskBackend(root)
+    disk.close()
+    with pytest.raises(OSError) as caught:
+        disk.getattr(ROOT_INO)
+    assert caught.value.errno == errno.EBADF
+
+
+def test_disk_workspace_stores_files_in_its_directory(make_workspace) -> None:  # type: ignore[no-untyped-def]
+    ws = make_workspace("disk")
+    assert isinstance(ws.files_backend, DiskBackend)
+    write_file(ws.files_backend, "hello.txt", b"hi")
+    assert (ws.record.workspace / "hello.txt").read_bytes() == b"hi"
