@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_mount_support import Mounted, module_mount  # noqa: F401 - fixture
+import test_mount_support
+from test_mount_support import Mounted
 
 from mount.process import mount_table
 
@@ -386,6 +387,8 @@ def seq_mmap(d: Path, log: Log) -> None:
             log("mmap_sees_write", lambda: m[100:107])
     log("size", size_of, d / "f")
 
+
+module_mount = test_mount_support.module_mount
 
 SEQUENCES: dict[str, Callable[[Path, Log], None]] = {
     name.removeprefix("seq_"): fn for name, fn in globals().items() if name.startswith("seq_")
