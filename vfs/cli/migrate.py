@@ -1,0 +1,100 @@
+"""``vfs migrate``: import a legacy sessions directory, and show past imports."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from vfs.cli.app import main
+from vfs.cli.common import json_option, open_workspace, print_json
+from vfs.legacy import MigrationReport, find_sources, history, import_legacy
+
+
+def _summary(report: MigrationReport) -> None:
+    width = max([len(Path(s.path).name) for s in report.sources] + [6])
+    click.echo(
+        f"{'source':<{width}}  {'status':<9} {'imported':>8} {'kept':>6} {'skipped':>7}  note"
+    )
+    for s in report.sources:
+        note = s.error or (f"archived to {s.archived_to}" if s.archived_to else "")
+        click.echo(
+            f"{Path(s.path).name:<{width}}  {s.status:<9} {s.imported:>8} {s.kept:>6}"
+            f" {s.skipped:>7}  {note}"
+        )
+    prefix = "dry run: would import" if report.dry_run else "imported"
+    if not report.sources:
+        click.echo("nothing to import: no sessions.json or *.jsonl in the directory")
+    elif report.imported == 0 and not report.failed:
+        click.echo("nothing new to import: everything is already in the database")
+    else:
+        click.echo(
+            f"{prefix} {report.imported} rows from {len(report.sources)} files;"
+            f" {len(report.failed)} failed (left in place)"
+        )
+
+
+def _history(ctx: click.Context, agent: str, as_json: bool) -> None:
+    with open_workspace(ctx, agent) as ws:
+        runs = history(ws)
+    if as_json:
+        print_json(runs)
+        return
+    if not runs:
+        click.echo(f"no imports recorded for {agent}")
+    for run in runs:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["started_at"]))
+        click.echo(f"run {run['id']}  {started}  {run['status']}  {run['source_dir']}")
+        for s in run["sources"]:
+            click.echo(
+                f"  {Path(s['path']).name}  {s['status']}  size={s['size']} xxh3={s['hash']}"
+                f"  imported={s['imported']} kept={s['kept']} skipped={s['skipped']}"
+                + (f"  {s['error']}" if s["error"] else "")
+            )
+
+
+@main.command()
+@click.argument("agent")
+@click.argument("source_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Report what would be imported; write nothing.")
+@click.option("--keep-sources", is_flag=True, help="Never move source files to the archive.")
+@click.option("--history", "show_history", is_flag=True, help="Show the agent's past imports.")
+@json_option
+@click.pass_context
+def migrate(
+    ctx: click.Context,
+    agent: str,
+    source_dir: Path | None,
+    dry_run: bool,
+    keep_sources: bool,
+    show_history: bool,
+    as_json: bool,
+) -> None:
+    """Import a legacy sessions directory (sessions.json, <sessionId>.jsonl) into AGENT.
+
+    Newer rows in the database win, a second run imports nothing new, and a
+    file is archived under the agent's directory only after its rows are
+    verified. Files that cannot be read or parsed stay where they are and
+    make the command exit 1.
+    """
+    if show_history:
+        _history(ctx, agent, as_json)
+        return
+    if source_dir is None:
+        raise click.UsageError("SOURCE_DIR is required (or use --history)")
+    with open_workspace(ctx, agent, create=not dry_run) as ws:
+        total = sum(p.stat().st_size for p, _ in find_sources(source_dir) if p.is_file())
+        with click.progressbar(
+            length=total, label="importing", file=sys.stderr, show_pos=False
+        ) as bar:
+            report = import_legacy(
+                ws, source_dir, dry_run=dry_run, keep_sources=keep_sources, progress=bar.update
+            )
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        _summary(report)
+    if report.failed:
+        ctx.exit(1)

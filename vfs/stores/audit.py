@@ -1,0 +1,74 @@
+"""The audit of legacy imports, kept in the control database (``state.sqlite``).
+
+One row per ``vfs migrate`` run and one per source file it looked at, with the
+file's size and xxh3 content hash as read, what happened and the counts.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from backends.db import Database
+
+SOURCE_FIELDS = (
+    "path", "kind", "size", "hash", "status", "imported", "kept", "skipped", "archived_to", "error",
+)  # fmt: skip
+
+
+class MigrationAudit:
+    def __init__(self, state_db: Database) -> None:
+        self.db = state_db
+
+    def start(self, agent: str, source_dir: str, *, keep_sources: bool) -> int:
+        with self.db.write():
+            self.db.execute(
+                "INSERT INTO migration_runs (agent, source_dir, started_at, keep_sources)"
+                " VALUES (?, ?, ?, ?)",
+                (agent, source_dir, time.time(), int(keep_sources)),
+            )
+            return int(self.db.conn.last_insert_rowid())
+
+    def record_source(self, run: int, source: dict[str, Any]) -> None:
+        with self.db.write():
+            self.db.execute(
+                f"INSERT OR REPLACE INTO migration_sources (run, {', '.join(SOURCE_FIELDS)})"
+                f" VALUES (?, {', '.join('?' for _ in SOURCE_FIELDS)})",
+                (run, *(source.get(name) for name in SOURCE_FIELDS)),
+            )
+
+    def finish(self, run: int, status: str) -> None:
+        with self.db.write():
+            self.db.execute(
+                "UPDATE migration_runs SET finished_at = ?, status = ? WHERE id = ?",
+                (time.time(), status, run),
+            )
+
+    def history(self, agent: str, *, limit: int | None = None) -> list[dict[str, Any]]:
+        """Runs for ``agent``, newest first, each with its ``sources``."""
+        with self.db.read():
+            runs = self.db.query(
+                "SELECT id, source_dir, started_at, finished_at, keep_sources, status"
+                " FROM migration_runs WHERE agent = ? ORDER BY started_at DESC, id DESC LIMIT ?",
+                (agent, -1 if limit is None else limit),
+            )
+            out = []
+            for run_id, source_dir, started, finished, keep, status in runs:
+                sources = self.db.query(
+                    f"SELECT {', '.join(SOURCE_FIELDS)} FROM migration_sources WHERE run = ?"
+                    " ORDER BY path",
+                    (run_id,),
+                )
+                out.append(
+                    {
+                        "id": run_id,
+                        "agent": agent,
+                        "source_dir": source_dir,
+                        "started_at": started,
+                        "finished_at": finished,
+                        "keep_sources": bool(keep),
+                        "status": status,
+                        "sources": [dict(zip(SOURCE_FIELDS, row, strict=True)) for row in sources],
+                    }
+                )
+        return out
