@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import errno
 import os
+import random
+import signal
 import stat
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +18,7 @@ import xxhash
 
 from backends.base import ROOT_INO, Attr
 from backends.disk import HOST_INO_ONE, RENAME_EXCHANGE, RENAME_NOREPLACE, TEMP_PREFIX, DiskBackend
+from tests.helpers import REPO
 
 
 @pytest.fixture
@@ -572,3 +578,70 @@ def test_disk_workspace_stores_files_in_its_directory(make_workspace) -> None:  
     assert isinstance(ws.files_backend, DiskBackend)
     write_file(ws.files_backend, "hello.txt", b"hi")
     assert (ws.record.workspace / "hello.txt").read_bytes() == b"hi"
+
+
+# -- crash safety ----------------------------------------------------------------------
+
+PUBLISHER = r"""
+import sys
+from pathlib import Path
+from backends.base import ROOT_INO
+from backends.disk import DiskBackend
+
+def version(number, name):
+    body = f"{name}:{number:08d};".encode() * (2000 + number % 97)
+    return f"{number:08d}\n".encode() + body
+
+disk = DiskBackend(Path(sys.argv[1]))
+number = int(sys.argv[2])
+while True:
+    for name in ("a", "b", "c"):
+        temp = disk.tmpfile(ROOT_INO)
+        data = version(number, name)
+        for start in range(0, len(data), 4096):  # many writes: a kill lands mid-file
+            temp.write(start, data[start : start + 4096])
+        disk.publish(temp, ROOT_INO, name)
+        temp.close()
+    if number % 1000 == 0 or number == int(sys.argv[2]):
+        print("published", number, flush=True)
+    number += 1
+"""
+
+
+def _version(number: int, name: str) -> bytes:
+    body = f"{name}:{number:08d};".encode() * (2000 + number % 97)
+    return f"{number:08d}\n".encode() + body
+
+
+def test_sigkill_while_publishing_leaves_one_complete_version_per_file(root: Path) -> None:
+    last_seen = {name: -1 for name in "abc"}
+    killed_mid_write = 0
+    for round_ in range(4):
+        start = (round_ + 1) * 1000
+        process = subprocess.Popen(
+            [sys.executable, "-c", PUBLISHER, str(root), str(start)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("published")
+        time.sleep(random.uniform(0.05, 0.3))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        process.stdout.close()
+
+        disk = DiskBackend(root)
+        assert names(disk) == ["a", "b", "c"]
+        for name in "abc":
+            content = read_file(disk, name)
+            number = int(content[:8])
+            assert content == _version(number, name)  # whole, never a mix
+            assert number >= start and number > last_seen[name]
+            last_seen[name] = number
+        removed = disk.remove_stale_temp_files()  # the file being written at the kill
+        assert removed <= 1
+        killed_mid_write += removed
+        assert sorted(os.listdir(root)) == ["a", "b", "c"]
+        disk.close()
+    assert killed_mid_write > 0  # the kills did land inside a write
