@@ -186,18 +186,24 @@ class HybridBackend(SqliteBackend):
                 (ref.parent, ref.name, ino),
             )
 
-    def _hide_lower(self, parent: int, name: str) -> None:
-        """Whiteout the lower entry ``name`` of upper directory ``parent``, if there is one."""
+    def _hide_lower(self, parent: int, name: str, *, replaced: bool = False) -> None:
+        """Whiteout the lower entry ``name`` of upper directory ``parent``, if there is one.
+
+        A replaced file also records its hash, so commit can tell whether the
+        disk changed since; a mere deletion is checked by size and mtime only.
+        """
         lower_dir = self._merged_lower(parent)
         if lower_dir is None:
             return
-        st = self.lower.lstat_or_none(join(lower_dir, name))
+        path = join(lower_dir, name)
+        st = self.lower.lstat_or_none(path)
         if st is None:
             return
+        digest = self.lower.content_hash(path) if replaced and stat.S_ISREG(st.st_mode) else None
         self.db.execute(
-            "INSERT OR IGNORE INTO overlay_whiteouts (parent, name, base_size, base_mtime_ns)"
-            " VALUES (?, ?, ?, ?)",
-            (parent, name, st.st_size, st.st_mtime_ns),
+            "INSERT OR IGNORE INTO overlay_whiteouts (parent, name, base_size, base_mtime_ns,"
+            " base_hash) VALUES (?, ?, ?, ?, ?)",
+            (parent, name, st.st_size, st.st_mtime_ns, digest),
         )
 
     def _new_inode(
@@ -377,8 +383,8 @@ class HybridBackend(SqliteBackend):
             if target is not None:
                 self.copy_up(target.ino)
             super().rename(parent, name, new_parent, new_name, flags)
-            self._hide_lower(parent, name)
-            self._hide_lower(new_parent, new_name)
+            self._hide_lower(parent, name, replaced=bool(flags & RENAME_EXCHANGE))
+            self._hide_lower(new_parent, new_name, replaced=True)
 
     def readlink(self, ino: int) -> bytes:
         if ino < LOWER_INO_BASE or self._is_upper(ino):
@@ -479,7 +485,7 @@ class HybridBackend(SqliteBackend):
                     raise IsADirectoryError(errno.EISDIR, "Is a directory", name)
                 self.copy_up(existing.ino)
             attr = super().publish(handle, parent, name)
-            self._hide_lower(parent, name)
+            self._hide_lower(parent, name, replaced=True)
             return attr
 
     def checksum(self, ino: int) -> str:

@@ -25,6 +25,7 @@ CREATE TABLE overlay_whiteouts (
     name           TEXT NOT NULL,
     base_size      INTEGER,
     base_mtime_ns  INTEGER,
+    base_hash      TEXT,           -- only when a file was replaced, not merely deleted
     PRIMARY KEY (parent, name)
 ) WITHOUT ROWID;
 
@@ -32,9 +33,10 @@ CREATE TABLE overlay_whiteouts (
 -- disk is touched and marked done after. A commit that finds rows here resumes.
 CREATE TABLE overlay_commit_ops (
     seq       INTEGER PRIMARY KEY,
-    phase     INTEGER NOT NULL,      -- 1 stage, 2 remove, 3 place, 4 settle
+    phase     INTEGER NOT NULL,      -- 1 stage, 2 remove, 3 place, 4 metadata, 5 settle
     op        TEXT NOT NULL,
     path      TEXT NOT NULL,         -- lower-relative target path
+    source    TEXT,                  -- lower-relative path content is copied from
     ino       INTEGER,               -- upper inode the content comes from
     parent    INTEGER,               -- upper directory of the entry to clear afterwards
     name      TEXT,

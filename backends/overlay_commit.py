@@ -1,0 +1,387 @@
+"""Commit a hybrid overlay to its disk tree, or discard its changes.
+
+A commit is journaled: the whole plan is written to ``overlay_commit_ops``
+before the disk is touched, each step is marked done after it, and the
+database rows are cleared only when every disk step is done. The plan orders
+the steps so that redoing any of them is harmless: all new content is first
+staged (written and fsynced) in a staging directory inside the lower root,
+then deletions are applied, then staged files are renamed into place (one
+atomic replace per file), then metadata is set. A commit killed at any point
+is finished by the next commit (or :func:`resume`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+from backends.base import ROOT_INO
+from backends.overlay_crash import step
+from backends.overlay_diff import SETTLE, Action, Change, Check, related, scan
+from backends.overlay_lower import STAGING_DIR, hash_fd
+
+if TYPE_CHECKING:
+    from backends.hybrid import HybridBackend
+
+_COLUMNS = (
+    "phase", "op", "path", "source", "ino", "parent", "name", "staged", "mode", "mtime_ns", "stamp",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Conflict:
+    path: str
+    reason: str
+
+
+@dataclass
+class CommitReport:
+    committed: list[Change] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+    resumed: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "committed": [c.as_dict() for c in self.committed],
+            "conflicts": [asdict(c) for c in self.conflicts],
+            "resumed": self.resumed,
+        }
+
+
+def _in_scope(action: Action | Change, scopes: list[str]) -> bool:
+    if not scopes:
+        return True
+    paths = [action.group if isinstance(action, Action) else action.path]
+    other = action.old_group if isinstance(action, Action) else action.old_path
+    if other:
+        paths.append(other)
+    return any(related(p, s) for p in paths for s in scopes)
+
+
+def _under(path: str, roots: set[str]) -> bool:
+    return any(path == root or path.startswith(root + "/") for root in roots)
+
+
+def _conflict(backend: HybridBackend, check: Check) -> str | None:
+    st = backend.lower.lstat_or_none(check.path)
+    if check.absent:
+        return "created on disk since" if st is not None else None
+    if st is None:
+        return None if check.deleted else "deleted on disk since the overlay copied it"
+    if check.size is None or (st.st_size == check.size and st.st_mtime_ns == check.mtime_ns):
+        return None
+    if st.st_size == check.size and check.digest and stat.S_ISREG(st.st_mode):
+        with backend.lower.fd(check.path, os.O_RDONLY) as descriptor:
+            if hash_fd(descriptor) == check.digest:
+                return None  # touched, not changed
+    return "changed on disk since the overlay copied it"
+
+
+def pending(backend: HybridBackend) -> bool:
+    return backend.db.value("SELECT 1 FROM overlay_commit_ops LIMIT 1") is not None
+
+
+def commit(
+    backend: HybridBackend, paths: list[str] | None = None, *, force: bool = False
+) -> CommitReport:
+    """Apply the overlay's changes (at or under ``paths``, default all) to the disk tree.
+
+    A change whose disk file changed since the overlay first saw it is left in
+    the overlay and reported in ``conflicts``, unless ``force``.
+    """
+    backend._writable()
+    report = CommitReport(resumed=resume(backend))
+    scopes = [p.strip("/") for p in paths or []]
+    plan = scan(backend)
+    actions = [a for a in plan.actions if _in_scope(a, scopes)]
+    groups = {a.group for a in actions}
+    if not force:
+        for check in plan.checks:
+            if check.group in groups:
+                reason = _conflict(backend, check)
+                if reason is not None:
+                    report.conflicts.append(Conflict(check.group, reason))
+    blocked = {c.path for c in report.conflicts}
+    actions = [a for a in actions if not _under(a.group, blocked)]
+    report.committed = [
+        c for c in plan.changes if _in_scope(c, scopes) and not _under(c.path, blocked)
+    ]
+    if not actions:
+        return report
+    order = sorted(range(len(actions)), key=lambda i: (actions[i].phase, i))
+    with backend.db.write():
+        if pending(backend):
+            raise OSError(errno.EBUSY, "another commit is under way")
+        backend.db.conn.executemany(
+            f"INSERT INTO overlay_commit_ops ({', '.join(_COLUMNS)}) VALUES"
+            f" ({', '.join('?' * len(_COLUMNS))})",
+            [tuple(getattr(actions[i], c) for c in _COLUMNS) for i in order],
+        )
+    step()
+    _run(backend)
+    return report
+
+
+def resume(backend: HybridBackend) -> bool:
+    """Finish a commit that was interrupted; True if there was one."""
+    if not pending(backend):
+        return False
+    _run(backend)
+    return True
+
+
+def _run(backend: HybridBackend) -> None:
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(STAGING_DIR, 0o700, dir_fd=backend.lower.root_fd)
+    rows = backend.db.query(
+        f"SELECT seq, {', '.join(_COLUMNS)} FROM overlay_commit_ops"
+        " WHERE done = 0 AND phase < ? ORDER BY seq",
+        (SETTLE,),
+    )
+    disk = _Disk(backend)
+    try:
+        for row in rows:
+            action = Action(**dict(zip(_COLUMNS, row[1:], strict=True)))
+            getattr(disk, action.op)(action)
+            backend.db.execute("UPDATE overlay_commit_ops SET done = 1 WHERE seq = ?", (row[0],))
+            step()
+    finally:
+        disk.close()
+    with backend.db.write():
+        for row in backend.db.query(
+            f"SELECT {', '.join(_COLUMNS)} FROM overlay_commit_ops WHERE phase = ? ORDER BY seq",
+            (SETTLE,),
+        ):
+            action = Action(**dict(zip(_COLUMNS, row, strict=True)))
+            _settle(backend, action)
+        backend.db.execute("DELETE FROM overlay_commit_ops")
+    with contextlib.suppress(OSError):
+        shutil.rmtree(STAGING_DIR, dir_fd=backend.lower.root_fd)
+
+
+def _settle(backend: HybridBackend, action: Action) -> None:
+    """Forget a committed change: the disk now shows what the overlay held."""
+    db = backend.db
+    if action.op == "clear_whiteout":
+        db.execute(
+            "DELETE FROM overlay_whiteouts WHERE parent = ? AND name = ?",
+            (action.parent, action.name),
+        )
+    elif action.op == "settle_dir":
+        db.execute(
+            "INSERT INTO overlay_nodes (ino, lower_path) VALUES (?, ?) ON CONFLICT (ino)"
+            " DO UPDATE SET lower_path = excluded.lower_path, lower_limit = 0",
+            (action.ino, action.path),
+        )
+    elif action.op == "clear_entry":
+        row = db.one(
+            "SELECT i.size, i.mtime_ns, i.ctime_ns FROM entries e JOIN inodes i ON i.ino = e.ino"
+            " WHERE e.parent = ? AND e.name = ? AND e.ino = ?",
+            (action.parent, action.name, action.ino),
+        )
+        if row is None or f"{row[0]}:{row[1]}:{row[2]}" != action.stamp:
+            return  # written again while the commit ran: keep the newer change
+        db.execute(
+            "DELETE FROM entries WHERE parent = ? AND name = ?", (action.parent, action.name)
+        )
+        db.execute(
+            "DELETE FROM overlay_whiteouts WHERE parent = ? AND name = ?",
+            (action.parent, action.name),
+        )
+        backend._drop_link(int(action.ino or 0), time.time_ns())
+
+
+class _Disk:
+    """The disk side of each journaled step; every one can be redone safely."""
+
+    def __init__(self, backend: HybridBackend) -> None:
+        self.backend = backend
+        self.lower = backend.lower
+        self._fds: dict[str, int] = {}
+
+    def _parent_fd(self, path: str) -> tuple[int, str]:
+        """An open directory descriptor for ``path``'s parent (created if missing)."""
+        parent, _, name = path.rpartition("/")
+        built = ""
+        for part in parent.split("/") if parent else []:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o755, dir_fd=self._fd_of(built))
+            built = f"{built}/{part}" if built else part
+        return self._fd_of(parent), name
+
+    def _fd_of(self, path: str) -> int:
+        # Cached only while placing: directories are removed in an earlier phase.
+        fd = self._fds.get(path)
+        if fd is None:
+            fd = self._fds[path] = self.lower.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        return fd
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def _staging(self) -> int:
+        return self._fd_of(STAGING_DIR)
+
+    def stage(self, action: Action) -> None:
+        name = str(action.staged)
+        staging = self._staging()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=staging)
+        if action.source is not None:
+            st = self.lower.lstat(action.source)
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(self.lower.readlink(action.source), name, dir_fd=staging)
+                return
+            with self.lower.fd(action.source, os.O_RDONLY) as src:
+                self._write(name, action, lambda offset: os.pread(src, 1 << 20, offset))
+            return
+        ino = int(action.ino or 0)
+        attr = self.backend.getattr(ino)
+        if attr.is_link:
+            os.symlink(self.backend.readlink(ino), name, dir_fd=staging)
+            return
+        with self.backend.open(ino) as handle:
+            self._write(name, action, lambda offset: handle.read(offset, 1 << 20))
+
+    def _write(self, name: str, action: Action, read: Callable[[int], bytes]) -> None:
+        fd = os.open(
+            name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+            dir_fd=self._staging(),
+        )  # fmt: skip
+        try:
+            offset = 0
+            while data := read(offset):
+                os.pwrite(fd, data, offset)
+                offset += len(data)
+            os.fchmod(fd, action.mode if action.mode is not None else 0o644)
+            if action.mtime_ns is not None:
+                os.utime(fd, ns=(time.time_ns(), action.mtime_ns))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def remove(self, action: Action) -> None:
+        head, _, name = action.path.rpartition("/")
+        try:
+            parent = self.lower.open(head, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                return  # its directory is gone already
+            raise
+        try:
+            if stat.S_ISDIR(os.lstat(name, dir_fd=parent).st_mode):
+                shutil.rmtree(name, dir_fd=parent)
+            else:
+                os.unlink(name, dir_fd=parent)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(parent)
+
+    def mkdir(self, action: Action) -> None:
+        parent, name = self._parent_fd(action.path)
+        mode = action.mode if action.mode is not None else 0o755
+        try:
+            os.mkdir(name, mode, dir_fd=parent)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(name, dir_fd=parent).st_mode):
+                raise
+        with self.lower.fd(action.path, os.O_RDONLY | os.O_DIRECTORY) as fd:
+            os.fchmod(fd, mode)
+
+    def place(self, action: Action) -> None:
+        staging = self._staging()
+        try:
+            os.lstat(str(action.staged), dir_fd=staging)
+        except FileNotFoundError:
+            return  # renamed into place before a crash
+        parent, name = self._parent_fd(action.path)
+        os.rename(str(action.staged), name, src_dir_fd=staging, dst_dir_fd=parent)
+        os.fsync(parent)
+
+    def chmod(self, action: Action) -> None:
+        try:
+            fd = self.lower.open(action.path, os.O_RDONLY)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ELOOP):
+                return
+            raise
+        try:
+            if action.mode is not None:
+                os.fchmod(fd, action.mode)
+            if action.mtime_ns is not None:
+                os.utime(fd, ns=(time.time_ns(), action.mtime_ns))
+        finally:
+            os.close(fd)
+
+
+# -- discard -------------------------------------------------------------------
+
+
+def discard(backend: HybridBackend, paths: list[str] | None = None) -> int:
+    """Drop the overlay's changes at or under ``paths`` (default: all); returns how many."""
+    backend._writable()
+    changes = [
+        c for c in scan(backend).changes if _in_scope(c, [p.strip("/") for p in paths or []])
+    ]
+    db = backend.db
+    with db.write():
+        if not paths:
+            db.execute("DELETE FROM entries")
+            db.execute("DELETE FROM overlay_whiteouts")
+            db.execute("UPDATE overlay_nodes SET lower_path = '' WHERE ino = ?", (ROOT_INO,))
+        else:
+            for path in paths:
+                _discard_path(backend, path.strip("/"))
+        _collect(backend)
+    return len(changes)
+
+
+def _discard_path(backend: HybridBackend, path: str) -> None:
+    db = backend.db
+    parent, name = backend.resolve_parent(path)
+    row = db.one(
+        "SELECT e.ino, n.lower_path FROM entries e LEFT JOIN overlay_nodes n ON n.ino = e.ino"
+        " WHERE e.parent = ? AND e.name = ?",
+        (parent, name),
+    )
+    db.execute("DELETE FROM overlay_whiteouts WHERE parent = ? AND name = ?", (parent, name))
+    if row is None:
+        return
+    ino, lower_path = row
+    if lower_path is not None:  # a moved lower object shows at its old place again
+        head, _, tail = lower_path.rpartition("/")
+        db.execute(
+            "DELETE FROM overlay_whiteouts WHERE name = ? AND parent IN"
+            " (SELECT ino FROM overlay_nodes WHERE lower_path = ?)",
+            (tail, head),
+        )
+    db.execute(
+        "WITH RECURSIVE tree(ino) AS (SELECT ? UNION SELECT e.ino FROM entries e"
+        " JOIN tree t ON e.parent = t.ino) DELETE FROM entries WHERE parent IN tree",
+        (ino,),
+    )
+    db.execute("DELETE FROM entries WHERE parent = ? AND name = ?", (parent, name))
+
+
+def _collect(backend: HybridBackend) -> None:
+    """Free upper inodes that lost their last name (open ones wait for their close)."""
+    db = backend.db
+    db.execute(
+        "UPDATE inodes SET nlink = 0 WHERE ino IN (SELECT ino FROM orphans)"
+        " AND ino NOT IN (SELECT ino FROM entries)"
+    )
+    db.execute(
+        "DELETE FROM inodes WHERE ino != ? AND ino NOT IN (SELECT ino FROM entries)"
+        " AND ino NOT IN (SELECT ino FROM orphans)",
+        (ROOT_INO,),
+    )
