@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import multiprocessing
 from pathlib import Path
@@ -56,7 +57,7 @@ def test_eight_processes_appending_without_parent_form_one_chain(
     assert len({(e.event["worker"], e.event["i"]) for e in events}) == len(events)
     # One chain: each event's parent is the event appended just before it.
     assert events[0].parent_id is None
-    for previous, event in zip(events, events[1:], strict=False):
+    for previous, event in itertools.pairwise(events):
         assert event.parent_id == previous.id
         assert event.event["parentId"] == previous.id
     assert len(ws.transcripts.branch("s")) == len(events)
