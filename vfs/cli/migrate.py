@@ -84,8 +84,10 @@ def migrate(
         return
     if source_dir is None:
         raise click.UsageError("SOURCE_DIR is required (or use --history)")
+    # Checked before the agent is opened, so a wrong path creates nothing.
+    sources = find_sources(source_dir)
     with open_workspace(ctx, agent, create=not dry_run) as ws:
-        total = sum(p.stat().st_size for p, _ in find_sources(source_dir) if p.is_file())
+        total = sum(p.stat().st_size for p, _ in sources if p.is_file())
         with click.progressbar(
             length=total, label="importing", file=sys.stderr, show_pos=False
         ) as bar:
