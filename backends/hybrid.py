@@ -475,6 +475,10 @@ class HybridBackend(SqliteBackend):
             "UPDATE overlay_nodes SET lower_limit = min(lower_limit, ?) WHERE ino = ?", (size, ino)
         )
 
+    def tmpfile(self, parent: int, mode: int = 0o644) -> Handle:
+        self.copy_up(parent)
+        return super().tmpfile(parent, mode)
+
     def publish(self, handle: Handle, parent: int, name: str) -> Attr:
         self._writable()
         with self.db.write():
@@ -485,6 +489,22 @@ class HybridBackend(SqliteBackend):
                     raise IsADirectoryError(errno.EISDIR, "Is a directory", name)
                 self.copy_up(existing.ino)
             attr = super().publish(handle, parent, name)
+            self._hide_lower(parent, name, replaced=True)
+            return attr
+
+    def read(self, ino: int, offset: int, size: int) -> bytes:
+        if ino < LOWER_INO_BASE or self._is_upper(ino):
+            return super().read(ino, offset, size)
+        return self.lower.pread(self._ref(ino).path, offset, size)
+
+    def write_file(self, parent: int, name: str, data: bytes, mode: int = 0o644) -> Attr:
+        self._writable()
+        with self.db.write():
+            self.copy_up(parent)
+            existing = self.lookup_or_none(parent, name)
+            if existing is not None and not existing.is_dir:
+                self.copy_up(existing.ino)
+            attr = super().write_file(parent, name, data, mode)
             self._hide_lower(parent, name, replaced=True)
             return attr
 

@@ -84,6 +84,24 @@ def _conflict(backend: HybridBackend, check: Check) -> str | None:
     return "changed on disk since the overlay copied it"
 
 
+def _conflicts(backend: HybridBackend, checks: list[Check], groups: set[str]) -> list[Conflict]:
+    found = []
+    for check in checks:
+        if check.group in groups:
+            reason = _conflict(backend, check)
+            if reason is not None:
+                found.append(Conflict(check.group, reason))
+    return found
+
+
+def conflicts(backend: HybridBackend, paths: list[str] | None = None) -> list[Conflict]:
+    """The changes (at or under ``paths``) that a commit would refuse."""
+    scopes = [p.strip("/") for p in paths or []]
+    plan = scan(backend)
+    groups = {a.group for a in plan.actions if _in_scope(a, scopes)}
+    return _conflicts(backend, plan.checks, groups)
+
+
 def pending(backend: HybridBackend) -> bool:
     return backend.db.value("SELECT 1 FROM overlay_commit_ops LIMIT 1") is not None
 
@@ -101,13 +119,8 @@ def commit(
     scopes = [p.strip("/") for p in paths or []]
     plan = scan(backend)
     actions = [a for a in plan.actions if _in_scope(a, scopes)]
-    groups = {a.group for a in actions}
     if not force:
-        for check in plan.checks:
-            if check.group in groups:
-                reason = _conflict(backend, check)
-                if reason is not None:
-                    report.conflicts.append(Conflict(check.group, reason))
+        report.conflicts = _conflicts(backend, plan.checks, {a.group for a in actions})
     blocked = {c.path for c in report.conflicts}
     actions = [a for a in actions if not _under(a.group, blocked)]
     report.committed = [

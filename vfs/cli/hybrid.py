@@ -1,0 +1,198 @@
+"""Overlay and mode commands: ``diff``, ``commit``, ``discard``, ``mode``."""
+
+from __future__ import annotations
+
+import difflib
+import errno
+import os
+from dataclasses import asdict
+from typing import Any
+
+import click
+
+from backends.hybrid import HybridBackend
+from backends.overlay_commit import commit as commit_overlay
+from backends.overlay_commit import discard as discard_overlay
+from backends.overlay_diff import Change, scan
+from backends.registry import MODES, Registry
+from vfs.cli.app import main
+from vfs.cli.common import home_of, json_option, open_workspace, print_json
+from vfs.config import requested_mode
+from vfs.modes import switch_mode
+from vfs.settings import resolve_home
+from vfs.workspace import Workspace
+
+PATCH_LIMIT = 8 << 20  # larger files are reported, not diffed
+
+
+def _overlay(ws: Workspace) -> HybridBackend:
+    backend = ws.files_backend
+    if not isinstance(backend, HybridBackend):
+        raise ValueError(
+            f"agent {ws.agent} is in {ws.mode} mode: diff, commit and discard need hybrid mode"
+        )
+    return backend
+
+
+def _line(change: Change) -> str:
+    mark = {"added": "A", "modified": "M", "deleted": "D", "renamed": "R"}[change.kind]
+    name = change.path + ("/" if change.type == "dir" else "")
+    if change.old_path:
+        name = f"{change.old_path} -> {name}"
+    sizes = ""
+    if change.type == "file":
+        old = "" if change.old_size is None else f"{change.old_size} -> "
+        new = "" if change.size is None else str(change.size)
+        sizes = f"  ({old}{new} bytes)" if old or new else ""
+    return f"{mark} {name}{sizes}"
+
+
+def _text(data: bytes | None) -> list[str] | None:
+    if data is None:
+        return []
+    if b"\0" in data:
+        return None
+    try:
+        return data.decode("utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError:
+        return None
+
+
+def _patch(backend: HybridBackend, change: Change) -> str:
+    if change.type != "file":
+        return ""
+    old: bytes | None = None
+    new: bytes | None = None
+    lower_path = change.old_path or change.path
+    st = backend.lower.lstat_or_none(lower_path)
+    if change.kind != "added" and st is not None and st.st_size <= PATCH_LIMIT:
+        old = backend.lower.pread(lower_path, 0, st.st_size)
+    if change.kind != "deleted" and (change.size or 0) <= PATCH_LIMIT:
+        ino = backend.resolve(change.path).ino
+        with backend.open(ino) as handle:
+            new = handle.read(0, change.size or 0)
+    before, after = _text(old), _text(new)
+    if before is None or after is None:
+        return f"Binary files a/{lower_path} and b/{change.path} differ\n"
+    lines = difflib.unified_diff(
+        before,
+        after,
+        "/dev/null" if change.kind == "added" else f"a/{lower_path}",
+        "/dev/null" if change.kind == "deleted" else f"b/{change.path}",
+    )
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+                   for line in lines)  # fmt: skip
+
+
+@main.command()
+@click.argument("agent")
+@click.option("--patch", is_flag=True, help="Show unified diffs of changed text files.")
+@json_option
+@click.pass_context
+def diff(ctx: click.Context, agent: str, patch: bool, as_json: bool) -> None:
+    """Show what AGENT's overlay changed against its disk tree (hybrid mode)."""
+    with open_workspace(ctx, agent) as ws:
+        backend = _overlay(ws)
+        changes = scan(backend).changes
+        if as_json:
+            print_json([c.as_dict() for c in changes])
+            return
+        for change in changes:
+            click.echo(_patch(backend, change) if patch else _line(change), nl=not patch)
+
+
+@main.command()
+@click.argument("agent")
+@click.argument("paths", nargs=-1)
+@click.option("--force", is_flag=True, help="Commit over files that changed on disk meanwhile.")
+@json_option
+@click.pass_context
+def commit(
+    ctx: click.Context, agent: str, paths: tuple[str, ...], force: bool, as_json: bool
+) -> None:
+    """Apply AGENT's overlay changes (all, or those at or under PATHS) to its disk tree."""
+    with open_workspace(ctx, agent) as ws:
+        report = commit_overlay(_overlay(ws), list(paths), force=force)
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        if report.resumed:
+            click.echo("finished an interrupted commit")
+        for change in report.committed:
+            click.echo(_line(change))
+        for conflict in report.conflicts:
+            click.echo(f"conflict: {conflict.path}: {conflict.reason}", err=True)
+    if report.conflicts:
+        raise click.ClickException(
+            f"{len(report.conflicts)} path(s) not committed because the disk changed;"
+            " see `vfs diff`, then `vfs discard` them or commit with --force"
+        )
+
+
+@main.command()
+@click.argument("agent")
+@click.argument("paths", nargs=-1)
+@json_option
+@click.pass_context
+def discard(ctx: click.Context, agent: str, paths: tuple[str, ...], as_json: bool) -> None:
+    """Drop AGENT's overlay changes (all, or those at or under PATHS)."""
+    with open_workspace(ctx, agent) as ws:
+        dropped = discard_overlay(_overlay(ws), list(paths))
+    if as_json:
+        print_json({"discarded": dropped})
+    else:
+        click.echo(f"discarded {dropped} change(s)")
+
+
+@main.command()
+@click.argument("agent")
+@click.argument("new_mode", metavar="[MODE]", required=False, type=click.Choice(MODES))
+@click.option("--apply", "apply_setting", is_flag=True,
+              help="Switch to the mode AGENT_VFS_MODE or config.toml asks for.")  # fmt: skip
+@click.option("--force", is_flag=True, help="hybrid -> disk: commit over conflicts.")
+@json_option
+@click.pass_context
+def mode(
+    ctx: click.Context,
+    agent: str,
+    new_mode: str | None,
+    apply_setting: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Show AGENT's workspace mode, or switch it to MODE (moving the data)."""
+    home = resolve_home(home_of(ctx))
+    current = Registry(home).get(agent).mode
+    asked = requested_mode(agent, home)
+    if apply_setting:
+        if new_mode is not None:
+            raise click.UsageError("give MODE or --apply, not both")
+        if asked is None:
+            raise OSError(errno.ENOENT, "no AGENT_VFS_MODE or config.toml mode applies", agent)
+        new_mode = asked.mode
+    if new_mode is None:
+        info: dict[str, Any] = {"agent": agent, "mode": current}
+        if asked is not None:
+            info.update(requested=asked.mode, requested_by=asked.source)
+        if as_json:
+            print_json(info)
+            return
+        click.echo(current)
+        if asked is not None and asked.mode != current:
+            click.echo(
+                f"note: {asked.source} asks for {asked.mode} mode; `vfs mode {agent} --apply`",
+                err=True,
+            )
+        return
+    report = switch_mode(agent, new_mode, home, force=force)
+    if as_json:
+        print_json(asdict(report))
+        return
+    if report.resumed:
+        click.echo("finished an interrupted mode switch")
+    if report.changed:
+        click.echo(f"{agent}: {report.from_mode} -> {report.to_mode}")
+    else:
+        click.echo(f"{agent} is in {report.to_mode} mode already")
+    if report.config_updated:
+        click.echo(f"updated {os.path.join(home, 'config.toml')}")

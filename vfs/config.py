@@ -1,0 +1,143 @@
+"""The settings file, ``$AGENT_VFS_HOME/config.toml``, and which mode a setting asks for.
+
+The file::
+
+    [defaults]
+    mode = "sqlite"          # the mode new agents are created in
+
+    [agents.alice]
+    mode = "hybrid"          # the mode alice should be in
+
+Which mode applies, highest first:
+
+1. an explicit ``mode=`` argument (Python API, fsspec storage option);
+2. the ``AGENT_VFS_MODE`` environment variable;
+3. ``[agents.<id>] mode`` in the settings file;
+4. ``[defaults] mode`` in the settings file;
+5. ``sqlite``.
+
+A new agent is created in the mode that applies. An existing agent's data is
+in one mode (the registry says which); a setting (2-4) that asks for another
+mode is never applied behind the user's back, because moving data can be slow,
+can meet commit conflicts and is refused while the agent is mounted. Opening
+the agent then fails with a message that names both modes and the command
+that moves the data: ``vfs mode <agent> --apply``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from backends.registry import Registry, check_mode
+
+CONFIG_NAME = "config.toml"
+MODE_ENV = "AGENT_VFS_MODE"
+DEFAULT_MODE = "sqlite"
+
+
+@dataclass(frozen=True)
+class RequestedMode:
+    mode: str
+    source: str  # where the setting came from, for messages
+
+
+class ModeMismatch(ValueError):
+    """A setting asks for a mode other than the one an agent's data is in."""
+
+
+def config_path(home: str | os.PathLike[str]) -> Path:
+    return Path(home) / CONFIG_NAME
+
+
+def load(home: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings file as a dict; empty if there is none."""
+    path = config_path(home)
+    try:
+        with path.open("rb") as stream:
+            return tomllib.load(stream)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: invalid TOML: {exc}") from None
+
+
+def save(home: str | os.PathLike[str], settings: dict[str, Any]) -> None:
+    """Replace the settings file atomically (comments in it are not kept)."""
+    path = config_path(home)
+    temp = path.with_name(f".{CONFIG_NAME}.tmp-{os.getpid()}")
+    temp.write_text(tomli_w.dumps(settings), encoding="utf-8")
+    os.replace(temp, path)
+
+
+def _mode_in(table: Any, where: str) -> RequestedMode | None:
+    if not isinstance(table, dict) or "mode" not in table:
+        return None
+    mode = table["mode"]
+    if not isinstance(mode, str):
+        raise ValueError(f"{where}: mode must be a string")
+    try:
+        return RequestedMode(check_mode(mode), where)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def file_mode(agent: str, home: str | os.PathLike[str]) -> RequestedMode | None:
+    """The mode the settings file asks for ``agent`` (its own section, then defaults)."""
+    settings = load(home)
+    name = config_path(home)
+    agents = settings.get("agents", {})
+    own = _mode_in(agents.get(agent) if isinstance(agents, dict) else None,
+                   f"{name} [agents.{agent}]")  # fmt: skip
+    return own or _mode_in(settings.get("defaults"), f"{name} [defaults]")
+
+
+def requested_mode(agent: str, home: str | os.PathLike[str]) -> RequestedMode | None:
+    """The mode the environment or the settings file asks for, or None if neither does."""
+    env = os.environ.get(MODE_ENV)
+    if env:
+        try:
+            return RequestedMode(check_mode(env), MODE_ENV)
+        except ValueError as exc:
+            raise ValueError(f"{MODE_ENV}: {exc}") from None
+    return file_mode(agent, home)
+
+
+def resolve_mode(registry: Registry, agent: str, explicit: str | None) -> str | None:
+    """The mode to open (or create) ``agent`` in; ``None`` means "as its data is".
+
+    Raises :class:`ModeMismatch` when a setting asks an existing agent for a
+    mode its data is not in.
+    """
+    if explicit is not None:
+        return explicit
+    requested = requested_mode(agent, registry.home)
+    if requested is None or not registry.exists(agent):
+        return None if requested is None else requested.mode
+    current = registry.get(agent).mode
+    if requested.mode != current:
+        raise ModeMismatch(
+            f"agent {agent}'s workspace is in {current} mode but {requested.source} asks for"
+            f" {requested.mode} mode: run `vfs mode {agent} --apply` to move it,"
+            f" or change the setting"
+        )
+    return current
+
+
+def remember_mode(agent: str, home: str | os.PathLike[str], mode: str) -> bool:
+    """Make the settings file agree with a switch to ``mode``; True if it was rewritten.
+
+    The file is written only when it asks for another mode for this agent.
+    """
+    asked = file_mode(agent, home)
+    if asked is None or asked.mode == mode:
+        return False
+    settings = load(home)
+    settings.setdefault("agents", {}).setdefault(agent, {})["mode"] = mode
+    save(home, settings)
+    return True
