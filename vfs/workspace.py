@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from backends import Backend, Database, open_backend
 from backends.registry import AgentRecord, Registry
 from backends.reserved import ReservedTree
+from vfs.config import resolve_mode
 from vfs.settings import resolve_home
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ class Workspace:
         Raises ``FileNotFoundError`` naming the agent when it does not exist.
         """
         registry = Registry(resolve_home(home))
+        mode = resolve_mode(registry, agent, mode)  # AGENT_VFS_MODE and config.toml
         if create and not registry.exists(agent):
             with contextlib.suppress(FileExistsError):  # another process created it first
                 registry.create(agent, mode or "sqlite", workspace)
