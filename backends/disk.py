@@ -47,10 +47,12 @@ _LISTINGS_KEPT = 16  # sorted listings kept for readdir continuations
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
-_libc.renameat2.restype = ctypes.c_int
-_libc.renameat2.argtypes = [
-    ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint,
-]  # fmt: skip
+_renameat2_call = getattr(_libc, "renameat2", None)  # glibc >= 2.28
+if _renameat2_call is not None:
+    _renameat2_call.restype = ctypes.c_int
+    _renameat2_call.argtypes = [
+        ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint,
+    ]  # fmt: skip
 
 
 class _OpenHow(ctypes.Structure):
@@ -94,7 +96,9 @@ def _renameat2(src_fd: int, name: str, dst_fd: int, new_name: str, flags: int) -
     if not flags:
         os.rename(name, new_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
         return
-    if _libc.renameat2(src_fd, os.fsencode(name), dst_fd, os.fsencode(new_name), flags) != 0:
+    if _renameat2_call is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available in this C library", name)
+    if _renameat2_call(src_fd, os.fsencode(name), dst_fd, os.fsencode(new_name), flags) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code), name)
 
