@@ -204,6 +204,31 @@ class Backend(ABC):
     def checksum(self, ino: int) -> str:
         """A hex digest of the file's content: equal content, equal digest."""
 
+    def read(self, ino: int, offset: int, size: int) -> bytes:
+        """Read without keeping a handle; backends override it to skip the open."""
+        with self.open(ino) as handle:
+            return handle.read(offset, size)
+
+    def read_file(self, path: str) -> bytes:
+        """The whole content of the file at ``path`` (a final symlink is followed)."""
+        attr = self.resolve(path, follow=True)
+        if attr.is_dir:
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+        return self.read(attr.ino, 0, attr.size)
+
+    def write_file(self, parent: int, name: str, data: bytes, mode: int = 0o644) -> Attr:
+        """Replace ``parent/name`` with ``data`` atomically (see :meth:`publish`)."""
+        handle = self.tmpfile(parent, mode)
+        try:
+            handle.write(0, data)
+            return self.publish(handle, parent, name)
+        finally:
+            handle.close()
+
+    def snapshot(self) -> contextlib.AbstractContextManager[object]:
+        """A block whose reads all see one consistent state, where the backend can."""
+        return contextlib.nullcontext()
+
     def copy_file(self, ino: int, parent: int, name: str) -> Attr:
         """Copy a regular file to ``parent/name``, replacing a file there.
 
@@ -243,7 +268,7 @@ class Backend(ABC):
         """
         pending = split_path(path)
         pending.reverse()
-        stack: list[Attr] = [self.getattr(ROOT_INO)]
+        stack: list[Attr | None] = [None]  # None stands for the root, fetched only if needed
         hops = 0
         while pending:
             name = pending.pop()
@@ -255,9 +280,9 @@ class Backend(ABC):
                 stack.pop()
                 continue
             here = stack[-1]
-            if not here.is_dir:
+            if here is not None and not here.is_dir:
                 raise NotADirectoryError(errno.ENOTDIR, "Not a directory", path)
-            attr = self.lookup(here.ino, name)
+            attr = self.lookup(ROOT_INO if here is None else here.ino, name)
             if attr.is_link and (pending or follow):
                 hops += 1
                 if hops > SYMLINK_HOPS:
@@ -270,17 +295,32 @@ class Backend(ABC):
                 pending.extend(reversed(_split_target(target)))
                 continue
             stack.append(attr)
-        return stack[-1]
+        return stack[-1] or self.getattr(ROOT_INO)
 
-    def resolve_parent(self, path: str) -> tuple[int, str]:
-        """The directory inode that holds ``path`` and the last name in it."""
+    def resolve_parent(self, path: str, *, follow: bool = False) -> tuple[int, str]:
+        """The directory inode that holds ``path`` and the last name in it.
+
+        With ``follow``, a final symlink is replaced by what it points to (inside
+        the workspace only), as ``open(path, "w")`` writes through a link.
+        """
         parts = split_path(path)
         if not parts:
             raise PermissionError(errno.EPERM, "the workspace root has no parent", path)
-        parent = self.resolve("/".join(parts[:-1]), follow=True)
-        if not parent.is_dir:
-            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", path)
-        return parent.ino, check_name(parts[-1])
+        for _ in range(SYMLINK_HOPS + 1):
+            parent = self.resolve("/".join(parts[:-1]), follow=True)
+            if not parent.is_dir:
+                raise NotADirectoryError(errno.ENOTDIR, "Not a directory", path)
+            name = check_name(parts[-1])
+            attr = self.lookup_or_none(parent.ino, name) if follow else None
+            if attr is None or not attr.is_link:
+                return parent.ino, name
+            target = os.fsdecode(self.readlink(attr.ino))
+            if target.startswith("/"):
+                raise PermissionError(errno.EACCES, "symlink points outside the workspace", path)
+            parts = _lexical(parts[:-1] + _split_target(target), path)
+            if not parts:
+                raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+        raise OSError(errno.ELOOP, "Too many levels of symbolic links", path)
 
     def lookup_or_none(self, parent: int, name: str) -> Attr | None:
         try:
@@ -294,3 +334,16 @@ def _split_target(target: str) -> list[str]:
     if "\0" in target:
         raise OSError(errno.EINVAL, "symlink target contains NUL", target)
     return [part for part in target.split("/") if part not in ("", ".")]
+
+
+def _lexical(parts: list[str], path: str) -> list[str]:
+    """Apply ``..`` parts lexically; climbing above the root is refused."""
+    out: list[str] = []
+    for part in parts:
+        if part != "..":
+            out.append(part)
+        elif out:
+            out.pop()
+        else:
+            raise PermissionError(errno.EACCES, "symlink points outside the workspace", path)
+    return out

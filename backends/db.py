@@ -74,6 +74,15 @@ def create_private_file(path: Path) -> None:
 # Connections inherited across fork are kept alive but never used or closed in
 # the child: closing them there could checkpoint or unlink files the parent uses.
 _inherited: list[apsw.Connection] = []
+_fork_generation = 0
+
+
+def _after_fork_in_child() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Database:
@@ -113,7 +122,7 @@ class Database:
         """This thread's connection, opened on first use (and again after fork)."""
         local = self._local
         conn = getattr(local, "conn", None)
-        if conn is not None and local.pid == os.getpid():
+        if conn is not None and local.generation == _fork_generation:
             return conn
         if conn is not None:
             _inherited.append(conn)
@@ -135,14 +144,14 @@ class Database:
             conn.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
             conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 0)
         local.conn = conn
-        local.pid = os.getpid()
+        local.generation = _fork_generation
         local.depth = 0
         return conn
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""
         conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
+        if conn is not None and self._local.generation == _fork_generation:
             conn.close()
         self._local.conn = None
 
@@ -218,25 +227,38 @@ class Database:
 
     # -- queries -----------------------------------------------------------
 
+    # These run on every file operation, so they catch apsw errors inline
+    # rather than through a context manager.
+
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> apsw.Cursor:
-        with translated_errors(self.path):
+        try:
             return self.conn.execute(sql, params)
+        except apsw.Error as exc:
+            raise os_error(exc, self.path) from exc
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
-        with translated_errors(self.path):
+        try:
             return self.conn.execute(sql, params).fetchall()
+        except apsw.Error as exc:
+            raise os_error(exc, self.path) from exc
 
     def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         """The first row, or ``None``."""
-        with translated_errors(self.path):
+        try:
             for row in self.conn.execute(sql, params):
                 return row
+        except apsw.Error as exc:
+            raise os_error(exc, self.path) from exc
         return None
 
     def value(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         """The first column of the first row, or ``None``."""
-        row = self.one(sql, params)
-        return None if row is None else row[0]
+        try:
+            for row in self.conn.execute(sql, params):
+                return row[0]
+        except apsw.Error as exc:
+            raise os_error(exc, self.path) from exc
+        return None
 
     def data_version(self) -> int:
         """Changes when another connection commits: a cheap cache validator."""

@@ -331,8 +331,30 @@ class ReservedTree(Backend):
             return Backend.copy_file(self, ino, parent, name)
         return self.inner.copy_file(ino, parent, name)
 
+    def read(self, ino: int, offset: int, size: int) -> bytes:
+        if is_reserved(ino):
+            return Backend.read(self, ino, offset, size)
+        return self.inner.read(ino, offset, size)
+
+    def read_file(self, path: str) -> bytes:
+        if path.lstrip("/").startswith(RESERVED_NAME):
+            return Backend.read_file(self, path)
+        return self.inner.read_file(path)
+
+    def resolve(self, path: str, *, follow: bool = False) -> Attr:
+        if path.lstrip("/").startswith(RESERVED_NAME):
+            return Backend.resolve(self, path, follow=follow)
+        return self.inner.resolve(path, follow=follow)
+
+    def write_file(self, parent: int, name: str, data: bytes, mode: int = 0o644) -> Attr:
+        self._guard(parent, name)
+        return self.inner.write_file(parent, name, data, mode)
+
     def transaction(self) -> contextlib.AbstractContextManager[object]:
         return self.inner.transaction()
+
+    def snapshot(self) -> contextlib.AbstractContextManager[object]:
+        return self.inner.snapshot()
 
     def forget(self, ino: int) -> None:
         if not is_reserved(ino):

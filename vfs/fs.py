@@ -261,55 +261,47 @@ class AgentFileSystem(AbstractFileSystem):
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
     ) -> bytes:
         path = self._strip_protocol(path)
-        attr = self._resolve(path)
-        if attr.is_dir:
-            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
-        begin = 0 if start is None else (start if start >= 0 else max(0, attr.size + start))
-        stop = attr.size if end is None else (end if end >= 0 else max(0, attr.size + end))
-        if stop <= begin:
-            return b""
-        with self.backend.open(attr.ino) as handle:
-            return handle.read(begin, stop - begin)
+        backend = self.backend
+        if start is None and end is None:
+            return backend.read_file(path)
+        with backend.snapshot():
+            attr = backend.resolve(path, follow=True)
+            if attr.is_dir:
+                raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+            size = attr.size
+            begin = 0 if start is None else (start if start >= 0 else max(0, size + start))
+            stop = size if end is None else (end if end >= 0 else max(0, size + end))
+            if stop <= begin:
+                return b""
+            return backend.read(attr.ino, begin, stop - begin)
 
     def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
         path = self._strip_protocol(path)
-        if self._intrans and not getattr(self.backend, "transactional", False):
+        backend = self.backend
+        if self._intrans and not backend.transactional:
             # Without a database transaction, defer the write to the commit.
             with self.open(path, "xb" if mode == "create" else "wb") as f:
                 f.write(value)
             return
-        with self.backend.transaction():
+        with backend.transaction():
             parent, name = self._parent_for_write(path)
-            if mode == "create" and self.backend.lookup_or_none(parent, name) is not None:
+            if mode == "create" and backend.lookup_or_none(parent, name) is not None:
                 raise FileExistsError(errno.EEXIST, "File exists", path)
-            handle = self.backend.tmpfile(parent, FILE_MODE)
-            try:
-                handle.write(0, bytes(value))
-                self.backend.publish(handle, parent, name)
-            finally:
-                handle.close()
-        self.invalidate_cache(path)
+            backend.write_file(parent, name, bytes(value), FILE_MODE)
 
     def _parent_for_write(self, path: str) -> tuple[int, str]:
         """The directory that will hold ``path`` (created when auto_mkdir), and the name.
 
         A final symlink is written through, as ``open(path, "w")`` does.
         """
-        backend = self.backend
         try:
-            attr = backend.resolve(path, follow=False)
+            return self.backend.resolve_parent(path, follow=True)
         except FileNotFoundError:
-            attr = None
-        if attr is not None and attr.is_link:
-            target = backend.resolve(path, follow=True)  # refuses links out of the tree
-            if target.is_dir:
-                raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
-        if attr is not None and attr.is_dir:
-            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
-        head = path.rpartition("/")[0]
-        if self.auto_mkdir and head:
-            self.makedirs(head, exist_ok=True)
-        return backend.resolve_parent(path)
+            head = path.rpartition("/")[0]
+            if not (self.auto_mkdir and head):
+                raise
+        self.makedirs(head, exist_ok=True)
+        return self.backend.resolve_parent(path, follow=True)
 
     def touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
         path = self._strip_protocol(path)
@@ -409,6 +401,8 @@ class AgentFile(AbstractBufferedFile):
             return
         if mode == "xb" and fs.exists(path):
             raise FileExistsError(errno.EEXIST, "File exists", path)
+        if fs.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
         super().__init__(fs, path, mode, **kwargs)
         if mode == "ab":
             self._open_for_append()
