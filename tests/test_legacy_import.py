@@ -357,3 +357,24 @@ def test_migrate_refuses_a_missing_directory(home: Path, tmp_path: Path) -> None
     result = migrate("alice", str(tmp_path / "nope"))
     assert result.exit_code == 1 and "not a legacy sessions directory" in result.output
     assert not (home / "agents" / "alice").exists()
+
+
+def test_lines_that_are_not_strict_json_are_refused_not_altered(home: Path, tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    path = source / "odd.jsonl"
+    path.write_bytes(
+        b'\xef\xbb\xbf{"type":"session","version":3,"id":"odd","timestamp":"t","cwd":"/"}\r\n'
+        b'{"type":"message","id":"n1","parentId":null,"value":NaN}\r\n'
+        + b"[" * 100_000
+        + b"\r\n"
+        + b'{"type":"message","id":"n2","parentId":null,"value":1e400}\r\n'
+        + b'{"type":"message","id":"n3","parentId":null,"value":1.5e300}\r\n'
+    )
+    before = snapshot(path)
+    result = migrate("alice", str(source), "--json")
+    assert result.exit_code == 1
+    assert snapshot(path) == before
+    with Workspace.open("alice", home) as ws:
+        assert ws.transcripts.header("odd")["id"] == "odd"  # a leading BOM is not part of the JSON
+        assert [e.event["value"] for e in ws.transcripts.events("odd")] == [1.5e300]

@@ -98,3 +98,20 @@ def test_sessions_cli_lists_and_shows(make_workspace) -> None:
     shown = runner.invoke(main, ["sessions", "show", "alice", "k1", "--json"])
     assert json.loads(shown.output)["fields"] == {"sessionId": "s1", "extra": [1]}
     assert runner.invoke(main, ["sessions", "show", "alice", "nope"]).exit_code == 1
+
+
+def test_values_json_cannot_hold_are_refused_and_nothing_changes(make_workspace) -> None:
+    import pytest
+
+    ws = make_workspace()
+    ws.sessions.patch("k", {"a": 1})
+    with pytest.raises(ValueError):
+        ws.sessions.patch("k", {"a": float("nan")})
+    with pytest.raises(ValueError):
+        ws.transcripts.append("s", {"type": "x", "v": float("inf")})
+    with pytest.raises(ValueError):
+        ws.caches.set("agent", "k", {"v": float("nan")})
+    with pytest.raises(TypeError):
+        ws.artifacts.start("t", inputs={"v": object()})
+    assert ws.sessions.get("k").fields == {"a": 1}
+    assert not ws.transcripts.exists("s")

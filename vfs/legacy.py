@@ -21,6 +21,7 @@ The rules, each tested:
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import stat
@@ -133,6 +134,23 @@ def digest(data: bytes) -> str:
     return xxhash.xxh3_128_hexdigest(data)
 
 
+def _refuse_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; storing them would not round-trip.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is out of range for a JSON number here")
+    return value
+
+
+def loads(text: str) -> Any:
+    """Strict JSON: no NaN or Infinity, no number that overflows to infinity."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
+
+
 # -- parsing ------------------------------------------------------------------------
 
 
@@ -157,13 +175,16 @@ def parse_transcript(data: bytes, stem: str) -> ParsedTranscript:
         if not raw.strip():
             continue
         try:
-            value = json.loads(raw.decode("utf-8"))
+            value = loads(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
         except UnicodeDecodeError:
             problems.append(f"line {number}: invalid UTF-8")
             continue
         except json.JSONDecodeError as exc:
             last = raw is unterminated
             problems.append(f"line {number}: {'truncated' if last else 'invalid JSON'} ({exc.msg})")
+            continue
+        except (ValueError, RecursionError) as exc:
+            problems.append(f"line {number}: {exc}")
             continue
         if not isinstance(value, dict):
             problems.append(f"line {number}: not a JSON object")
@@ -189,13 +210,15 @@ def parse_transcript(data: bytes, stem: str) -> ParsedTranscript:
 def parse_sessions(data: bytes) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """The entries of ``sessions.json`` that are JSON objects, and the problems."""
     try:
-        value = json.loads(data.decode("utf-8"))
+        value = loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise ValueError("invalid UTF-8") from None
     except json.JSONDecodeError as exc:
         raise ValueError(
             f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
     if not isinstance(value, dict):
         raise ValueError("not a JSON object mapping session keys to entries")
     good = {k: v for k, v in value.items() if isinstance(v, dict)}

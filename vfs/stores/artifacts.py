@@ -188,7 +188,9 @@ class Artifacts:
                     session_key,
                     tool,
                     call_id,
-                    json.dumps({} if inputs is None else inputs, ensure_ascii=False),
+                    json.dumps(
+                        {} if inputs is None else inputs, ensure_ascii=False, allow_nan=False
+                    ),
                     time.time() if started_at is None else started_at,
                 ),
             )

@@ -128,7 +128,9 @@ class Caches:
             kind, data = "bytes", bytes(value)
         else:
             kind = "json"
-            data = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+            data = json.dumps(
+                value, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            ).encode()
         if ttl is not None and ttl <= 0:
             raise ValueError("a cache TTL must be positive")
         now = time.time()
