@@ -23,6 +23,7 @@ import apsw
 import schema
 
 BUSY_TIMEOUT_S = 60.0
+PAGE_SIZE = 16384
 
 # apsw exception -> (errno, message). Constraint violations are FileExistsError
 # because the only UNIQUE constraints a caller can hit are names that exist.
@@ -132,6 +133,10 @@ class Database:
                 flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_NOFOLLOW,
             )
             conn.setbusytimeout(int(self.busy_timeout * 1000))
+            if self.path.stat().st_size == 0:
+                # Only a new file can take a page size. Bigger pages keep small
+                # files' chunks inside one page instead of an overflow chain.
+                conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
             # Fail fast and clearly on a file that is not a database.
             conn.execute("PRAGMA schema_version").fetchall()
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchall()[0][0]

@@ -540,19 +540,20 @@ class SqliteBackend(Backend):
         if offset >= end:
             return b""
         cs = self.chunk_size
-        if len(rows) == 1:
-            idx, data = rows[0]
-            start = offset - idx * cs
-            if start >= 0 and start + (end - offset) <= len(data):
-                return bytes(data[start : start + end - offset])
-        out = bytearray(end - offset)
-        for idx, data in rows:
+        pieces: list[bytes | memoryview] = []
+        position = offset
+        for idx, data in sorted(rows):
             base = idx * cs
-            lo = max(offset, base)
-            hi = min(end, base + len(data))
-            if lo < hi:
-                out[lo - offset : hi - offset] = data[lo - base : hi - base]
-        return bytes(out)
+            lo, hi = max(position, base), min(end, base + len(data))
+            if lo >= hi:
+                continue
+            if lo > position:
+                pieces.append(bytes(lo - position))
+            pieces.append(memoryview(data)[lo - base : hi - base])
+            position = hi
+        if position < end:
+            pieces.append(bytes(end - position))
+        return b"".join(pieces)
 
     def _chunk(self, ino: int, idx: int) -> bytes:
         data = self.db.value(
