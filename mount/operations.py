@@ -8,13 +8,14 @@ place, :func:`kernel_op`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import itertools
 import logging
 import os
 import stat
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
@@ -57,6 +58,19 @@ def kernel_op(
             raise pyfuse3.FUSEError(errno.EIO) from None
 
     return handler
+
+
+@contextlib.contextmanager
+def stale_if_gone() -> Iterator[None]:
+    """An inode the kernel still caches but another process removed is ESTALE.
+
+    The kernel answers ESTALE by looking the path up again (``LOOKUP_REVAL``),
+    so a program sees the name's current file rather than an error.
+    """
+    try:
+        yield
+    except FileNotFoundError:
+        raise OSError(errno.ESTALE, "inode no longer exists") from None
 
 
 def decode_name(raw: bytes) -> str:
@@ -202,7 +216,8 @@ class AgentOperations(pyfuse3.Operations):
 
     @kernel_op
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return self._entry(self.backend.getattr(inode))
+        with stale_if_gone():
+            return self._entry(self.backend.getattr(inode))
 
     @kernel_op
     async def setattr(
@@ -303,7 +318,8 @@ class AgentOperations(pyfuse3.Operations):
 
     @kernel_op
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
-        attr = self.backend.getattr(inode)
+        with stale_if_gone():
+            attr = self.backend.getattr(inode)
         stamp = (attr.mtime_ns, attr.size)
         keep_cache = not flags & os.O_TRUNC and self._clean.get(inode) == stamp
         handle = self.backend.open(inode, flags)
@@ -346,7 +362,9 @@ class AgentOperations(pyfuse3.Operations):
 
     @kernel_op
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
-        if not self.backend.getattr(inode).is_dir:
+        with stale_if_gone():
+            attr = self.backend.getattr(inode)
+        if not attr.is_dir:
             raise NotADirectoryError(errno.ENOTDIR, "Not a directory")
         return inode  # readdir offsets are the backend's; no per-open state needed
 
