@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from backends.base import ROOT_INO
 from backends.overlay_crash import step
-from backends.overlay_diff import SETTLE, Action, Change, Check, related, scan
+from backends.overlay_diff import DATABASE_OPS, Action, Change, Check, related, scan
 from backends.overlay_lower import STAGING_DIR, hash_fd
 
 if TYPE_CHECKING:
@@ -154,29 +154,29 @@ def _run(backend: HybridBackend) -> None:
     with contextlib.suppress(FileExistsError):
         os.mkdir(STAGING_DIR, 0o700, dir_fd=backend.lower.root_fd)
     rows = backend.db.query(
-        f"SELECT seq, {', '.join(_COLUMNS)} FROM overlay_commit_ops"
-        " WHERE done = 0 AND phase < ? ORDER BY seq",
-        (SETTLE,),
+        f"SELECT seq, {', '.join(_COLUMNS)} FROM overlay_commit_ops WHERE done = 0 ORDER BY seq"
     )
     disk = _Disk(backend)
     try:
         for row in rows:
             action = Action(**dict(zip(_COLUMNS, row[1:], strict=True)))
-            getattr(disk, action.op)(action)
-            backend.db.execute("UPDATE overlay_commit_ops SET done = 1 WHERE seq = ?", (row[0],))
+            if action.op in DATABASE_OPS:
+                with backend.db.write():
+                    _settle(backend, action)
+                    _mark_done(backend, row[0])
+            else:
+                getattr(disk, action.op)(action)
+                _mark_done(backend, row[0])
             step()
     finally:
         disk.close()
-    with backend.db.write():
-        for row in backend.db.query(
-            f"SELECT {', '.join(_COLUMNS)} FROM overlay_commit_ops WHERE phase = ? ORDER BY seq",
-            (SETTLE,),
-        ):
-            action = Action(**dict(zip(_COLUMNS, row, strict=True)))
-            _settle(backend, action)
-        backend.db.execute("DELETE FROM overlay_commit_ops")
+    backend.db.execute("DELETE FROM overlay_commit_ops")
     with contextlib.suppress(OSError):
         shutil.rmtree(STAGING_DIR, dir_fd=backend.lower.root_fd)
+
+
+def _mark_done(backend: HybridBackend, seq: int) -> None:
+    backend.db.execute("UPDATE overlay_commit_ops SET done = 1 WHERE seq = ?", (seq,))
 
 
 def _settle(backend: HybridBackend, action: Action) -> None:

@@ -19,8 +19,13 @@ from backends.base import ROOT_INO
 if TYPE_CHECKING:
     from backends.hybrid import HybridBackend
 
-# Commit phases, in order: nothing is removed before every new byte is staged.
-STAGE, REMOVE, PLACE, METADATA, SETTLE = 1, 2, 3, 4, 5
+# Commit phases, in order. Nothing is removed before every new byte is staged;
+# what is in the way of a new object goes before it is placed; the database
+# forgets placed changes (SETTLE) before deleted and moved-away paths are
+# removed (REMOVE), and their whiteouts go last (FORGET), so that the merged
+# view is whole at every point a commit can be interrupted.
+STAGE, CLEAR_WAY, PLACE, METADATA, SETTLE, REMOVE, FORGET = 1, 2, 3, 4, 5, 6, 7
+DATABASE_OPS = ("clear_entry", "clear_whiteout", "settle_dir")
 
 
 def join(parent: str, name: str) -> str:
@@ -184,7 +189,7 @@ class _Scanner:
     ) -> None:
         if lower_path in self.kept_sources:
             return  # moved, not deleted: the rename's change covers it
-        self.add(Action(SETTLE, "clear_whiteout", lower_path, lower_path, parent=parent, name=name))
+        self.add(Action(FORGET, "clear_whiteout", lower_path, lower_path, parent=parent, name=name))
         st = self.lower.lstat_or_none(lower_path)
         kind = kind_of(st.st_mode) if st is not None else "file"
         self.scan.changes.append(Change("deleted", lower_path, kind, old_size=size))
@@ -231,7 +236,7 @@ class _Scanner:
         elif lower_path is None and not relocated:
             self.scan.changes.append(Change("modified" if whited else "added", child, "dir"))
         if whited is not None and not relocated:
-            self.add(Action(REMOVE, "remove", expected or child, g))
+            self.add(Action(CLEAR_WAY, "remove", expected or child, g))
             self.add(Action(SETTLE, "clear_whiteout", child, g, parent=parent, name=name))
         elif lower_path is None and not relocated and group is None:
             self.scan.checks.append(Check(g, child, absent=True))
@@ -244,7 +249,7 @@ class _Scanner:
         where = self.whiteout_at.get(lower_path)
         if where is not None:
             self.add(
-                Action(SETTLE, "clear_whiteout", lower_path, group, parent=where[0], name=where[1])
+                Action(FORGET, "clear_whiteout", lower_path, group, parent=where[0], name=where[1])
             )
 
     def file(
@@ -299,7 +304,7 @@ class _Scanner:
         if whited is not None and not relocated:
             old = self.lower.lstat_or_none(expected or child)
             if old is not None and stat.S_ISDIR(old.st_mode):
-                self.add(Action(REMOVE, "remove", expected or child, g))
+                self.add(Action(CLEAR_WAY, "remove", expected or child, g))
             self.scan.checks.append(Check(g, expected or child, *whited))
             self.add(Action(SETTLE, "clear_whiteout", child, g, parent=parent, name=name))
         elif lower_path is None and not relocated and group is None:

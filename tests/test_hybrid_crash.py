@@ -1,0 +1,90 @@
+"""A commit killed with SIGKILL at any step loses nothing; running it again finishes it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from backends.overlay_crash import KILL_AFTER_ENV
+from backends.overlay_diff import scan
+from vfs import Workspace
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def vfs(*args: str, kill_after: int | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if kill_after is not None:
+        env[KILL_AFTER_ENV] = str(kill_after)
+    return subprocess.run(
+        [str(REPO / ".venv/bin/vfs"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def tree_of(root: Path) -> dict[str, bytes | None]:
+    found: dict[str, bytes | None] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames:
+            found[os.path.relpath(os.path.join(dirpath, name), root)] = None
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            found[os.path.relpath(path, root)] = Path(path).read_bytes()
+    return found
+
+
+def merged_view(ws: Workspace) -> dict[str, bytes | None]:
+    found: dict[str, bytes | None] = {}
+    for path, info in ws.fs.find("/", withdirs=True, detail=True).items():
+        name = path.lstrip("/")
+        if name:
+            found[name] = None if info["type"] == "directory" else ws.fs.cat(path)
+    return found
+
+
+def make_changes(home: Path, tree: Path, agent: str) -> dict[str, bytes | None]:
+    (tree / "keep" / "deep").mkdir(parents=True)
+    (tree / "keep" / "deep" / "a.txt").write_bytes(b"a" * 100_000)
+    (tree / "keep" / "b.txt").write_text("b")
+    (tree / "old").mkdir()
+    (tree / "old" / "c.txt").write_text("c")
+    (tree / "gone.txt").write_text("gone")
+    (tree / "edit.txt").write_text("before")
+    with Workspace.create(agent, home, mode="hybrid", workspace=tree) as ws:
+        fs = ws.fs
+        fs.pipe("edit.txt", b"after")
+        fs.rm("gone.txt")
+        fs.mv("keep", "moved", recursive=True)
+        backend = ws.files_backend
+        with backend.open(backend.resolve("moved/deep/a.txt").ino, os.O_WRONLY) as handle:
+            handle.write(50_000, b"Z")
+        fs.pipe("new/one.txt", b"one")
+        fs.pipe("new/two.txt", b"two")
+        fs.rm("old", recursive=True)
+        fs.mkdir("old")
+        fs.pipe("old/d.txt", b"d")
+        return merged_view(ws)
+
+
+@pytest.mark.parametrize("kill_after", [1, 3, 7, 12, 17, 19, 24, 29, 31, 33])
+def test_commit_killed_at_any_step_is_finished_by_the_next_commit(home, tmp_path, kill_after):
+    tree = tmp_path / "tree"
+    expected = make_changes(home, tree, "alice")
+    killed = vfs("commit", "alice", kill_after=kill_after)
+    assert killed.returncode in (0, -signal.SIGKILL), killed.stderr
+    # Whatever happened, the merged view still shows every change.
+    with Workspace.open("alice", home) as ws:
+        assert merged_view(ws) == expected
+    finished = vfs("commit", "alice")
+    assert finished.returncode == 0, finished.stderr
+    assert tree_of(tree) == expected
+    with Workspace.open("alice", home) as ws:
+        assert scan(ws.files_backend).changes == []
+        assert merged_view(ws) == expected
