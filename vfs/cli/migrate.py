@@ -14,6 +14,9 @@ from vfs.legacy import MigrationReport, find_sources, history, import_legacy
 
 
 def _summary(report: MigrationReport) -> None:
+    if not report.sources:
+        click.echo("nothing to import: no sessions.json or *.jsonl in the directory")
+        return
     width = max([len(Path(s.path).name) for s in report.sources] + [6])
     click.echo(
         f"{'source':<{width}}  {'status':<9} {'imported':>8} {'kept':>6} {'skipped':>7}  note"
@@ -25,9 +28,7 @@ def _summary(report: MigrationReport) -> None:
             f" {s.skipped:>7}  {note}"
         )
     prefix = "dry run: would import" if report.dry_run else "imported"
-    if not report.sources:
-        click.echo("nothing to import: no sessions.json or *.jsonl in the directory")
-    elif report.imported == 0 and not report.failed:
+    if report.imported == 0 and not report.failed:
         click.echo("nothing new to import: everything is already in the database")
     else:
         click.echo(
