@@ -78,6 +78,12 @@ def is_reserved(ino: int) -> bool:
     return ino >= RESERVED_BASE
 
 
+def _in_reserved(path: str) -> bool:
+    """Whether ``path`` starts with the ``/.vfs`` name (symlinks are not followed here)."""
+    first = next((part for part in path.split("/") if part not in ("", ".")), None)
+    return first == RESERVED_NAME
+
+
 def _read_only(what: object = None) -> OSError:
     return OSError(errno.EROFS, "Read-only file system", None if what is None else str(what))
 
@@ -324,6 +330,23 @@ class ReservedTree(Backend):
             raise IsADirectoryError(errno.EISDIR, "not a regular file", f"inode {ino}")
         return entry.digest
 
+    def read(self, ino: int, offset: int, size: int) -> bytes:
+        if is_reserved(ino):
+            return Backend.read(self, ino, offset, size)
+        return self.inner.read(ino, offset, size)
+
+    def read_file(self, path: str) -> bytes:
+        if _in_reserved(path):
+            return Backend.read_file(self, path)
+        return self.inner.read_file(path)
+
+    def write_file(self, parent: int, name: str, data: bytes, mode: int = 0o644) -> Attr:
+        self._guard(parent, name)
+        return self.inner.write_file(parent, name, data, mode)
+
+    def snapshot(self) -> contextlib.AbstractContextManager[object]:
+        return self.inner.snapshot()
+
     def copy_file(self, ino: int, parent: int, name: str) -> Attr:
         self._guard(parent, name)
         if is_reserved(ino):
@@ -331,30 +354,20 @@ class ReservedTree(Backend):
             return Backend.copy_file(self, ino, parent, name)
         return self.inner.copy_file(ino, parent, name)
 
-    def read(self, ino: int, offset: int, size: int) -> bytes:
-        if is_reserved(ino):
-            return Backend.read(self, ino, offset, size)
-        return self.inner.read(ino, offset, size)
-
-    def read_file(self, path: str) -> bytes:
-        if path.lstrip("/").startswith(RESERVED_NAME):
-            return Backend.read_file(self, path)
-        return self.inner.read_file(path)
-
-    def resolve(self, path: str, *, follow: bool = False) -> Attr:
-        if path.lstrip("/").startswith(RESERVED_NAME):
-            return Backend.resolve(self, path, follow=follow)
-        return self.inner.resolve(path, follow=follow)
-
-    def write_file(self, parent: int, name: str, data: bytes, mode: int = 0o644) -> Attr:
-        self._guard(parent, name)
-        return self.inner.write_file(parent, name, data, mode)
-
     def transaction(self) -> contextlib.AbstractContextManager[object]:
         return self.inner.transaction()
 
-    def snapshot(self) -> contextlib.AbstractContextManager[object]:
-        return self.inner.snapshot()
+    # -- paths: the wrapped backend's own (faster) walk, except into /.vfs ----------
+
+    def resolve(self, path: str, *, follow: bool = False) -> Attr:
+        if _in_reserved(path):
+            return Backend.resolve(self, path, follow=follow)
+        return self.inner.resolve(path, follow=follow)
+
+    def resolve_parent(self, path: str, *, follow: bool = False) -> tuple[int, str]:
+        if _in_reserved(path):
+            return Backend.resolve_parent(self, path, follow=follow)
+        return self.inner.resolve_parent(path, follow=follow)
 
     def forget(self, ino: int) -> None:
         if not is_reserved(ino):

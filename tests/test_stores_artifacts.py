@@ -246,3 +246,23 @@ def test_artifacts_cli_lists_shows_gets_and_collects(make_workspace, tmp_path: P
     collected = runner.invoke(main, ["gc", "alice", "--older-than", "1d", "--json"])
     assert json.loads(collected.output)["runs"] == 1
     assert runner.invoke(main, ["gc", "alice", "--older-than", "soon"]).exit_code == 2
+
+
+@pytest.mark.parametrize("mode", ["sqlite", "disk", "hybrid"])
+def test_whole_file_paths_reach_artifacts_and_leave_similar_names_alone(
+    make_workspace, mode
+) -> None:
+    ws = make_workspace(mode)
+    run = ws.artifacts.start("t", run_id="r1")
+    ws.artifacts.attach(run.id, "out.txt", b"artifact")
+    backend = ws.backend
+    assert backend.read_file("/.vfs/runs/r1/out.txt") == b"artifact"
+    backend.mkdir(1, ".vfsx", 0o755)
+    parent, name = backend.resolve_parent("/.vfsx/file")
+    backend.write_file(parent, name, b"ordinary")
+    assert backend.read_file("/.vfsx/file") == b"ordinary"
+    runs_dir = backend.resolve("/.vfs/runs/r1").ino
+    with pytest.raises(OSError) as caught:
+        backend.write_file(runs_dir, "new", b"x")
+    assert caught.value.errno == errno.EROFS
+    assert backend.resolve_parent("/.vfs/runs/r1/out.txt") == (runs_dir, "out.txt")
