@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from backends.db import Database
 from backends.hybrid import HybridBackend
 from backends.mounts import MountTable
-from backends.overlay_commit import commit, conflicts
+from backends.overlay_commit import commit, conflicts, resume
 from backends.overlay_crash import step
 from backends.overlay_switch import (
     begin_switch,
@@ -109,6 +109,7 @@ def _move(
             overlay = HybridBackend(db, workspace)
             try:
                 if target == "disk":
+                    resume(overlay)  # a commit this switch started and a crash cut short
                     found = [] if force else conflicts(overlay)
                     if found:
                         end_switch(db)
