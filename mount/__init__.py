@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from mount.operations import DEFAULT_CACHE_TIMEOUT, AgentOperations
 from mount.process import mounted, start, stop, unmount
-from mount.serve import serve
+from mount.session import serve
 
 __all__ = [
     "DEFAULT_CACHE_TIMEOUT",

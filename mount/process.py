@@ -22,7 +22,7 @@ from pathlib import Path
 from backends.mounts import MountTable, pid_alive
 from backends.registry import Registry
 from mount.operations import DEFAULT_CACHE_TIMEOUT
-from mount.serve import SUBTYPE
+from mount.session import SUBTYPE
 from vfs.settings import resolve_home
 
 FUSE_DEVICE = Path("/dev/fuse")

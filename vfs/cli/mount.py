@@ -51,7 +51,7 @@ def mount_command(
     with `vfs umount MOUNTPOINT`.
     """
     from mount.process import check_mountable, start
-    from mount.serve import serve
+    from mount.session import serve
 
     home = resolve_home(home_of(ctx))
     if foreground:
