@@ -50,13 +50,27 @@ def use_mount(agent: str, home: Path, root: Path, *, git: bool) -> None:
                 f.write("print('edited inside the mount')\n")
             print("appended a line to src/app.py inside the mount")
         if git and shutil.which("git"):
-            env = {**os.environ, "GIT_AUTHOR_NAME": "demo", "GIT_AUTHOR_EMAIL": "demo@example.com",
-                   "GIT_COMMITTER_NAME": "demo", "GIT_COMMITTER_EMAIL": "demo@example.com"}
-            for command in (["git", "init", "-q"], ["git", "add", "-A"],
-                            ["git", "commit", "-q", "-m", "work inside the mount"]):
+            env = {
+                **os.environ,
+                "GIT_AUTHOR_NAME": "demo",
+                "GIT_AUTHOR_EMAIL": "demo@example.com",
+                "GIT_COMMITTER_NAME": "demo",
+                "GIT_COMMITTER_EMAIL": "demo@example.com",
+            }
+            for command in (
+                ["git", "init", "-q"],
+                ["git", "add", "-A"],
+                ["git", "commit", "-q", "-m", "work inside the mount"],
+            ):
                 subprocess.run(command, cwd=mountpoint, env=env, check=True)
-            log = subprocess.run(["git", "log", "--oneline"], cwd=mountpoint, env=env,
-                                 capture_output=True, text=True, check=True).stdout.strip()
+            log = subprocess.run(
+                ["git", "log", "--oneline"],
+                cwd=mountpoint,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
             print(f"git log in the mount: {log}")
     finally:
         vfs("umount", str(mountpoint), home=home)
@@ -98,10 +112,14 @@ def main() -> None:
             print("(no /dev/fuse or fusermount3 here: the FUSE part is skipped)")
 
     step("carol's overlay: the project directory is untouched until commit")
-    print(f"files on disk before commit: {sorted(str(p.relative_to(project)) for p in project.rglob('*'))}")
+    print(
+        f"files on disk before commit: {sorted(str(p.relative_to(project)) for p in project.rglob('*'))}"
+    )
     print(vfs("diff", "carol", home=home).rstrip())
     print(vfs("commit", "carol", home=home).rstrip())
-    print(f"files on disk after commit: {sorted(str(p.relative_to(project)) for p in project.rglob('*') if '.git' not in p.parts)}")
+    print(
+        f"files on disk after commit: {sorted(str(p.relative_to(project)) for p in project.rglob('*') if '.git' not in p.parts)}"
+    )
 
     step("agents")
     print(vfs("agents", home=home).rstrip())

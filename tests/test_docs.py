@@ -1,0 +1,42 @@
+"""The documentation covers every command and the README's commands exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+from vfs.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def all_commands(group: click.Group, prefix: str = "vfs") -> list[tuple[str, click.Command]]:
+    found = []
+    for name, command in group.commands.items():
+        found.append((f"{prefix} {name}", command))
+        if isinstance(command, click.Group):
+            found += all_commands(command, f"{prefix} {name}")
+    return found
+
+
+def test_every_command_and_option_is_in_the_cli_reference() -> None:
+    reference = (REPO / "docs" / "cli.md").read_text()
+    for path, command in all_commands(main):
+        assert f"## `{path}`" in reference, f"{path} is not documented in docs/cli.md"
+        section = reference.split(f"## `{path}`", 1)[1].split("\n## ", 1)[0]
+        for param in command.params:
+            for opt in getattr(param, "opts", []):
+                if opt.startswith("-"):
+                    assert opt in section, f"{path} {opt} is not documented"
+
+
+def test_readme_commands_and_links_exist() -> None:
+    readme = (REPO / "README.md").read_text()
+    for script in re.findall(r"bash (scripts/\S+\.sh)", readme):
+        assert (REPO / script).is_file(), script
+    for link in re.findall(r"\]\((docs/[^)]+)\)", readme):
+        assert (REPO / link).is_file(), link
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "scripts/test.sh" in ci
