@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import stat
 import threading
@@ -191,7 +192,9 @@ class SqliteBackend(Backend):
 
     # -- paths -------------------------------------------------------------
 
-    def _path_sql(self, depth: int, with_data: bool) -> str:
+    @staticmethod
+    @functools.cache
+    def _path_sql(depth: int, with_data: bool) -> str:
         """One statement that walks ``depth`` names from the root, as nested subqueries."""
         ino = str(ROOT_INO)
         for k in range(1, depth + 1):
@@ -224,6 +227,8 @@ class SqliteBackend(Backend):
         if row is None or not stat.S_ISREG(row[1]) or row[5] > self.chunk_size:
             return super().read_file(path)
         size, data = row[5], row[-1] or b""
+        if len(data) == size:
+            return bytes(data)
         return bytes(data) + bytes(size - len(data))  # trailing zeros are not stored
 
     # -- inode operations ----------------------------------------------------
