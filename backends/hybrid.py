@@ -33,7 +33,7 @@ from backends.base import ROOT_INO, Attr, Backend, Handle
 from backends.db import Database
 from backends.names import check_name
 from backends.overlay_lower import LowerTree, read_at
-from backends.sqlite import RENAME_EXCHANGE, SqliteBackend, SqliteHandle
+from backends.sqlite import _INODE_COLUMNS, RENAME_EXCHANGE, SqliteBackend, SqliteHandle
 
 LOWER_INO_BASE = 1 << 61  # below the reserved /.vfs range (1 << 62)
 _LOWER_INO_MASK = LOWER_INO_BASE - 1
@@ -135,8 +135,9 @@ class HybridBackend(SqliteBackend):
             return None
         ino = lower_ino(st)
         self._refs[ino] = LowerRef(parent, name, path)
-        if self._is_upper(ino):  # another name of a hard-linked lower file was copied up
-            return self._get(ino)
+        upper = self.db.one(f"SELECT {_INODE_COLUMNS} FROM inodes WHERE ino = ?", (ino,))
+        if upper is not None:  # another name of a hard-linked lower file was copied up
+            return Attr(*upper)
         return _lower_attr(ino, st)
 
     def backing(self, ino: int) -> Backing | None:
@@ -231,14 +232,28 @@ class HybridBackend(SqliteBackend):
     # -- inode operations ----------------------------------------------------
 
     def lookup(self, parent: int, name: str) -> Attr:
-        if parent < LOWER_INO_BASE or self._is_upper(parent):
-            attr = self._entry(parent, name)
-            if attr is not None:
-                return attr
-            self._dir(parent)
-            if self._whiteout(parent, name):
+        attr = self._entry(parent, name)
+        if attr is not None:
+            return attr
+        # One query says whether the parent is upper, what it merges and what it hides.
+        row = self.db.one(
+            "SELECT i.mode, i.nlink, n.lower_path, EXISTS (SELECT 1 FROM overlay_whiteouts w"
+            " WHERE w.parent = i.ino AND w.name = ?) FROM inodes i"
+            " LEFT JOIN overlay_nodes n ON n.ino = i.ino WHERE i.ino = ?",
+            (name, parent),
+        )
+        if row is not None:
+            if not stat.S_ISDIR(row[0]):
+                raise NotADirectoryError(errno.ENOTDIR, "Not a directory", f"inode {parent}")
+            if row[1] == 0 or row[3]:
                 raise FileNotFoundError(errno.ENOENT, "No such file or directory", name)
-        lower_dir = self._merged_lower(parent)
+            lower_dir = row[2]
+            if lower_dir is None and parent == ROOT_INO and self.read_only:
+                lower_dir = ""
+        elif parent < LOWER_INO_BASE:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", f"inode {parent}")
+        else:
+            lower_dir = self._ref(parent).path
         found = None if lower_dir is None else self._lower_child(parent, lower_dir, name)
         if found is None:
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", name)
