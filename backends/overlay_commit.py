@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import shutil
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -63,6 +64,17 @@ def _in_scope(action: Action | Change, scopes: list[str]) -> bool:
     if other:
         paths.append(other)
     return any(related(p, s) for p in paths for s in scopes)
+
+
+@contextlib.contextmanager
+def exclusive(backend: HybridBackend) -> Iterator[None]:
+    """One commit or discard at a time per lower tree, across processes."""
+    fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=backend.lower.root_fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _under(path: str, roots: set[str]) -> bool:
@@ -115,7 +127,12 @@ def commit(
     the overlay and reported in ``conflicts``, unless ``force``.
     """
     backend._writable()
-    report = CommitReport(resumed=resume(backend))
+    with exclusive(backend):
+        return _commit(backend, paths, force)
+
+
+def _commit(backend: HybridBackend, paths: list[str] | None, force: bool) -> CommitReport:
+    report = CommitReport(resumed=_resume(backend))
     scopes = [p.strip("/") for p in paths or []]
     plan = scan(backend)
     actions = [a for a in plan.actions if _in_scope(a, scopes)]
@@ -144,6 +161,11 @@ def commit(
 
 def resume(backend: HybridBackend) -> bool:
     """Finish a commit that was interrupted; True if there was one."""
+    with exclusive(backend):
+        return _resume(backend)
+
+
+def _resume(backend: HybridBackend) -> bool:
     if not pending(backend):
         return False
     _run(backend)

@@ -88,3 +88,18 @@ def test_commit_killed_at_any_step_is_finished_by_the_next_commit(home, tmp_path
     with Workspace.open("alice", home) as ws:
         assert scan(ws.files_backend).changes == []
         assert merged_view(ws) == expected
+
+
+def test_two_commits_at_once_apply_every_change_once(home, tmp_path):
+    tree = tmp_path / "tree"
+    expected = make_changes(home, tree, "alice")
+    commits = [
+        subprocess.Popen([str(REPO / ".venv/bin/vfs"), "commit", "alice"], stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    for process in commits:
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+    assert tree_of(tree) == expected
+    with Workspace.open("alice", home) as ws:
+        assert scan(ws.files_backend).changes == []

@@ -27,6 +27,7 @@ all data, and the next ``switch_mode`` (or opening with ``vfs mode``) finishes.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 from dataclasses import dataclass
 
@@ -79,8 +80,11 @@ def switch_mode(
             f"agent {agent} is mounted at {mounts[0].mountpoint}; unmount it first"
             f" (vfs umount {mounts[0].mountpoint})",
         )
+    lock = os.open(registry.agent_dir(agent) / "switch.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # one switch of an agent at a time
     db = Database(record.db_path, "agent")
     try:
+        record = registry.get(agent)
         resumed = False
         unfinished = pending_switch(db)
         if unfinished is not None:
@@ -96,6 +100,7 @@ def switch_mode(
         return SwitchReport(agent, start, mode, start != mode, resumed, updated)
     finally:
         db.close()
+        os.close(lock)
 
 
 def _move(
