@@ -35,7 +35,10 @@ XATTR_REPLACE = 2
 DIRTY_LIMIT = 4 * 1024 * 1024
 
 _UID, _GID = os.getuid(), os.getgid()
-_FAST_DEPTH = 24  # deeper paths resolve name by name
+_FAST_DEPTH = 24
+# Inode numbers the counter hands out stay below this; the hybrid overlay and
+# the reserved /.vfs tree number their inodes above it.
+NUMBERED_INO_LIMIT = 1 << 61  # deeper paths resolve name by name
 
 _INODE_COLUMNS = "ino, mode, nlink, uid, gid, size, atime_ns, mtime_ns, ctime_ns, btime_ns, rdev"
 
@@ -73,10 +76,12 @@ class SqliteBackend(Backend):
         self.chunk_size = self._setup()
 
     def _setup(self) -> int:
-        size = self.db.value("SELECT value FROM meta WHERE key = 'chunk_size'")
+        settings = dict(
+            self.db.query("SELECT key, value FROM meta WHERE key IN ('chunk_size', 'next_ino')")
+        )
         has_root = self.db.value("SELECT 1 FROM inodes WHERE ino = ?", (ROOT_INO,))
-        if size is not None and has_root:
-            return int(size)
+        if len(settings) == 2 and has_root:
+            return int(settings["chunk_size"])
         with self.db.write():
             now = time.time_ns()
             self.db.execute(
@@ -92,6 +97,11 @@ class SqliteBackend(Backend):
             self.db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('chunk_size', ?)",
                 (str(chunk_size),),
+            )
+            self.db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('next_ino',"
+                " (SELECT coalesce(max(ino), 1) FROM inodes WHERE ino < ?))",
+                (NUMBERED_INO_LIMIT,),
             )
             return int(self.db.value("SELECT value FROM meta WHERE key = 'chunk_size'"))
 
@@ -133,13 +143,21 @@ class SqliteBackend(Backend):
     def _new_inode(
         self, mode: int, nlink: int, uid: int, gid: int, size: int = 0, target: bytes | None = None
     ) -> int:
+        # Numbers come from a counter and are never reused: a handle another
+        # process still holds on a freed inode must not reach a new file.
+        ino = int(
+            self.db.value(
+                "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'next_ino'"
+                " RETURNING CAST(value AS INTEGER)"
+            )
+        )
         now = time.time_ns()
         self.db.execute(
-            "INSERT INTO inodes (mode, nlink, uid, gid, size, atime_ns, mtime_ns, ctime_ns,"
-            " btime_ns, target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (mode, nlink, uid, gid, size, now, now, now, now, target),
+            "INSERT INTO inodes (ino, mode, nlink, uid, gid, size, atime_ns, mtime_ns, ctime_ns,"
+            " btime_ns, target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (ino, mode, nlink, uid, gid, size, now, now, now, now, target),
         )
-        return int(self.db.conn.last_insert_rowid())
+        return ino
 
     def _add_entry(self, parent: int, name: str, ino: int) -> None:
         if self._entry(parent, name) is not None:
@@ -705,11 +723,14 @@ class SqliteBackend(Backend):
 
 
 class SqliteHandle(Handle):
-    """An open file with a write buffer of whole chunks.
+    """An open file with a write buffer per chunk.
 
-    Writes collect in ``dirty`` (chunk index -> the chunk's new bytes) and land
-    in one transaction on flush, close, fsync, or when the buffer passes
-    :data:`DIRTY_LIMIT`; reads of the same inode in this process flush first.
+    Writes collect in ``dirty`` (chunk index -> a chunk-sized buffer holding
+    the written bytes) and ``spans`` (which byte ranges of it were written).
+    On flush, close, fsync, or past :data:`DIRTY_LIMIT`, each chunk is re-read
+    inside the write transaction and only the written spans are applied, so
+    two handles writing different bytes of one chunk keep both writes. Reads
+    of the same inode in this process flush first.
     """
 
     def __init__(self, backend: SqliteBackend, ino: int, *, append: bool = False) -> None:
@@ -717,6 +738,7 @@ class SqliteHandle(Handle):
         self.ino = ino
         self.append = append
         self.dirty: dict[int, bytearray] = {}
+        self.spans: dict[int, list[list[int]]] = {}
         self.end = 0  # largest end offset among buffered writes
         self.closed = False
         with backend._lock:
@@ -744,18 +766,33 @@ class SqliteHandle(Handle):
             take = min(cs - start, len(data) - written)
             buf = self.dirty.get(idx)
             if buf is None:
-                # A whole-chunk overwrite needs nothing from the old chunk.
-                old = b"" if (start == 0 and take == cs) else self.backend._chunk(self.ino, idx)
-                buf = self.dirty[idx] = bytearray(old)
-            if len(buf) < start:
-                buf.extend(bytes(start - len(buf)))
+                buf = self.dirty[idx] = bytearray(cs)
+                self.spans[idx] = []
             buf[start : start + take] = view[written : written + take]
+            spans = self.spans[idx]
+            if spans and spans[-1][0] <= start <= spans[-1][1]:
+                spans[-1][1] = max(spans[-1][1], start + take)  # the common sequential case
+            else:
+                spans.append([start, start + take])
             position += take
             written += take
         self.end = max(self.end, offset + len(data))
         if len(self.dirty) * cs >= DIRTY_LIMIT:
             self.flush()
         return len(data)
+
+    def _merged(self, idx: int) -> bytes:
+        """Chunk ``idx`` as stored now, with this handle's written spans applied."""
+        buf, spans = self.dirty[idx], self.spans[idx]
+        cs = self.backend.chunk_size
+        if len(spans) == 1 and spans[0] == [0, cs]:
+            return bytes(buf)
+        current = bytearray(self.backend._chunk(self.ino, idx))
+        for start, stop in spans:
+            if len(current) < stop:
+                current.extend(bytes(stop - len(current)))
+            current[start:stop] = buf[start:stop]
+        return bytes(current)
 
     def flush(self) -> None:
         if not self.dirty and not self.end:
@@ -764,13 +801,14 @@ class SqliteHandle(Handle):
         with backend.db.write():
             size = self._size()
             for idx in sorted(self.dirty):
-                backend._store_chunk(self.ino, idx, bytes(self.dirty[idx]))
+                backend._store_chunk(self.ino, idx, self._merged(idx))
             now = time.time_ns()
             backend.db.execute(
                 "UPDATE inodes SET size = ?, mtime_ns = ?, ctime_ns = ? WHERE ino = ?",
                 (size, now, now, self.ino),
             )
         self.dirty.clear()
+        self.spans.clear()
         self.end = 0
 
     def truncate(self, size: int) -> None:

@@ -226,3 +226,43 @@ def test_migrations_are_recorded(ws: Workspace) -> None:
     assert ws.db.value("PRAGMA user_version") == versions[-1]
     assert ws.db.value("PRAGMA journal_mode") == "wal"
     assert ws.db.value("PRAGMA foreign_keys") == 1
+
+
+def test_two_handles_writing_one_chunk_keep_both_writes(backend: SqliteBackend) -> None:
+    ino = write_file(backend, "shared", b"A" * 100)
+    first = backend.open(ino, os.O_RDWR)
+    second = backend.open(ino, os.O_RDWR)
+    first.write(0, b"11111")
+    second.write(50, b"22222")
+    first.close()
+    second.close()
+    data = read_all(backend, ino)
+    assert data[:5] == b"11111" and data[50:55] == b"22222"
+    assert data[5:50] == b"A" * 45 and data[55:] == b"A" * 45
+
+
+def test_writes_from_two_processes_to_one_chunk_both_land(ws: Workspace) -> None:
+    from tests.helpers import run_python
+
+    ws.fs.pipe("/shared", b"." * 1000)
+    ino = ws.fs.info("/shared")["ino"]
+    handle = ws.files_backend.open(ino, os.O_RDWR)
+    handle.write(0, b"PARENT")
+    run_python(
+        "import os\nfrom vfs import Workspace\n"
+        f"ws = Workspace.open('alice', {str(ws.home)!r})\n"
+        f"h = ws.files_backend.open({ino}, os.O_RDWR)\n"
+        "h.write(500, b'CHILD')\nh.close()\n"
+    )
+    handle.close()
+    data = ws.fs.cat("/shared")
+    assert data[:6] == b"PARENT" and data[500:505] == b"CHILD"
+
+
+def test_inode_numbers_are_never_reused(ws: Workspace, backend: SqliteBackend) -> None:
+    first = write_file(backend, "a", b"1")
+    backend.unlink(ROOT_INO, "a")
+    second = write_file(backend, "b", b"2")
+    assert second > first
+    with pytest.raises(FileNotFoundError):
+        backend.getattr(first)
