@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import select
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from vfs.settings import resolve_home
 
 FUSE_DEVICE = Path("/dev/fuse")
 START_TIMEOUT_S = 30.0
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 STOP_TIMEOUT_S = 30.0
 
 
@@ -37,8 +39,8 @@ def mount_table() -> dict[Path, str]:
         for line in info:
             fields = line.split()
             separator = fields.index("-")
-            # Spaces and other specials in paths are octal escapes (\040).
-            where = fields[4].encode().decode("unicode_escape")
+            # Space, tab, newline and backslash in paths are octal escapes (\040).
+            where = _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), fields[4])
             found[Path(where)] = fields[separator + 1]
     return found
 
@@ -169,9 +171,14 @@ def unmount(
     mountpoint: str | os.PathLike[str],
     *,
     home: str | os.PathLike[str] | None = None,
+    lazy: bool = False,
     timeout: float = STOP_TIMEOUT_S,
 ) -> None:
-    """Unmount and wait until the serving process has flushed everything and exited."""
+    """Unmount and wait until the serving process has flushed everything and exited.
+
+    ``lazy`` detaches the mount point at once even while files are open; the
+    process serves the open files and exits after the last one is closed.
+    """
     where = Path(mountpoint).absolute()
     with contextlib.suppress(OSError):
         where = where.resolve()
@@ -189,7 +196,9 @@ def unmount(
                 raise
             _fusermount(where, lazy=True)
         else:
-            _fusermount(where)
+            _fusermount(where, lazy=lazy)
+            if lazy:
+                return
     for record in records:
         _wait_until(lambda pid=record.pid: not pid_alive(pid), timeout, "the mount process")
 

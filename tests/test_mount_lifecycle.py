@@ -289,3 +289,21 @@ def test_kernel_op_turns_errors_into_fuse_errors_and_survives_the_unexpected() -
     assert trio.run(errno_of, OSError(errno.ENOSPC, "full")) == errno.ENOSPC
     assert trio.run(errno_of, FileNotFoundError(errno.ENOENT, "gone")) == errno.ENOENT
     assert trio.run(errno_of, RuntimeError("bug")) == errno.EIO
+
+
+def test_busy_umount_fails_clearly_and_lazy_umount_detaches(tmp_path: Path) -> None:
+    home, where = tmp_path / "home", tmp_path / "mount point é"
+    create_agent(home, "sqlite")
+    with mount_agent(home, where) as mounted:
+        held = open(where / "open.txt", "w")  # noqa: SIM115 - held open across the unmount
+        try:
+            busy = vfs("umount", str(where), home=home, check=False)
+            assert busy.returncode == 1
+            assert "busy" in busy.stderr.lower() and len(busy.stderr.splitlines()) == 1
+            vfs("umount", "--lazy", str(where), home=home)
+            assert where not in mount_table()
+            held.write("written after the detach")
+        finally:
+            held.close()
+        assert mounted.process.wait(timeout=30) == 0
+    assert read_back(home, "/open.txt") == b"written after the detach"

@@ -79,12 +79,15 @@ def mount_command(
 
 @main.command("umount")
 @click.argument("mountpoint", type=click.Path(file_okay=False))
+@click.option(
+    "--lazy", "-z", is_flag=True, help="Detach now even if files are open; finish after they close."
+)
 @click.pass_context
-def umount_command(ctx: click.Context, mountpoint: str) -> None:
+def umount_command(ctx: click.Context, mountpoint: str, lazy: bool) -> None:
     """Unmount MOUNTPOINT after every open file is flushed."""
     from mount.process import unmount
 
-    unmount(mountpoint, home=home_of(ctx))
+    unmount(mountpoint, home=home_of(ctx), lazy=lazy)
 
 
 @main.command("mounts")
