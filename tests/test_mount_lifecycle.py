@@ -307,3 +307,27 @@ def test_busy_umount_fails_clearly_and_lazy_umount_detaches(tmp_path: Path) -> N
             held.close()
         assert mounted.process.wait(timeout=30) == 0
     assert read_back(home, "/open.txt") == b"written after the detach"
+
+
+def test_foreground_mount_stays_attached_until_interrupted(tmp_path: Path) -> None:
+    home, where = tmp_path / "home", tmp_path / "mnt"
+    create_agent(home, "sqlite")
+    where.mkdir()
+    process = subprocess.Popen(
+        [str(VFS), "mount", "--foreground", "alice", str(where)],
+        env=env_for(home),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while where not in mount_table() and time.monotonic() < deadline:
+            assert process.poll() is None
+            time.sleep(0.05)
+        (where / "fg.txt").write_text("foreground")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        mount.process.stop(process, where)  # type: ignore[arg-type]
+    assert where not in mount_table()
+    assert read_back(home, "/fg.txt") == b"foreground"
