@@ -60,9 +60,15 @@ def test_cli_mount_serves_in_background_lists_and_unmounts(tmp_path: Path) -> No
     home, where = tmp_path / "home", tmp_path / "mnt"
     create_agent(home, "sqlite")
     where.mkdir()
-    vfs("mount", "alice", str(where), home=home)
+    vfs("mount", "-o", "noatime", "alice", str(where), home=home)
     try:
         assert mount_table()[where] == "fuse.agentvfs"
+        options = next(
+            line.split()[5]
+            for line in Path("/proc/self/mountinfo").read_text().splitlines()
+            if line.split()[4] == str(where)
+        )
+        assert "noatime" in options.split(",")  # -o reached the kernel
         (where / "hello.txt").write_text("hi")
         listed = json.loads(vfs("mounts", "--json", home=home).stdout)
         assert [(m["agent"], m["mountpoint"]) for m in listed] == [("alice", str(where))]
