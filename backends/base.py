@@ -266,61 +266,35 @@ class Backend(ABC):
         target, or a relative one that climbs above the root, raises
         ``PermissionError`` rather than being followed out.
         """
-        pending = split_path(path)
-        pending.reverse()
-        stack: list[Attr | None] = [None]  # None stands for the root, fetched only if needed
-        hops = 0
-        while pending:
-            name = pending.pop()
-            if name == "..":  # only ever from a symlink target
-                if len(stack) == 1:
-                    raise PermissionError(
-                        errno.EACCES, "symlink points outside the workspace", path
-                    )
-                stack.pop()
-                continue
-            here = stack[-1]
-            if here is not None and not here.is_dir:
-                raise NotADirectoryError(errno.ENOTDIR, "Not a directory", path)
-            attr = self.lookup(ROOT_INO if here is None else here.ino, name)
-            if attr.is_link and (pending or follow):
-                hops += 1
-                if hops > SYMLINK_HOPS:
-                    raise OSError(errno.ELOOP, "Too many levels of symbolic links", path)
-                target = os.fsdecode(self.readlink(attr.ino))
-                if target.startswith("/"):
-                    raise PermissionError(
-                        errno.EACCES, "symlink points outside the workspace", path
-                    )
-                pending.extend(reversed(_split_target(target)))
-                continue
-            stack.append(attr)
-        return stack[-1] or self.getattr(ROOT_INO)
+        walk = _Walk(self, path)
+        walk.descend(split_path(path), follow)
+        return walk.top or self.getattr(ROOT_INO)
 
     def resolve_parent(self, path: str, *, follow: bool = False) -> tuple[int, str]:
         """The directory inode that holds ``path`` and the last name in it.
 
         With ``follow``, a final symlink is replaced by what it points to (inside
-        the workspace only), as ``open(path, "w")`` writes through a link.
+        the workspace only, resolved from the link's own directory), as
+        ``open(path, "w")`` writes through a link.
         """
         parts = split_path(path)
         if not parts:
             raise PermissionError(errno.EPERM, "the workspace root has no parent", path)
-        for _ in range(SYMLINK_HOPS + 1):
-            parent = self.resolve("/".join(parts[:-1]), follow=True)
-            if not parent.is_dir:
+        walk = _Walk(self, path)
+        walk.descend(parts[:-1], follow=True)
+        name = parts[-1]
+        while True:
+            if walk.top is not None and not walk.top.is_dir:
                 raise NotADirectoryError(errno.ENOTDIR, "Not a directory", path)
-            name = check_name(parts[-1])
-            attr = self.lookup_or_none(parent.ino, name) if follow else None
+            parent = ROOT_INO if walk.top is None else walk.top.ino
+            attr = self.lookup_or_none(parent, check_name(name)) if follow else None
             if attr is None or not attr.is_link:
-                return parent.ino, name
-            target = os.fsdecode(self.readlink(attr.ino))
-            if target.startswith("/"):
-                raise PermissionError(errno.EACCES, "symlink points outside the workspace", path)
-            parts = _lexical(parts[:-1] + _split_target(target), path)
-            if not parts:
+                return parent, name
+            target = walk.target_of(attr)
+            if not target or target[-1] == "..":
                 raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
-        raise OSError(errno.ELOOP, "Too many levels of symbolic links", path)
+            walk.descend(target[:-1], follow=True)
+            name = target[-1]
 
     def lookup_or_none(self, parent: int, name: str) -> Attr | None:
         try:
@@ -336,14 +310,45 @@ def _split_target(target: str) -> list[str]:
     return [part for part in target.split("/") if part not in ("", ".")]
 
 
-def _lexical(parts: list[str], path: str) -> list[str]:
-    """Apply ``..`` parts lexically; climbing above the root is refused."""
-    out: list[str] = []
-    for part in parts:
-        if part != "..":
-            out.append(part)
-        elif out:
-            out.pop()
-        else:
-            raise PermissionError(errno.EACCES, "symlink points outside the workspace", path)
-    return out
+class _Walk:
+    """Name-by-name resolution from the root, keeping the chain of directories so
+    that ``..`` in a symlink target climbs the real parent, never above the root."""
+
+    def __init__(self, backend: Backend, path: str) -> None:
+        self.backend = backend
+        self.path = path
+        self.stack: list[Attr | None] = [None]  # None is the root, fetched only if needed
+        self.hops = 0
+
+    @property
+    def top(self) -> Attr | None:
+        return self.stack[-1]
+
+    def target_of(self, link: Attr) -> list[str]:
+        self.hops += 1
+        if self.hops > SYMLINK_HOPS:
+            raise OSError(errno.ELOOP, "Too many levels of symbolic links", self.path)
+        target = os.fsdecode(self.backend.readlink(link.ino))
+        if target.startswith("/"):
+            raise PermissionError(errno.EACCES, "symlink points outside the workspace", self.path)
+        return _split_target(target)
+
+    def descend(self, names: list[str], follow: bool) -> None:
+        pending = list(reversed(names))
+        while pending:
+            name = pending.pop()
+            if name == "..":  # only ever from a symlink target
+                if len(self.stack) == 1:
+                    raise PermissionError(
+                        errno.EACCES, "symlink points outside the workspace", self.path
+                    )
+                self.stack.pop()
+                continue
+            here = self.top
+            if here is not None and not here.is_dir:
+                raise NotADirectoryError(errno.ENOTDIR, "Not a directory", self.path)
+            attr = self.backend.lookup(ROOT_INO if here is None else here.ino, name)
+            if attr.is_link and (pending or follow):
+                pending.extend(reversed(self.target_of(attr)))
+                continue
+            self.stack.append(attr)

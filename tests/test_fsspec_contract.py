@@ -184,3 +184,25 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
     peak_mib = int(run_python(code, timeout=300))
     assert peak_mib < 100, f"peak RSS {peak_mib} MiB"
+
+
+def test_recursive_remove_never_follows_a_directory_symlink(fs: AgentFileSystem) -> None:
+    fs.pipe("/keep/precious.txt", b"do not delete")
+    fs.makedirs("/trash")
+    fs.symlink("../keep", "/trash/link")
+    fs.symlink(".", "/trash/self")
+    assert sorted(fs.find("/trash", withdirs=True)) == ["/trash", "/trash/link", "/trash/self"]
+    fs.rm("/trash", recursive=True)
+    assert not fs.exists("/trash")
+    assert fs.cat("/keep/precious.txt") == b"do not delete"
+
+
+def test_writing_through_a_link_lands_where_reading_it_does(fs: AgentFileSystem) -> None:
+    fs.pipe("/deep/g", b"original")
+    fs.makedirs("/deep/er")
+    fs.symlink("deep/er", "/sl")
+    fs.symlink("../g", "/deep/er/f")
+    assert fs.cat("/sl/f") == b"original"
+    fs.pipe("/sl/f", b"rewritten")
+    assert fs.cat("/deep/g") == b"rewritten"
+    assert not fs.exists("/g")

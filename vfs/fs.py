@@ -155,8 +155,11 @@ class AgentFileSystem(AbstractFileSystem):
             except OSError:
                 pass  # a dangling or escaping link stays type "other"
             else:
-                info["type"] = "directory" if target.is_dir else "file"
-                info["size"] = target.size if target.is_file else 0
+                # A link to a directory stays "other": walks, find and rm -r
+                # must never descend through it (like find -P and rm -r).
+                if target.is_file:
+                    info["type"] = "file"
+                    info["size"] = target.size
         return info
 
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
