@@ -250,6 +250,10 @@ class Backend(ABC):
         """A block whose changes land together, where the backend can promise it."""
         return contextlib.nullcontext()
 
+    def reclaim_orphans(self) -> int:
+        """Free what writers that died mid-way left behind; returns how many."""
+        return 0
+
     def forget(self, ino: int) -> None:  # noqa: B027 - optional hook
         """The FUSE kernel no longer refers to ``ino``."""
 

@@ -184,7 +184,9 @@ class Database:
             yield conn
         except BaseException:
             local.depth = depth
-            with translated_errors(self.path):
+            # SQLite may already have rolled back (a full disk, an I/O error):
+            # then undoing fails too, and the original error is the one to report.
+            with contextlib.suppress(apsw.Error):
                 if depth:
                     conn.execute(f"ROLLBACK TO {name}; RELEASE {name}")
                 elif not conn.getautocommit():
@@ -242,6 +244,12 @@ class Database:
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> apsw.Cursor:
         try:
             return self.conn.execute(sql, params)
+        except apsw.Error as exc:
+            raise os_error(exc, self.path) from exc
+
+    def executemany(self, sql: str, rows: Any) -> None:
+        try:
+            self.conn.executemany(sql, rows)
         except apsw.Error as exc:
             raise os_error(exc, self.path) from exc
 

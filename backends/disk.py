@@ -590,7 +590,7 @@ class DiskBackend(Backend):
                         offset += len(piece)
                 return self.publish(target, parent, name)
 
-    def remove_stale_temp_files(self) -> int:
+    def reclaim_orphans(self) -> int:
         """Remove temp files left by processes that died before publishing; returns how many."""
         self._writable()
         removed = 0

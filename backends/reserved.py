@@ -369,6 +369,9 @@ class ReservedTree(Backend):
             return Backend.resolve_parent(self, path, follow=follow)
         return self.inner.resolve_parent(path, follow=follow)
 
+    def reclaim_orphans(self) -> int:
+        return self.inner.reclaim_orphans()
+
     def forget(self, ino: int) -> None:
         if not is_reserved(ino):
             self.inner.forget(ino)

@@ -515,7 +515,7 @@ def test_publish_over_a_directory_is_eisdir(backend: DiskBackend) -> None:
 def test_stale_temp_files_of_dead_processes_are_removed(backend: DiskBackend, root: Path) -> None:
     (root / f"{TEMP_PREFIX}999999999-dead").write_bytes(b"debris")
     live = backend.tmpfile(ROOT_INO)
-    assert backend.remove_stale_temp_files() == 1
+    assert backend.reclaim_orphans() == 1
     assert [n for n in os.listdir(root) if n.startswith(TEMP_PREFIX)] == [
         os.path.basename(live.path)  # type: ignore[attr-defined]
     ]
@@ -640,7 +640,7 @@ def test_sigkill_while_publishing_leaves_one_complete_version_per_file(root: Pat
             assert content == _version(number, name)  # whole, never a mix
             assert number >= start and number > last_seen[name]
             last_seen[name] = number
-        removed = disk.remove_stale_temp_files()  # the file being written at the kill
+        removed = disk.reclaim_orphans()  # the file being written at the kill
         assert removed <= 1
         killed_mid_write += removed
         assert sorted(os.listdir(root)) == ["a", "b", "c"]

@@ -127,3 +127,25 @@ def test_cache_cli_lists_clears_and_reports(make_workspace, home: Path) -> None:
     cleared = runner.invoke(main, ["cache", "clear", "alice", "--all", "--json"])
     assert json.loads(cleared.output) == {"removed": 1}
     assert runner.invoke(main, ["cache", "clear", "alice"]).exit_code == 2
+
+
+def test_entry_expiring_while_waiting_for_the_lock_is_not_returned(make_workspace) -> None:
+    import threading
+
+    ws = make_workspace()
+    ws.caches.set("agent", "k", "v", ttl=0.3)
+    from backends.db import Database
+
+    holder = Database(ws.record.db_path, "agent")
+    locked = threading.Event()
+
+    def hold_lock() -> None:
+        with holder.write():
+            locked.set()
+            time.sleep(0.8)
+
+    thread = threading.Thread(target=hold_lock)
+    thread.start()
+    locked.wait()
+    assert ws.caches.get("agent", "k", "expired") == "expired"  # waited past the TTL
+    thread.join()

@@ -229,7 +229,10 @@ def parse_sessions(data: bytes) -> tuple[dict[str, dict[str, Any]], list[str]]:
 def updated_ms(entry: dict[str, Any]) -> int:
     """``updatedAt`` in epoch ms; an entry without one never wins over a row."""
     value = entry.get("updatedAt")
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return 0
+    # SQLite holds 64-bit integers; a value past that (or NaN) counts as missing.
+    return int(value) if math.isfinite(value) and abs(value) < 2**63 else 0
 
 
 # -- importing ----------------------------------------------------------------------
@@ -343,7 +346,7 @@ def _run_all(
                 _import_sessions(ws, data, result)
             else:
                 _import_transcript(ws, data, path, result)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, OverflowError) as exc:
             result.fail(str(exc) if not isinstance(exc, OSError) else exc.strerror or str(exc))
         if result.status != "failed" and result.imported:
             result.status = "imported"

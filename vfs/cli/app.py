@@ -8,8 +8,6 @@ from typing import Any
 
 import click
 
-from backends.names import InvalidAgentId
-
 
 def describe(exc: BaseException) -> str:
     """One line for an error a user can act on."""
@@ -29,7 +27,7 @@ class Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (OSError, ValueError, InvalidAgentId) as exc:
+        except (OSError, ValueError, OverflowError) as exc:
             if isinstance(exc, BrokenPipeError):
                 sys.exit(1)
             raise click.ClickException(describe(exc)) from exc

@@ -344,7 +344,13 @@ def gc(
             dry_run=dry_run,
         )
         expired = 0 if dry_run else ws.caches.purge_expired()
-    result = {**report.as_dict(), "cache_expired": expired, "dry_run": dry_run}
+        orphans = 0 if dry_run else ws.backend.reclaim_orphans()
+    result = {
+        **report.as_dict(),
+        "cache_expired": expired,
+        "orphans_reclaimed": orphans,
+        "dry_run": dry_run,
+    }
     if as_json:
         print_json(result)
         return
@@ -352,5 +358,5 @@ def gc(
     click.echo(
         f"{verb} {report.runs} runs ({report.outputs} outputs, {report.output_bytes} bytes);"
         f" {report.chunks_freed} chunks ({report.bytes_freed} bytes) freed;"
-        f" {expired} expired cache entries dropped"
+        f" {expired} expired cache entries dropped; {orphans} abandoned partial writes reclaimed"
     )

@@ -88,8 +88,8 @@ class Caches:
     def get(self, scope: str, key: str, default: Any = None) -> Any:
         """The value, or ``default`` if there is none or it has expired."""
         check_scope(scope)
-        now = time.time()
         with self.db.write():
+            now = time.time()  # after the lock wait: an entry may expire meanwhile
             row = self.db.one(
                 "SELECT id, kind, value, size, expires_at FROM cache_entries"
                 " WHERE scope = ? AND key = ?",
@@ -133,8 +133,8 @@ class Caches:
             ).encode()
         if ttl is not None and ttl <= 0:
             raise ValueError("a cache TTL must be positive")
-        now = time.time()
         with self.db.write():
+            now = time.time()
             if len(data) > self.budget:
                 raise ValueError(
                     f"a {len(data)}-byte value does not fit the {self.budget}-byte cache budget"

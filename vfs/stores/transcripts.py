@@ -148,7 +148,7 @@ class Transcripts:
                 for e in entries
             ]  # fmt: skip
             before = conn.total_changes()
-            self.db.conn.executemany(
+            self.db.executemany(
                 "INSERT INTO transcript_events (session_id, id, parent_id, type, idempotency_key,"
                 " event, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 rows,
