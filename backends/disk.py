@@ -30,6 +30,7 @@ import xxhash
 
 from backends.base import ROOT_INO, Attr, Backend, Handle, StatFs
 from backends.names import check_name
+from backends.processes import pid_alive
 
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
@@ -146,16 +147,6 @@ def _new_name(name: str) -> str:
 def _order_key(name: str) -> int:
     """A readdir offset: a 63-bit hash of the name, never 0 (0 means "from the start")."""
     return (xxhash.xxh3_64_intdigest(os.fsencode(name)) >> 1) or 1
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(slots=True)
@@ -599,7 +590,7 @@ class DiskBackend(Backend):
                 if not name.startswith(TEMP_PREFIX):
                     continue
                 pid = name[len(TEMP_PREFIX) :].split("-", 1)[0]
-                if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+                if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(name, dir_fd=dir_fd)
                         removed += 1

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from backends.db import Database
 from backends.names import check_agent_id
+from backends.processes import pid_alive
 
 
 @dataclass(frozen=True)
@@ -24,24 +25,6 @@ class MountRecord:
     mountpoint: Path
     pid: int
     started_at: float
-
-
-def pid_alive(pid: int) -> bool:
-    """True if a process with ``pid`` exists (zombies count as dead)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as status:
-            # The state letter follows the parenthesised command name.
-            return status.read().rpartition(b")")[2].split()[0] != b"Z"
-    except OSError:
-        return True
 
 
 class MountTable:

@@ -25,6 +25,7 @@ from backends.base import ROOT_INO, Attr, Backend, Handle, StatFs
 from backends.chunks import DEFAULT_CHUNK_SIZE, ChunkStore
 from backends.db import Database
 from backends.names import check_name, split_path
+from backends.processes import pid_alive
 
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
@@ -45,16 +46,6 @@ _INODE_COLUMNS = "ino, mode, nlink, uid, gid, size, atime_ns, mtime_ns, ctime_ns
 
 def _attr(row: Any) -> Attr:
     return Attr(*row)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # Hot-path queries use subqueries, not joins: this SQLite build plans joins
@@ -196,7 +187,7 @@ class SqliteBackend(Backend):
         """Free nameless inodes whose owning process is gone; returns how many."""
         with self.db.write():
             rows = self.db.query("SELECT ino, pid FROM orphans")
-            dead = [ino for ino, pid in rows if not _pid_alive(pid)]
+            dead = [ino for ino, pid in rows if not pid_alive(pid)]
             # Nameless inodes with no owner at all come from a crash mid-create.
             dead += [
                 r[0]
