@@ -49,6 +49,19 @@ def is_agentvfs_mount(where: Path) -> bool:
     return mount_table().get(where) == f"fuse.{SUBTYPE}"
 
 
+def is_dead_mount(where: Path) -> bool:
+    """A FUSE mount whose serving process is gone (its connection aborted).
+
+    ``statfs`` asks the filesystem every time, where ``stat`` may be answered
+    from the kernel's attribute cache.
+    """
+    try:
+        os.statvfs(where)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
+
+
 def _fusermount(where: Path, *, lazy: bool = False) -> None:
     command = ["fusermount3", "-u", *(["-z"] if lazy else []), str(where)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -70,14 +83,13 @@ def check_mountable(agent: str, mountpoint: str | os.PathLike[str], home: Path) 
             "FUSE is not available: /dev/fuse does not exist (load the fuse module, "
             "or give the container --device /dev/fuse)",
         )
-    where = Path(mountpoint).absolute()
+    where = Path(os.path.realpath(mountpoint))
+    if is_agentvfs_mount(where) and is_dead_mount(where):
+        _fusermount(where, lazy=True)  # the serving process died
     try:
         os.stat(where)
     except OSError as exc:
-        if exc.errno != errno.ENOTCONN or not is_agentvfs_mount(where):
-            raise OSError(exc.errno, f"mount point: {exc.strerror}", str(where)) from None
-        _fusermount(where, lazy=True)  # the serving process died
-    where = where.resolve()
+        raise OSError(exc.errno, f"mount point: {exc.strerror}", str(where)) from None
     if not where.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, "mount point is not a directory", str(where))
     if os.path.ismount(where):
@@ -179,26 +191,19 @@ def unmount(
     ``lazy`` detaches the mount point at once even while files are open; the
     process serves the open files and exits after the last one is closed.
     """
-    where = Path(mountpoint).absolute()
-    with contextlib.suppress(OSError):
-        where = where.resolve()
+    where = Path(os.path.realpath(mountpoint))
     records = [
         r for r in MountTable(Registry(resolve_home(home)).db).list() if r.mountpoint == where
     ]
     if where not in mount_table():
         if not records:
             raise OSError(errno.EINVAL, "not mounted", str(where))
+    elif is_dead_mount(where):
+        _fusermount(where, lazy=True)
     else:
-        try:
-            os.stat(where)
-        except OSError as exc:
-            if exc.errno != errno.ENOTCONN:
-                raise
-            _fusermount(where, lazy=True)
-        else:
-            _fusermount(where, lazy=lazy)
-            if lazy:
-                return
+        _fusermount(where, lazy=lazy)
+        if lazy:
+            return
     for record in records:
         _wait_until(lambda pid=record.pid: not pid_alive(pid), timeout, "the mount process")
 

@@ -164,7 +164,9 @@ def test_sigkill_mid_write_then_remount_loses_nothing_committed(tmp_path: Path, 
     require_backend(mode)
     home, where, log = tmp_path / "home", tmp_path / "mnt", tmp_path / "written.log"
     create_agent(home, mode)
-    with mount_agent(home, where, mode=mode) as mounted:
+    where.mkdir()
+    first = mount.process.start("alice", where, home=home)
+    try:
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(where), str(log)])
         try:
             deadline = time.monotonic() + 20
@@ -172,14 +174,20 @@ def test_sigkill_mid_write_then_remount_loses_nothing_committed(tmp_path: Path, 
                 not log.exists() or len(log.read_text().split()) < 30
             ) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            mounted.process.kill()
-            mounted.process.wait()
+            first.kill()
+            first.wait()
         finally:
             writer.kill()
             writer.wait()
+        assert where in mount_table()  # dead, but still mounted
+        # The next mount clears the dead mount point itself.
+        remount = mount.process.start("alice", where, home=home)
+        mount.process.stop(remount, where)
+    finally:
+        mount.process.stop(first, where)
     committed = log.read_text().split()
     assert len(committed) >= 30
-    with mount_agent(home, where, mode=mode):  # clears the dead mount left behind
+    with mount_agent(home, where, mode=mode):
         for name in committed:
             assert (where / name).read_bytes() == name.encode() * 5000
         assert not (where / "held").exists()
