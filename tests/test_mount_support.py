@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from backends.registry import MODES
+from mount.process import mounted
 from vfs import Workspace
 
 FUSE_MISSING = not Path("/dev/fuse").exists() or shutil.which("fusermount3") is None
@@ -53,8 +54,6 @@ def create_agent(home: Path, mode: str, agent: str = "alice") -> None:
 def mount_agent(
     home: Path, root: Path, agent: str = "alice", mode: str = "sqlite", **options: object
 ) -> Iterator[Mounted]:
-    from mount import mounted
-
     root.mkdir(parents=True, exist_ok=True)
     with mounted(agent, root, home=home, **options) as process:  # type: ignore[arg-type]
         yield Mounted(agent, mode, home, root, process)
