@@ -180,6 +180,7 @@ def test_sigkill_mid_write_then_remount_loses_nothing_committed(tmp_path: Path, 
             writer.kill()
             writer.wait()
         assert where in mount_table()  # dead, but still mounted
+        assert json.loads(vfs("mounts", "--json", home=home).stdout) == []  # stale record dropped
         # The next mount clears the dead mount point itself.
         remount = mount.process.start("alice", where, home=home)
         mount.process.stop(remount, where)
