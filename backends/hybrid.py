@@ -207,6 +207,14 @@ class HybridBackend(SqliteBackend):
             (parent, name, st.st_size, st.st_mtime_ns, digest),
         )
 
+    def _touch_dir(self, ino: int, now: int, nlink_delta: int = 0) -> None:
+        # Subdirectories that only exist below are not counted in an upper
+        # directory's nlink, so removing one must not take it under 2.
+        self.db.execute(
+            "UPDATE inodes SET mtime_ns = ?, ctime_ns = ?, nlink = max(2, nlink + ?) WHERE ino = ?",
+            (now, now, nlink_delta, ino),
+        )
+
     def _new_inode(
         self, mode: int, nlink: int, uid: int, gid: int, size: int = 0, target: bytes | None = None
     ) -> int:
@@ -386,13 +394,13 @@ class HybridBackend(SqliteBackend):
             target = self.lookup_or_none(new_parent, new_name)
             if target is not None and target.ino == source.ino:
                 return
-            if (
-                target is not None
-                and target.is_dir
-                and not flags & RENAME_EXCHANGE
-                and not self._merged_empty(target.ino)
-            ):
-                raise OSError(errno.ENOTEMPTY, "Directory not empty", new_name)
+            if target is not None and not flags & RENAME_EXCHANGE:
+                if source.is_dir and not target.is_dir:
+                    raise NotADirectoryError(errno.ENOTDIR, "Not a directory", new_name)
+                if target.is_dir and not source.is_dir:
+                    raise IsADirectoryError(errno.EISDIR, "Is a directory", new_name)
+                if target.is_dir and not self._merged_empty(target.ino):
+                    raise OSError(errno.ENOTEMPTY, "Directory not empty", new_name)
             self.copy_up(source.ino)
             self.copy_up(new_parent)
             if target is not None:
@@ -512,12 +520,18 @@ class HybridBackend(SqliteBackend):
             return super().read(ino, offset, size)
         return self.lower.pread(self._ref(ino).path, offset, size)
 
+    def read_file(self, path: str) -> bytes:
+        # sqlite mode's one-statement fast path reads chunk rows only, not lower bytes.
+        return Backend.read_file(self, path)
+
     def write_file(self, parent: int, name: str, data: bytes, mode: int = 0o644) -> Attr:
         self._writable()
         with self.db.write():
             self.copy_up(parent)
             existing = self.lookup_or_none(parent, name)
-            if existing is not None and not existing.is_dir:
+            if existing is not None:
+                if existing.is_dir:
+                    raise IsADirectoryError(errno.EISDIR, "Is a directory", name)
                 self.copy_up(existing.ino)
             attr = super().write_file(parent, name, data, mode)
             self._hide_lower(parent, name, replaced=True)

@@ -136,6 +136,13 @@ class _Scanner:
             "SELECT lower_path FROM overlay_nodes WHERE ino = ?", (ROOT_INO,)
         )
         self.visit(ROOT_INO, "", root_lower, relocated=False, group=None)
+        # A late removal must not delete what was just placed at or under its path.
+        targets = [a.path for a in self.scan.actions if a.phase == PLACE]
+        for action in self.scan.actions:
+            if action.phase == REMOVE and any(
+                t == action.path or t.startswith(action.path + "/") for t in targets
+            ):
+                action.phase = CLEAR_WAY
         return self.scan
 
     def visit(
