@@ -19,6 +19,26 @@ from backends.names import check_agent_id
 from backends.processes import pid_alive
 
 
+def _started_at(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), if /proc says."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as status:
+            ticks = int(status.read().rpartition(b")")[2].split()[19])
+        with open("/proc/stat", "rb") as system:
+            boot = next(int(line.split()[1]) for line in system if line.startswith(b"btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _serving(pid: int, recorded_at: float) -> bool:
+    """The recorded process is alive, and is not a newer process that reuses its pid."""
+    if not pid_alive(pid):
+        return False
+    started = _started_at(pid)
+    return started is None or started <= recorded_at + 2.0  # btime has 1 s resolution
+
+
 @dataclass(frozen=True)
 class MountRecord:
     agent: str
@@ -65,18 +85,21 @@ class MountTable:
             "SELECT agent, mountpoint, pid, started_at FROM mounts ORDER BY mountpoint"
         )
         records = [MountRecord(r[0], Path(r[1]), r[2], r[3]) for r in rows]
-        if any(not pid_alive(r.pid) for r in records):
+        live = [r for r in records if _serving(r.pid, r.started_at)]
+        if len(live) < len(records):
             with self.db.write():
                 self._drop_stale()
-        return [r for r in records if pid_alive(r.pid)]
+        return live
 
     def for_agent(self, agent: str) -> builtins.list[MountRecord]:
         """Live mounts of ``agent`` (at most one)."""
         return [r for r in self.list() if r.agent == agent]
 
     def _drop_stale(self) -> None:
-        for mountpoint, pid in self.db.query("SELECT mountpoint, pid FROM mounts"):
-            if not pid_alive(pid):
+        for mountpoint, pid, started_at in self.db.query(
+            "SELECT mountpoint, pid, started_at FROM mounts"
+        ):
+            if not _serving(pid, started_at):
                 self.db.execute(
                     "DELETE FROM mounts WHERE mountpoint = ? AND pid = ?", (mountpoint, pid)
                 )

@@ -20,7 +20,8 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from backends.mounts import MountTable, pid_alive
+from backends.mounts import MountTable
+from backends.processes import pid_alive
 from backends.registry import Registry
 from mount.operations import DEFAULT_CACHE_TIMEOUT
 from mount.session import SUBTYPE
