@@ -279,7 +279,11 @@ class _Scanner:
                        name=name, stamp=stamp)  # fmt: skip
         if lower_path is not None and lower_path == expected and not relocated:
             lower = self.lower.lstat_or_none(lower_path)
-            meta_changed = lower is None or stat.S_IMODE(lower.st_mode) != stat.S_IMODE(mode)
+            meta_changed = (
+                lower is None
+                or stat.S_IMODE(lower.st_mode) != stat.S_IMODE(mode)
+                or lower.st_mtime_ns != mtime_ns
+            )
             if kind == "file" and not (content_changed or meta_changed):
                 return  # copied up, but nothing that shows on disk changed
             self.scan.changes.append(Change("modified", child, kind, size, old_size=base_size))

@@ -293,3 +293,16 @@ def test_commit_of_one_path_leaves_other_changes_in_the_overlay(overlay, lower):
     assert (lower / "notes.txt").read_text() == "one\ntwo\n"
     assert [c.path for c in scan(backend).changes] == ["notes.txt"]
     assert ws.fs.cat("docs/new.md") == b"new"
+
+
+def test_permission_and_mtime_changes_are_committed(overlay, lower):
+    _, backend = overlay
+    ino = backend.resolve("notes.txt").ino
+    backend.setattr(ino, mode=0o600, mtime_ns=1_000_000_000)
+    assert [(c.kind, c.path) for c in scan(backend).changes] == [("modified", "notes.txt")]
+    assert (lower / "notes.txt").stat().st_mode & 0o777 != 0o600
+    commit(backend)
+    st = (lower / "notes.txt").stat()
+    assert (st.st_mode & 0o777, st.st_mtime_ns) == (0o600, 1_000_000_000)
+    assert (lower / "notes.txt").read_text() == "one\ntwo\n"
+    assert scan(backend).changes == []
