@@ -249,8 +249,15 @@ class SqliteBackend(Backend):
         return attr
 
     def getattr(self, ino: int) -> Attr:
-        self._flush_ino(ino)
-        return self._get(ino)
+        attr = self._get(ino)
+        # Buffered writes show in size and mtime without being committed: the
+        # kernel asks for attributes between a file's writes all the time.
+        pending = [h for h in self._handles.get(ino, ()) if h.end]
+        if pending:
+            when = max(h.written_ns for h in pending)
+            size = max(attr.size, *(h.end for h in pending))
+            attr = attr.with_(size=size, mtime_ns=when, ctime_ns=max(attr.ctime_ns, when))
+        return attr
 
     def setattr(self, ino: int, **fields: int | None) -> Attr:
         self._writable()
@@ -731,6 +738,7 @@ class SqliteHandle(Handle):
         self.dirty: dict[int, bytearray] = {}
         self.spans: dict[int, list[list[int]]] = {}
         self.end = 0  # largest end offset among buffered writes
+        self.written_ns = 0  # when the last buffered write happened
         self.closed = False
         with backend._lock:
             backend._handles.setdefault(ino, []).append(self)
@@ -768,6 +776,7 @@ class SqliteHandle(Handle):
             position += take
             written += take
         self.end = max(self.end, offset + len(data))
+        self.written_ns = time.time_ns()
         if len(self.dirty) * cs >= DIRTY_LIMIT:
             self.flush()
         return len(data)

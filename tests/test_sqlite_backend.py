@@ -266,3 +266,14 @@ def test_inode_numbers_are_never_reused(ws: Workspace, backend: SqliteBackend) -
     assert second > first
     with pytest.raises(FileNotFoundError):
         backend.getattr(first)
+
+
+def test_getattr_shows_buffered_writes_without_committing_them(
+    ws: Workspace, backend: SqliteBackend
+) -> None:
+    handle, attr = backend.create(ROOT_INO, "growing", 0o644)
+    handle.write(0, b"x" * 5000)
+    assert backend.getattr(attr.ino).size == 5000
+    assert ws.db.value("SELECT size FROM inodes WHERE ino = ?", (attr.ino,)) == 0
+    handle.close()
+    assert ws.db.value("SELECT size FROM inodes WHERE ino = ?", (attr.ino,)) == 5000
