@@ -521,7 +521,11 @@ class HybridBackend(SqliteBackend):
         return self.lower.pread(self._ref(ino).path, offset, size)
 
     def read_file(self, path: str) -> bytes:
-        # sqlite mode's one-statement fast path reads chunk rows only, not lower bytes.
+        # sqlite mode's one-statement fast path reads chunk rows only: fine for an
+        # upper file, wrong for one whose bytes come partly from the lower tree.
+        row = self._walk(path, True, with_data=False)
+        if row is not None and self.backing(row[0]) is None:
+            return super().read_file(path)
         return Backend.read_file(self, path)
 
     def write_file(self, parent: int, name: str, data: bytes, mode: int = 0o644) -> Attr:
