@@ -526,7 +526,10 @@ class HybridBackend(SqliteBackend):
         row = self._walk(path, True, with_data=False)
         if row is not None and self.backing(row[0]) is None:
             return super().read_file(path)
-        return Backend.read_file(self, path)
+        attr = Attr(*row) if row is not None else Backend.resolve(self, path, follow=True)
+        if attr.is_dir:
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+        return self.read(attr.ino, 0, attr.size)
 
     def write_file(self, parent: int, name: str, data: bytes, mode: int = 0o644) -> Attr:
         self._writable()
