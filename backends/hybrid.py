@@ -24,7 +24,6 @@ import os
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import xxhash
@@ -32,54 +31,20 @@ import xxhash
 from backends.base import ROOT_INO, Attr, Backend, Handle
 from backends.db import Database
 from backends.names import check_name
-from backends.overlay_lower import LowerTree, read_at
-from backends.sqlite import _INODE_COLUMNS, RENAME_EXCHANGE, SqliteBackend, SqliteHandle
+from backends.overlay_lower import LowerTree
+from backends.overlay_nodes import (
+    LOWER_INO_BASE,
+    Backing,
+    LowerHandle,
+    LowerRef,
+    join,
+    lower_attr,
+    lower_ino,
+)
+from backends.sqlite import _INODE_COLUMNS, RENAME_EXCHANGE, SqliteBackend
 
-LOWER_INO_BASE = 1 << 61  # below the reserved /.vfs range (1 << 62)
-_LOWER_INO_MASK = LOWER_INO_BASE - 1
 # readdir offsets: lower entries by sorted position below this, upper entries above.
 _UPPER_OFFSET = 1 << 48
-
-
-def lower_ino(st: os.stat_result) -> int:
-    return LOWER_INO_BASE | (st.st_ino & _LOWER_INO_MASK)
-
-
-def join(parent: str, name: str) -> str:
-    return f"{parent}/{name}" if parent else name
-
-
-def _lower_attr(ino: int, st: os.stat_result) -> Attr:
-    return Attr(
-        ino=ino,
-        mode=st.st_mode,
-        nlink=st.st_nlink,
-        uid=st.st_uid,
-        gid=st.st_gid,
-        size=0 if stat.S_ISDIR(st.st_mode) else st.st_size,
-        atime_ns=st.st_atime_ns,
-        mtime_ns=st.st_mtime_ns,
-        ctime_ns=st.st_ctime_ns,
-        btime_ns=st.st_ctime_ns,
-        rdev=st.st_rdev,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class LowerRef:
-    """Where a lower-only object was found: its merged parent and lower path."""
-
-    parent: int
-    name: str
-    path: str
-
-
-@dataclass(frozen=True, slots=True)
-class Backing:
-    """The lower file under an upper file, and how much of it still shows."""
-
-    path: str
-    limit: int
 
 
 class HybridBackend(SqliteBackend):
@@ -138,7 +103,7 @@ class HybridBackend(SqliteBackend):
         upper = self.db.one(f"SELECT {_INODE_COLUMNS} FROM inodes WHERE ino = ?", (ino,))
         if upper is not None:  # another name of a hard-linked lower file was copied up
             return Attr(*upper)
-        return _lower_attr(ino, st)
+        return lower_attr(ino, st)
 
     def backing(self, ino: int) -> Backing | None:
         row = self.db.one("SELECT lower_path, lower_limit FROM overlay_nodes WHERE ino = ?", (ino,))
@@ -273,7 +238,7 @@ class HybridBackend(SqliteBackend):
         st = self.lower.lstat_or_none(self._ref(ino).path)
         if st is None:
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", f"inode {ino}")
-        return _lower_attr(ino, st)
+        return lower_attr(ino, st)
 
     def setattr(self, ino: int, **fields: int | None) -> Attr:
         self.copy_up(ino)
@@ -304,7 +269,7 @@ class HybridBackend(SqliteBackend):
                         continue
                     child = lower_ino(st)
                     self._refs[child] = LowerRef(ino, name, join(lower_dir or "", name))
-                    attr = self._get(child) if self._is_upper(child) else _lower_attr(child, st)
+                    attr = self._get(child) if self._is_upper(child) else lower_attr(child, st)
                 yield name, attr, position
             offset = _UPPER_OFFSET
         if not upper:
@@ -568,40 +533,4 @@ class HybridBackend(SqliteBackend):
         self.lower.close()
 
 
-class LowerHandle(Handle):
-    """A lower file opened for reading: bytes come straight from the disk file.
-
-    If the file is copied up meanwhile (written through another handle), reads
-    follow it into the upper layer.
-    """
-
-    def __init__(self, backend: HybridBackend, ino: int, descriptor: int) -> None:
-        self.backend = backend
-        self.ino = ino
-        self.descriptor = descriptor
-
-    def read(self, offset: int, size: int) -> bytes:
-        if self.backend._is_upper(self.ino):
-            self.backend._flush_ino(self.ino)
-            return self.backend._read(self.ino, offset, size)
-        return read_at(self.descriptor, offset, size)
-
-    def write(self, offset: int, data: bytes) -> int:
-        raise OSError(errno.EBADF, "file is open read-only", f"inode {self.ino}")
-
-    def truncate(self, size: int) -> None:
-        raise OSError(errno.EBADF, "file is open read-only", f"inode {self.ino}")
-
-    def flush(self) -> None:
-        pass
-
-    def getattr(self) -> Attr:
-        return self.backend.getattr(self.ino)
-
-    def close(self) -> None:
-        if self.descriptor >= 0:
-            os.close(self.descriptor)
-            self.descriptor = -1
-
-
-__all__ = ["LOWER_INO_BASE", "HybridBackend", "LowerHandle", "SqliteHandle"]
+__all__ = ["LOWER_INO_BASE", "HybridBackend", "LowerHandle"]

@@ -1,0 +1,96 @@
+"""What ties hybrid mode's two layers together: inode numbers for lower-only
+objects, where such an object was found, and the read-only handle of a lower file."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from backends.base import Attr, Handle
+from backends.overlay_lower import read_at
+
+if TYPE_CHECKING:
+    from backends.hybrid import HybridBackend
+
+LOWER_INO_BASE = 1 << 61  # below the reserved /.vfs range (1 << 62)
+_LOWER_INO_MASK = LOWER_INO_BASE - 1
+
+
+def lower_ino(st: os.stat_result) -> int:
+    return LOWER_INO_BASE | (st.st_ino & _LOWER_INO_MASK)
+
+
+def join(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name
+
+
+def lower_attr(ino: int, st: os.stat_result) -> Attr:
+    return Attr(
+        ino=ino,
+        mode=st.st_mode,
+        nlink=st.st_nlink,
+        uid=st.st_uid,
+        gid=st.st_gid,
+        size=0 if stat.S_ISDIR(st.st_mode) else st.st_size,
+        atime_ns=st.st_atime_ns,
+        mtime_ns=st.st_mtime_ns,
+        ctime_ns=st.st_ctime_ns,
+        btime_ns=st.st_ctime_ns,
+        rdev=st.st_rdev,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LowerRef:
+    """Where a lower-only object was found: its merged parent and lower path."""
+
+    parent: int
+    name: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Backing:
+    """The lower file under an upper file, and how much of it still shows."""
+
+    path: str
+    limit: int
+
+
+class LowerHandle(Handle):
+    """A lower file opened for reading: bytes come straight from the disk file.
+
+    If the file is copied up meanwhile (written through another handle), reads
+    follow it into the upper layer.
+    """
+
+    def __init__(self, backend: HybridBackend, ino: int, descriptor: int) -> None:
+        self.backend = backend
+        self.ino = ino
+        self.descriptor = descriptor
+
+    def read(self, offset: int, size: int) -> bytes:
+        if self.backend._is_upper(self.ino):
+            self.backend._flush_ino(self.ino)
+            return self.backend._read(self.ino, offset, size)
+        return read_at(self.descriptor, offset, size)
+
+    def write(self, offset: int, data: bytes) -> int:
+        raise OSError(errno.EBADF, "file is open read-only", f"inode {self.ino}")
+
+    def truncate(self, size: int) -> None:
+        raise OSError(errno.EBADF, "file is open read-only", f"inode {self.ino}")
+
+    def flush(self) -> None:
+        pass
+
+    def getattr(self) -> Attr:
+        return self.backend.getattr(self.ino)
+
+    def close(self) -> None:
+        if self.descriptor >= 0:
+            os.close(self.descriptor)
+            self.descriptor = -1
