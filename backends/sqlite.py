@@ -24,8 +24,8 @@ import xxhash
 from backends.base import ROOT_INO, Attr, Backend, Handle, StatFs
 from backends.chunks import DEFAULT_CHUNK_SIZE, ChunkStore
 from backends.db import Database
+from backends.inode_locks import InodeLocks
 from backends.names import check_name, split_path
-from backends.processes import pid_alive
 from backends.sqlite_handle import DIRTY_LIMIT, SqliteHandle
 
 RENAME_NOREPLACE = 1
@@ -62,6 +62,7 @@ class SqliteBackend(Backend):
         self.read_only = read_only
         self.chunks = ChunkStore(db)
         self._handles: dict[int, list[SqliteHandle]] = {}
+        self.inode_locks = InodeLocks(db.path.with_name(db.path.name + ".locks"))
         self._lock = threading.RLock()
         self.chunk_size = self._setup()
 
@@ -169,7 +170,8 @@ class SqliteBackend(Backend):
             return
         with self._lock:
             is_open = bool(self._handles.get(ino))
-        if is_open:
+        if is_open or self.inode_locks.held_elsewhere(ino):
+            # Still open here or in another process: its last close frees it.
             self.db.execute(
                 "INSERT OR REPLACE INTO orphans (ino, pid) VALUES (?, ?)", (ino, os.getpid())
             )
@@ -183,17 +185,12 @@ class SqliteBackend(Backend):
             handle.flush()
 
     def reclaim_orphans(self) -> int:
-        """Free nameless inodes whose owning process is gone; returns how many."""
+        """Free nameless inodes that no process has open any more; returns how many."""
         with self.db.write():
-            rows = self.db.query("SELECT ino, pid FROM orphans")
-            dead = [ino for ino, pid in rows if not pid_alive(pid)]
-            # Nameless inodes with no owner at all come from a crash mid-create.
-            dead += [
-                r[0]
-                for r in self.db.query(
-                    "SELECT ino FROM inodes WHERE nlink = 0 AND ino NOT IN (SELECT ino FROM orphans)"
-                )
-            ]
+            nameless = [r[0] for r in self.db.query("SELECT ino FROM inodes WHERE nlink = 0")]
+            with self._lock:
+                unused = [ino for ino in nameless if not self._handles.get(ino)]
+            dead = [ino for ino in unused if not self.inode_locks.held_elsewhere(ino)]
             for ino in dead:
                 self.db.execute("DELETE FROM inodes WHERE ino = ? AND nlink = 0", (ino,))
             return len(dead)
@@ -333,8 +330,8 @@ class SqliteBackend(Backend):
         if writes:
             self._writable()
         handle = SqliteHandle(self, ino, append=bool(flags & os.O_APPEND))
-        if flags & os.O_TRUNC and attr.size:
-            handle.truncate(0)
+        if flags & os.O_TRUNC:
+            handle.truncate(0)  # even at size 0: other handles may hold unflushed writes
         return handle
 
     def unlink(self, parent: int, name: str) -> None:
@@ -717,6 +714,7 @@ class SqliteBackend(Backend):
             handles = [h for hs in self._handles.values() for h in hs]
         for handle in handles:
             handle.close()
+        self.inode_locks.close()
 
 
 __all__ = ["DIRTY_LIMIT", "RENAME_EXCHANGE", "RENAME_NOREPLACE", "SqliteBackend", "SqliteHandle"]

@@ -36,7 +36,10 @@ class SqliteHandle(Handle):
         self.written_ns = 0  # when the last buffered write happened
         self.closed = False
         with backend._lock:
-            backend._handles.setdefault(ino, []).append(self)
+            handles = backend._handles.setdefault(ino, [])
+            if not handles:
+                backend.inode_locks.hold(ino)  # tells other processes it is open
+            handles.append(self)
 
     def _size(self) -> int:
         size = self.backend.db.value("SELECT size FROM inodes WHERE ino = ?", (self.ino,))
@@ -51,7 +54,8 @@ class SqliteHandle(Handle):
     def write(self, offset: int, data: bytes) -> int:
         self.backend._writable()
         if self.append:
-            offset = self._size()
+            # The end includes what other open handles have buffered.
+            offset = max(self.backend.getattr(self.ino).size, self.end)
         cs = self.backend.chunk_size
         view = memoryview(data)
         position, written = offset, 0
@@ -130,6 +134,7 @@ class SqliteHandle(Handle):
                     handles.remove(self)
                 if not handles:
                     backend._handles.pop(self.ino, None)
+                    backend.inode_locks.release(self.ino)
                 last = not handles
             # Only a nameless inode needs freeing; the common close takes no write lock.
             if (

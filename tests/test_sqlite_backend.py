@@ -277,3 +277,54 @@ def test_getattr_shows_buffered_writes_without_committing_them(
     assert ws.db.value("SELECT size FROM inodes WHERE ino = ?", (attr.ino,)) == 0
     handle.close()
     assert ws.db.value("SELECT size FROM inodes WHERE ino = ?", (attr.ino,)) == 5000
+
+
+def test_append_handles_follow_each_others_buffered_writes(backend: SqliteBackend) -> None:
+    _, attr = backend.create(ROOT_INO, "log", 0o644)
+    first = backend.open(attr.ino, os.O_WRONLY | os.O_APPEND)
+    second = backend.open(attr.ino, os.O_WRONLY | os.O_APPEND)
+    first.write(0, b"AAAA")
+    second.write(0, b"BB")
+    first.write(0, b"C")
+    first.close()
+    second.close()
+    assert read_all(backend, attr.ino) == b"AAAABBC"
+
+
+def test_truncating_open_discards_other_handles_buffered_writes(backend: SqliteBackend) -> None:
+    handle, attr = backend.create(ROOT_INO, "t", 0o644)
+    handle.write(0, b"hello world")
+    backend.open(attr.ino, os.O_WRONLY | os.O_TRUNC).close()
+    assert backend.getattr(attr.ino).size == 0
+    handle.close()
+    assert read_all(backend, attr.ino) == b""
+
+
+def test_file_open_in_another_process_survives_unlink_here(ws: Workspace) -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    ws.fs.pipe("/held.txt", b"still readable")
+    ino = ws.fs.info("/held.txt")["ino"]
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys\nfrom vfs import Workspace\n"
+         f"ws = Workspace.open('alice', {str(ws.home)!r})\n"
+         f"h = ws.files_backend.open({ino})\n"
+         "print('open', flush=True)\nsys.stdin.readline()\n"
+         "print(h.read(0, 100).decode(), flush=True)\nh.close()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdin is not None
+    assert holder.stdout.readline().strip() == "open"
+    ws.fs.rm("/held.txt")
+    ws.fs.pipe("/other.txt", b"a new file")  # must not reuse or disturb the held inode
+    ws.backend.reclaim_orphans()  # must not free what another process holds
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    assert holder.stdout.readline().strip() == "still readable"
+    assert holder.wait(timeout=30) == 0
+    # The holder's close freed it.
+    assert ws.db.value("SELECT count(*) FROM inodes WHERE ino = ?", (ino,)) == 0
