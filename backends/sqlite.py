@@ -26,7 +26,10 @@ from backends.chunks import DEFAULT_CHUNK_SIZE, ChunkStore
 from backends.db import Database
 from backends.inode_locks import InodeLocks
 from backends.names import check_name, split_path
-from backends.sqlite_handle import DIRTY_LIMIT, SqliteHandle
+from backends.sqlite_handle import DIRTY_LIMIT, MAX_FILE_SIZE, SqliteHandle
+
+# The attribute namespaces Linux knows; any other is EOPNOTSUPP, as on ext4.
+XATTR_NAMESPACES = (b"user.", b"trusted.", b"security.", b"system.")
 
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
@@ -500,6 +503,7 @@ class SqliteBackend(Backend):
     # -- xattrs ------------------------------------------------------------
 
     def getxattr(self, ino: int, name: bytes) -> bytes:
+        _check_xattr_name(name)
         self._get(ino)
         value = self.db.value("SELECT value FROM xattrs WHERE ino = ? AND name = ?", (ino, name))
         if value is None:
@@ -507,6 +511,7 @@ class SqliteBackend(Backend):
         return bytes(value)
 
     def setxattr(self, ino: int, name: bytes, value: bytes, flags: int = 0) -> None:
+        _check_xattr_name(name)
         self._writable()
         with self.db.write():
             self._get(ino)
@@ -526,6 +531,7 @@ class SqliteBackend(Backend):
         return [bytes(r[0]) for r in self.db.query("SELECT name FROM xattrs WHERE ino = ?", (ino,))]
 
     def removexattr(self, ino: int, name: bytes) -> None:
+        _check_xattr_name(name)
         self._writable()
         with self.db.write():
             self._get(ino)
@@ -595,6 +601,8 @@ class SqliteBackend(Backend):
     def _truncate(self, ino: int, old_size: int, size: int, now: int) -> None:
         if size < 0:
             raise OSError(errno.EINVAL, "negative size", f"inode {ino}")
+        if size > MAX_FILE_SIZE:
+            raise OSError(errno.EFBIG, "File too large", f"inode {ino}")
         cs = self.chunk_size
         if size < old_size:
             keep = (size + cs - 1) // cs  # chunks [0, keep) hold data below size
@@ -718,3 +726,11 @@ class SqliteBackend(Backend):
 
 
 __all__ = ["DIRTY_LIMIT", "RENAME_EXCHANGE", "RENAME_NOREPLACE", "SqliteBackend", "SqliteHandle"]
+
+
+def _check_xattr_name(name: bytes) -> None:
+    shown = name.decode(errors="replace")
+    if not name.startswith(XATTR_NAMESPACES):
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported", shown)
+    if len(name) > 255:
+        raise OSError(errno.ERANGE, "attribute name too long", shown)

@@ -11,6 +11,8 @@ from backends.base import Attr, Handle
 if TYPE_CHECKING:
     from backends.sqlite import SqliteBackend
 
+# The largest file, as on ext4 with 4 KiB blocks: offsets past it are EFBIG.
+MAX_FILE_SIZE = (16 << 40) - 4096
 # Buffered writes per open file are flushed past this many bytes.
 DIRTY_LIMIT = 4 * 1024 * 1024
 
@@ -56,6 +58,8 @@ class SqliteHandle(Handle):
         if self.append:
             # The end includes what other open handles have buffered.
             offset = max(self.backend.getattr(self.ino).size, self.end)
+        if offset + len(data) > MAX_FILE_SIZE:
+            raise OSError(errno.EFBIG, "File too large", f"inode {self.ino}")
         cs = self.backend.chunk_size
         view = memoryview(data)
         position, written = offset, 0

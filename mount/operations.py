@@ -21,6 +21,7 @@ from typing import Any, ParamSpec, TypeVar
 import pyfuse3
 
 from backends.base import Attr, Backend, Handle
+from backends.names import NAME_MAX
 
 log = logging.getLogger("agentvfs.mount")
 
@@ -190,6 +191,8 @@ class AgentOperations(pyfuse3.Operations):
     async def lookup(
         self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
+        if len(name) > NAME_MAX:
+            raise OSError(errno.ENAMETOOLONG, "File name too long")
         try:
             attr = self.backend.lookup(parent_inode, decode_name(name))
         except FileNotFoundError:
@@ -371,7 +374,14 @@ class AgentOperations(pyfuse3.Operations):
     @kernel_op
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         for name, attr, offset in self.backend.readdir(fh, start_id):
-            if not pyfuse3.readdir_reply(token, name.encode("utf-8"), self._entry(attr), offset):
+            try:
+                encoded = name.encode("utf-8")
+            except UnicodeEncodeError:
+                # A disk tree may hold names that are not UTF-8; they cannot be
+                # looked up through the workspace, so they are not listed.
+                log.warning("skipping a name that is not UTF-8 in inode %d: %r", fh, name)
+                continue
+            if not pyfuse3.readdir_reply(token, encoded, self._entry(attr), offset):
                 return
             self._lookups[attr.ino] = self._lookups.get(attr.ino, 0) + 1
 

@@ -328,3 +328,19 @@ def test_file_open_in_another_process_survives_unlink_here(ws: Workspace) -> Non
     assert holder.wait(timeout=30) == 0
     # The holder's close freed it.
     assert ws.db.value("SELECT count(*) FROM inodes WHERE ino = ?", (ino,)) == 0
+
+
+def test_limits_match_a_local_filesystem(backend: SqliteBackend) -> None:
+    ino = write_file(backend, "limits", b"")
+    with pytest.raises(OSError) as info:
+        backend.setxattr(ino, b"bogus.name", b"1")
+    assert info.value.errno == errno.EOPNOTSUPP
+    with pytest.raises(OSError) as info:
+        backend.setxattr(ino, b"user." + b"a" * 300, b"1")
+    assert info.value.errno == errno.ERANGE
+    with backend.open(ino, os.O_RDWR) as handle, pytest.raises(OSError) as info:
+        handle.write(1 << 44, b"x")
+    assert info.value.errno == errno.EFBIG
+    with pytest.raises(OSError) as info:
+        backend.setattr(ino, size=1 << 62)
+    assert info.value.errno == errno.EFBIG

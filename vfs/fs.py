@@ -149,7 +149,10 @@ class AgentFileSystem(AbstractFileSystem):
             "islink": attr.is_link,
         }
         if attr.is_link:
-            info["destination"] = os.fsdecode(self.backend.readlink(attr.ino))
+            # Targets are bytes; one that is not UTF-8 shows escaped, not as an error.
+            info["destination"] = self.backend.readlink(attr.ino).decode(
+                "utf-8", "backslashreplace"
+            )
             try:
                 target = self._resolve(path, follow=True)
             except OSError:
