@@ -143,6 +143,10 @@ def start(
     os.close(ready_write)
     try:
         reply = _read_reply(ready_read, timeout)
+    except BaseException:
+        process.kill()  # never leave a half-started mount behind
+        process.wait()
+        raise
     finally:
         os.close(ready_read)
     if reply != "ready":
@@ -161,9 +165,11 @@ def start(
 def _read_reply(fd: int, timeout: float) -> str:
     data = b""
     deadline = time.monotonic() + timeout
+    waiter = select.poll()  # unlike select(), any descriptor number works
+    waiter.register(fd, select.POLLIN)
     while b"\n" not in data:
         left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
+        if left <= 0 or not waiter.poll(left * 1000):
             return f"{errno.ETIMEDOUT} mount process did not become ready in {timeout:g}s"
         chunk = os.read(fd, 4096)
         if not chunk:

@@ -8,6 +8,15 @@ from pathlib import Path
 import pytest
 
 from vfs import Workspace
+from vfs.fs import AgentFileSystem
+
+
+@pytest.fixture(autouse=True)
+def _forget_cached_filesystems() -> Iterator[None]:
+    """fsspec caches filesystem instances for the life of the process; a test's
+    instances (and the databases they hold open) must not outlive it."""
+    yield
+    AgentFileSystem.clear_instance_cache()
 
 
 @pytest.fixture

@@ -122,6 +122,7 @@ class Workspace:
     def close(self) -> None:
         self.backend.close()
         self.db.close()
+        self.registry.db.close()
 
     def __enter__(self) -> Workspace:
         return self
