@@ -23,7 +23,6 @@ import apsw
 import schema
 
 BUSY_TIMEOUT_S = 60.0
-PAGE_SIZE = 8192
 # SQLite's default 2 MiB page cache misses on a few thousand small files; a
 # miss is a system call per page. 16 MiB per connection keeps them cached.
 CACHE_KIB = 16384
@@ -136,12 +135,6 @@ class Database:
                 flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_NOFOLLOW,
             )
             conn.setbusytimeout(int(self.busy_timeout * 1000))
-            if self.path.stat().st_size == 0:
-                # Only a new file can take a page size. 8 KiB keeps a small
-                # file's chunk inside one page (no overflow chain to follow),
-                # while every commit still writes few bytes per changed page:
-                # 16 KiB pages made creates and unlinks twice as slow.
-                conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
             # Fail fast and clearly on a file that is not a database.
             conn.execute("PRAGMA schema_version").fetchall()
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchall()[0][0]
