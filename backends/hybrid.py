@@ -180,23 +180,6 @@ class HybridBackend(SqliteBackend):
             (now, now, nlink_delta, ino),
         )
 
-    def _new_inode(
-        self, mode: int, nlink: int, uid: int, gid: int, size: int = 0, target: bytes | None = None
-    ) -> int:
-        # Explicit numbers: rowid allocation would continue above copied-up lower inodes.
-        ino = int(
-            self.db.value(
-                "SELECT coalesce(max(ino), 0) + 1 FROM inodes WHERE ino < ?", (LOWER_INO_BASE,)
-            )
-        )
-        now = time.time_ns()
-        self.db.execute(
-            "INSERT INTO inodes (ino, mode, nlink, uid, gid, size, atime_ns, mtime_ns, ctime_ns,"
-            " btime_ns, target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (ino, mode, nlink, uid, gid, size, now, now, now, now, target),
-        )
-        return ino
-
     def _must_not_exist(self, parent: int, name: str) -> None:
         check_name(name)
         if self.lookup_or_none(parent, name) is not None:

@@ -38,10 +38,10 @@ XATTR_REPLACE = 2
 
 
 _UID, _GID = os.getuid(), os.getgid()
-_FAST_DEPTH = 24
+_FAST_DEPTH = 24  # deeper paths resolve name by name
 # Inode numbers the counter hands out stay below this; the hybrid overlay and
 # the reserved /.vfs tree number their inodes above it.
-NUMBERED_INO_LIMIT = 1 << 61  # deeper paths resolve name by name
+NUMBERED_INO_LIMIT = 1 << 61
 
 _INODE_COLUMNS = "ino, mode, nlink, uid, gid, size, atime_ns, mtime_ns, ctime_ns, btime_ns, rdev"
 
