@@ -280,7 +280,10 @@ class _Disk:
                 self._write(name, action, lambda offset: os.pread(src, 1 << 20, offset))
             return
         ino = int(action.ino or 0)
-        attr = self.backend.getattr(ino)
+        try:
+            attr = self.backend.getattr(ino)
+        except FileNotFoundError:
+            return  # deleted from the overlay since the plan: nothing to place
         if attr.is_link:
             os.symlink(self.backend.readlink(ino), name, dir_fd=staging)
             return
@@ -363,14 +366,30 @@ class _Disk:
 
 
 def discard(backend: HybridBackend, paths: list[str] | None = None) -> int:
-    """Drop the overlay's changes at or under ``paths`` (default: all); returns how many."""
+    """Drop the overlay's changes at or under ``paths`` (default: all); returns how many.
+
+    Discarding everything also drops an interrupted commit's journal; discarding
+    some paths while one is pending is refused, as its plan may still need them.
+    """
     backend._writable()
+    with exclusive(backend):
+        return _discard(backend, paths)
+
+
+def _discard(backend: HybridBackend, paths: list[str] | None) -> int:
     changes = [
         c for c in scan(backend).changes if _in_scope(c, [p.strip("/") for p in paths or []])
     ]
     db = backend.db
     with db.write():
+        if paths and pending(backend):
+            raise OSError(
+                errno.EBUSY,
+                "an interrupted commit is pending: run `vfs commit` to finish it,"
+                " or discard all changes",
+            )
         if not paths:
+            db.execute("DELETE FROM overlay_commit_ops")
             db.execute("DELETE FROM entries")
             db.execute("DELETE FROM overlay_whiteouts")
             db.execute("UPDATE overlay_nodes SET lower_path = '' WHERE ino = ?", (ROOT_INO,))
@@ -378,6 +397,9 @@ def discard(backend: HybridBackend, paths: list[str] | None = None) -> int:
             for path in paths:
                 _discard_path(backend, path.strip("/"))
         _collect(backend)
+    if not paths:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(STAGING_DIR, dir_fd=backend.lower.root_fd)
     return len(changes)
 
 
@@ -395,9 +417,12 @@ def _discard_path(backend: HybridBackend, path: str) -> None:
     ino, lower_path = row
     if lower_path is not None:  # a moved lower object shows at its old place again
         head, _, tail = lower_path.rpartition("/")
+        # ... unless a new object took that name: its whiteout still hides the old one
         db.execute(
             "DELETE FROM overlay_whiteouts WHERE name = ? AND parent IN"
-            " (SELECT ino FROM overlay_nodes WHERE lower_path = ?)",
+            " (SELECT ino FROM overlay_nodes WHERE lower_path = ?) AND NOT EXISTS"
+            " (SELECT 1 FROM entries e WHERE e.parent = overlay_whiteouts.parent"
+            " AND e.name = overlay_whiteouts.name)",
             (tail, head),
         )
     db.execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import errno
 import os
+import stat
 from dataclasses import asdict
 from typing import Any
 
@@ -65,7 +66,12 @@ def _patch(backend: HybridBackend, change: Change) -> str:
     new: bytes | None = None
     lower_path = change.old_path or change.path
     st = backend.lower.lstat_or_none(lower_path)
-    if change.kind != "added" and st is not None and st.st_size <= PATCH_LIMIT:
+    if (
+        change.kind != "added"
+        and st is not None
+        and stat.S_ISREG(st.st_mode)
+        and st.st_size <= PATCH_LIMIT
+    ):
         old = backend.lower.pread(lower_path, 0, st.st_size)
     if change.kind != "deleted" and (change.size or 0) <= PATCH_LIMIT:
         ino = backend.resolve(change.path).ino
