@@ -17,11 +17,12 @@ Which mode applies, highest first:
 5. ``sqlite``.
 
 A new agent is created in the mode that applies. An existing agent's data is
-in one mode (the registry says which); a setting (2-4) that asks for another
-mode is never applied behind the user's back, because moving data can be slow,
-can meet commit conflicts and is refused while the agent is mounted. Opening
-the agent then fails with a message that names both modes and the command
-that moves the data: ``vfs mode <agent> --apply``.
+in one mode (the registry says which); an explicit mode or a setting (2-4)
+that asks for another mode is never applied behind the user's back, because
+moving data can be slow, can meet commit conflicts and is refused while the
+agent is mounted. Opening the agent then fails with a message that names both
+modes and the command that moves the data: ``vfs mode <agent> --apply`` for a
+setting, ``vfs mode <agent> <mode>`` for an explicit mode.
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def resolve_mode(registry: Registry, agent: str, explicit: str | None) -> str | 
     mode its data is not in.
     """
     if explicit is not None:
+        check_explicit_mode(registry, agent, explicit)
         return explicit
     requested = requested_mode(agent, registry.home)
     if requested is None or not registry.exists(agent):
@@ -127,6 +129,24 @@ def resolve_mode(registry: Registry, agent: str, explicit: str | None) -> str | 
             f" or change the setting"
         )
     return current
+
+
+def check_explicit_mode(registry: Registry, agent: str, mode: str) -> None:
+    """Refuse to open an existing agent in a mode its data is not in.
+
+    Another mode's backend would show a partial or empty tree and take writes
+    that the agent's own mode never sees.
+    """
+    check_mode(mode)
+    if not registry.exists(agent):
+        return
+    current = registry.get(agent).mode
+    if mode != current:
+        raise ModeMismatch(
+            f"agent {agent}'s workspace is in {current} mode but mode={mode!r} asks for"
+            f" {mode} mode: run `vfs mode {agent} {mode}` to move it,"
+            f" or open it without a mode"
+        )
 
 
 def remember_mode(agent: str, home: str | os.PathLike[str], mode: str) -> bool:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from backends import Backend, Database, open_backend
 from backends.registry import AgentRecord, Registry
 from backends.reserved import ReservedTree
-from vfs.config import resolve_mode
+from vfs.config import check_explicit_mode, resolve_mode
 from vfs.settings import resolve_home
 
 if TYPE_CHECKING:
@@ -34,6 +34,8 @@ class Workspace:
         mode: str | None = None,
         read_only: bool = False,
     ) -> None:
+        if mode is not None and mode != record.mode:
+            check_explicit_mode(registry, record.id, mode)  # raises ModeMismatch
         self.registry = registry
         self.record = record
         self.agent = record.id
