@@ -168,9 +168,7 @@ class _Scanner:
         if lower_dir is not None:
             for name, (size, mtime_ns, digest) in sorted(whiteouts.items()):
                 if name not in upper_names:
-                    self.deleted(
-                        ino, name, join(lower_dir, name), size, mtime_ns, digest, relocated
-                    )
+                    self.deleted(ino, name, join(lower_dir, name), (size, mtime_ns, digest), group)
             if relocated:
                 for name, st in self.lower.listdir(lower_dir):
                     if name not in upper_names and name not in whiteouts:
@@ -189,22 +187,20 @@ class _Scanner:
         parent: int,
         name: str,
         lower_path: str,
-        size: int | None,
-        mtime_ns: int | None,
-        digest: str | None,
-        relocated: bool,
+        baseline: tuple[int | None, int | None, str | None],
+        group: str | None,
     ) -> None:
         if lower_path in self.kept_sources:
             return  # moved, not deleted: the rename's change covers it
         self.add(Action(FORGET, "clear_whiteout", lower_path, lower_path, parent=parent, name=name))
         st = self.lower.lstat_or_none(lower_path)
         kind = kind_of(st.st_mode) if st is not None else "file"
-        self.scan.changes.append(Change("deleted", lower_path, kind, old_size=size))
-        if not relocated:  # a relocated directory's source is removed whole
+        self.scan.changes.append(Change("deleted", lower_path, kind, old_size=baseline[0]))
+        # Inside a moved directory the source is removed whole, with the move's change;
+        # a disk edit of the deleted file since must block that move.
+        self.scan.checks.append(Check(group or lower_path, lower_path, *baseline, deleted=True))
+        if group is None:
             self.add(Action(REMOVE, "remove", lower_path, lower_path))
-            self.scan.checks.append(
-                Check(lower_path, lower_path, size, mtime_ns, digest, deleted=True)
-            )
 
     def copy_lower(self, source: str, target: str, st: os.stat_result, group: str) -> None:
         """A lower-only object inside a directory that moves: copied to its new place."""
@@ -306,17 +302,17 @@ class _Scanner:
         elif lower_path is None:
             old_size = whited[0] if whited is not None else None
             kind_of_change = "modified" if whited is not None else "added"
-            if not relocated or kind_of_change == "added":
-                self.scan.changes.append(
-                    Change(kind_of_change, child, kind, size, old_size=old_size)
-                )
-        elif content_changed:
-            self.scan.changes.append(Change("modified", child, kind, size, old_size=base_size))
+            self.scan.changes.append(Change(kind_of_change, child, kind, size, old_size=old_size))
+        else:  # copied up inside a moved directory: its commit reads the lower file
+            self.scan.checks.append(Check(g, lower_path, base_size, base_mtime, base_hash))
+            if content_changed:
+                self.scan.changes.append(Change("modified", child, kind, size, old_size=base_size))
+        if whited is not None:
+            self.scan.checks.append(Check(g, expected or child, *whited))
         if whited is not None and not relocated:
             old = self.lower.lstat_or_none(expected or child)
             if old is not None and stat.S_ISDIR(old.st_mode):
                 self.add(Action(CLEAR_WAY, "remove", expected or child, g))
-            self.scan.checks.append(Check(g, expected or child, *whited))
             self.add(Action(SETTLE, "clear_whiteout", child, g, parent=parent, name=name))
         elif lower_path is None and not relocated and group is None:
             self.scan.checks.append(Check(g, child, absent=True))
