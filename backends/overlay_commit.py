@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from backends.base import ROOT_INO
 from backends.overlay_crash import step
-from backends.overlay_diff import DATABASE_OPS, Action, Change, Check, related, scan
+from backends.overlay_diff import DATABASE_OPS, Action, Change, Check, Scan, related, scan
 from backends.overlay_lower import STAGING_DIR, hash_fd
 
 if TYPE_CHECKING:
@@ -106,12 +106,56 @@ def _conflicts(backend: HybridBackend, checks: list[Check], groups: set[str]) ->
     return found
 
 
+def _overlaps(path: str, other: str) -> bool:
+    return path == other or path.startswith(other + "/") or other.startswith(path + "/")
+
+
+def _select(
+    backend: HybridBackend, plan: Scan, scopes: list[str], force: bool
+) -> tuple[set[str], list[Conflict]]:
+    """The changes to commit for ``scopes``, and the conflicts that hold some back.
+
+    A change whose commit removes or overwrites a lower path that another change
+    still reads (the source of a move) takes that change along, or waits with
+    it when it conflicts: the overlay view must not lose what it shows.
+    """
+    writes: dict[str, set[str]] = {}
+    for action in plan.actions:
+        if action.op in ("remove", "place", "mkdir"):
+            writes.setdefault(action.group, set()).add(action.path)
+
+    def readers(groups: set[str]) -> dict[str, str]:
+        """Changes outside ``groups`` that read what ``groups`` write -> the path."""
+        written = {path for group in groups for path in writes.get(group, ())}
+        found = {}
+        for group, sources in plan.reads.items():
+            if group not in groups:
+                hit = next((s for s in sources for w in written if _overlaps(s, w)), None)
+                if hit is not None:
+                    found[group] = hit
+        return found
+
+    selected = {a.group for a in plan.actions if _in_scope(a, scopes)}
+    while extra := readers(selected):
+        selected |= set(extra)
+    found = [] if force else _conflicts(backend, plan.checks, selected)
+    while True:
+        blocked = {c.path for c in found}
+        kept = {g for g in selected if not _under(g, blocked)}
+        waiting = [
+            Conflict(group, f"must be committed with {reader}, which reads {path} from disk")
+            for group in sorted(kept)
+            for reader, path in readers({group}).items()
+            if reader not in kept
+        ]
+        if not waiting:
+            return kept, found
+        found += waiting
+
+
 def conflicts(backend: HybridBackend, paths: list[str] | None = None) -> list[Conflict]:
     """The changes (at or under ``paths``) that a commit would refuse."""
-    scopes = [p.strip("/") for p in paths or []]
-    plan = scan(backend)
-    groups = {a.group for a in plan.actions if _in_scope(a, scopes)}
-    return _conflicts(backend, plan.checks, groups)
+    return _select(backend, scan(backend), [p.strip("/") for p in paths or []], False)[1]
 
 
 def pending(backend: HybridBackend) -> bool:
@@ -135,13 +179,13 @@ def _commit(backend: HybridBackend, paths: list[str] | None, force: bool) -> Com
     report = CommitReport(resumed=_resume(backend))
     scopes = [p.strip("/") for p in paths or []]
     plan = scan(backend)
-    actions = [a for a in plan.actions if _in_scope(a, scopes)]
-    if not force:
-        report.conflicts = _conflicts(backend, plan.checks, {a.group for a in actions})
+    groups, report.conflicts = _select(backend, plan, scopes, force)
+    actions = [a for a in plan.actions if a.group in groups]
     blocked = {c.path for c in report.conflicts}
-    actions = [a for a in actions if not _under(a.group, blocked)]
     report.committed = [
-        c for c in plan.changes if _in_scope(c, scopes) and not _under(c.path, blocked)
+        c
+        for c in plan.changes
+        if (_in_scope(c, scopes) or _under(c.path, groups)) and not _under(c.path, blocked)
     ]
     if not actions:
         return report

@@ -103,6 +103,8 @@ class Scan:
     changes: list[Change] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
+    # change -> the lower paths its commit copies from (the sources of moves)
+    reads: dict[str, set[str]] = field(default_factory=dict)
 
 
 class _Scanner:
@@ -204,6 +206,7 @@ class _Scanner:
 
     def copy_lower(self, source: str, target: str, st: os.stat_result, group: str) -> None:
         """A lower-only object inside a directory that moves: copied to its new place."""
+        self.reads(group, source)
         if stat.S_ISDIR(st.st_mode):
             self.add(Action(PLACE, "mkdir", target, group, mode=stat.S_IMODE(st.st_mode)))
             for name, child in self.lower.listdir(source):
@@ -247,7 +250,11 @@ class _Scanner:
         self.add(Action(SETTLE, "settle_dir", child, g, ino=ino))
         self.visit(ino, child, lower_path, relocated=lower_path is not None, group=g)
 
+    def reads(self, group: str, lower_path: str) -> None:
+        self.scan.reads.setdefault(group, set()).add(lower_path)
+
     def moved_source(self, lower_path: str, group: str) -> None:
+        self.reads(group, lower_path)
         self.add(Action(REMOVE, "remove", lower_path, group, old_group=lower_path))
         where = self.whiteout_at.get(lower_path)
         if where is not None:
@@ -304,6 +311,7 @@ class _Scanner:
             kind_of_change = "modified" if whited is not None else "added"
             self.scan.changes.append(Change(kind_of_change, child, kind, size, old_size=old_size))
         else:  # copied up inside a moved directory: its commit reads the lower file
+            self.reads(g, lower_path)
             self.scan.checks.append(Check(g, lower_path, base_size, base_mtime, base_hash))
             if content_changed:
                 self.scan.changes.append(Change("modified", child, kind, size, old_size=base_size))
