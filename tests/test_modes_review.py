@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import fsspec
 import pytest
 
+import vfs.modes as vfs_modes
+from backends.overlay_commit import conflicts
+from backends.overlay_crash import KILL_AFTER_ENV
 from backends.registry import Registry
 from vfs import Workspace
 from vfs.config import ModeMismatch
+from vfs.modes import switch_mode
+
+VFS = Path(sys.executable).with_name("vfs")
 
 
 def test_an_explicit_mode_other_than_the_agents_is_refused_naming_the_switch(home):
@@ -37,3 +49,52 @@ def test_an_explicit_mode_still_creates_a_new_agent_and_reopens_it(home):
     fs.workspace.close()
     with Workspace.open("bob", home, create=True, mode="disk") as ws:
         assert ws.mode == "disk" and ws.fs.cat("a.txt") == b"a"
+
+
+def vfs(*args: str, kill_after: int | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if kill_after is not None:
+        env[KILL_AFTER_ENV] = str(kill_after)
+    return subprocess.run(
+        [str(VFS), *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+
+
+def test_writes_after_a_switch_killed_past_the_flip_survive_the_next_switch(home):
+    with Workspace.create("alice", home, mode="sqlite") as ws:
+        ws.fs.pipe("keep.txt", b"kept")
+    killed = vfs("mode", "alice", "hybrid", kill_after=4)  # after the registry flip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert Registry(home).get("alice").mode == "hybrid"
+    with Workspace.open("alice", home) as ws:
+        assert ws.mode == "hybrid"
+        ws.fs.pipe("agent_work.txt", b"new work")
+    with Workspace.open("alice", home) as ws:
+        assert ws.fs.cat("agent_work.txt") == b"new work"
+    switched = vfs("mode", "alice", "disk")
+    assert switched.returncode == 0, switched.stderr
+    workspace = Registry(home).get("alice").workspace
+    assert (workspace / "agent_work.txt").read_bytes() == b"new work"
+    assert (workspace / "keep.txt").read_bytes() == b"kept"
+
+
+def test_a_disk_edit_between_the_conflict_check_and_the_commit_refuses_the_switch(
+    home, monkeypatch
+):
+    with Workspace.create("alice", home, mode="hybrid") as ws:
+        lower = ws.record.workspace / "f.txt"
+        lower.write_text("lower")
+        ws.fs.pipe("f.txt", b"overlay edit")
+
+    def check_then_edit_on_disk(backend, paths=None):  # another process writes just after
+        found = conflicts(backend, paths)
+        lower.write_text("edited on disk meanwhile")
+        return found
+
+    monkeypatch.setattr(vfs_modes, "conflicts", check_then_edit_on_disk)
+    with pytest.raises(OSError, match=r"conflicts: f\.txt"):
+        switch_mode("alice", "disk", home)
+    assert Registry(home).get("alice").mode == "hybrid"
+    assert lower.read_text() == "edited on disk meanwhile"
+    with Workspace.open("alice", home) as ws:
+        assert ws.fs.cat("f.txt") == b"overlay edit"

@@ -21,7 +21,8 @@ Crash safety: the switch is first recorded in the agent database
 (``mode_switch``); the registry's mode flips only once the data is complete in
 the new mode, and the old mode's data is dropped only after the flip. Killed at
 any point, the agent is in its old mode with all data or in its new mode with
-all data, and the next ``switch_mode`` (or opening with ``vfs mode``) finishes.
+all data, and the next ``switch_mode``, or the next opening of the workspace,
+finishes the switch before anything else touches the data.
 """
 
 from __future__ import annotations
@@ -29,14 +30,19 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
 
 from backends.db import Database
 from backends.hybrid import HybridBackend
 from backends.mounts import MountTable
-from backends.overlay_commit import commit, conflicts, resume
+from backends.overlay_commit import Conflict, commit, conflicts, resume
 from backends.overlay_crash import step
 from backends.overlay_switch import (
+    PendingSwitch,
     begin_switch,
     clear_files,
     drop_overlay,
@@ -72,7 +78,7 @@ def switch_mode(
     """Move ``agent``'s workspace to ``mode``; see the module docstring for what moves."""
     check_mode(mode)
     registry = Registry(resolve_home(home))
-    record = registry.get(agent)
+    registry.get(agent)
     mounts = MountTable(registry.db).for_agent(agent)
     if mounts:
         raise OSError(
@@ -80,27 +86,86 @@ def switch_mode(
             f"agent {agent} is mounted at {mounts[0].mountpoint}; unmount it first"
             f" (vfs umount {mounts[0].mountpoint})",
         )
-    lock = os.open(registry.agent_dir(agent) / "switch.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(lock, fcntl.LOCK_EX)  # one switch of an agent at a time
-    db = Database(record.db_path, "agent")
-    try:
-        record = registry.get(agent)
-        resumed = False
-        unfinished = pending_switch(db)
-        if unfinished is not None:
-            _move(registry, record, db, unfinished.from_mode, unfinished.to_mode, unfinished.force)
-            resumed = True
-            record = registry.get(agent)
-        start = record.mode
+    with _switching(registry, agent) as db:
+        resumed = _finish(registry, agent, db) is not None
+        start = registry.get(agent).mode
         if start != mode:
+            _mark_pending(registry, agent)
             begin_switch(db, start, mode, force)
             step()
-            _move(registry, record, db, start, mode, force)
+            _move(registry, registry.get(agent), db, start, mode, force)
         updated = remember_mode(agent, registry.home, mode)
         return SwitchReport(agent, start, mode, start != mode, resumed, updated)
+
+
+def finish_interrupted_switch(registry: Registry, agent: str) -> bool:
+    """Finish a switch of ``agent`` that a crash cut short; True if there was one.
+
+    Opening a workspace calls this first: until the switch is finished the
+    old mode's data is still to be dropped, and in some directions (sqlite ->
+    hybrid) the mode the registry already names would lose new writes to that
+    cleanup. A switch running in another process is waited for. Costs one
+    ``stat`` when no switch was started.
+    """
+    if not _pending_marker(registry, agent).exists():
+        return False
+    with _switching(registry, agent) as db:
+        finished = _finish(registry, agent, db)
+        if finished is None:
+            return False
+        remember_mode(agent, registry.home, finished.to_mode)
+        return True
+
+
+def _pending_marker(registry: Registry, agent: str) -> Path:
+    """Exists from before a switch is recorded until it is finished or given up."""
+    return registry.agent_dir(agent) / "switch.pending"
+
+
+def _mark_pending(registry: Registry, agent: str) -> None:
+    marker = _pending_marker(registry, agent)
+    marker.touch(0o600)
+    directory = os.open(marker.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)  # the marker must outlive a power cut as the database row does
     finally:
-        db.close()
+        os.close(directory)
+
+
+@contextmanager
+def _switching(registry: Registry, agent: str) -> Iterator[Database]:
+    """The agent's database, with the switch lock held: one switch of an agent at a time."""
+    lock = os.open(registry.agent_dir(agent) / "switch.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        db = Database(registry.get(agent).db_path, "agent")
+        try:
+            yield db
+        finally:
+            if pending_switch(db) is None:
+                _pending_marker(registry, agent).unlink(missing_ok=True)
+            db.close()
+    finally:
         os.close(lock)
+
+
+def _finish(registry: Registry, agent: str, db: Database) -> PendingSwitch | None:
+    """Finish the switch the database records, if any; returns it."""
+    unfinished = pending_switch(db)
+    if unfinished is not None:
+        record = registry.get(agent)
+        _move(registry, record, db, unfinished.from_mode, unfinished.to_mode, unfinished.force)
+    return unfinished
+
+
+def _refuse(db: Database, agent: str, found: list[Conflict]) -> NoReturn:
+    end_switch(db)
+    names = ", ".join(f"{c.path} ({c.reason})" for c in found[:5])
+    raise OSError(
+        errno.EBUSY,
+        f"cannot switch {agent} to disk mode: commit conflicts: {names};"
+        " resolve them or use --force",
+    )
 
 
 def _move(
@@ -117,14 +182,12 @@ def _move(
                     resume(overlay)  # a commit this switch started and a crash cut short
                     found = [] if force else conflicts(overlay)
                     if found:
-                        end_switch(db)
-                        names = ", ".join(f"{c.path} ({c.reason})" for c in found[:5])
-                        raise OSError(
-                            errno.EBUSY,
-                            f"cannot switch {agent} to disk mode: commit conflicts: {names};"
-                            " resolve them or use --force",
-                        )
-                    commit(overlay, force=force)
+                        _refuse(db, agent, found)
+                    # A disk edit between the check and the commit leaves its change in
+                    # the overlay, which the flip to disk mode would then drop.
+                    report = commit(overlay, force=force)
+                    if report.conflicts:
+                        _refuse(db, agent, report.conflicts)
                 else:
                     materialize(overlay)
             finally:

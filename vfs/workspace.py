@@ -12,6 +12,7 @@ from backends import Backend, Database, open_backend
 from backends.registry import AgentRecord, Registry
 from backends.reserved import ReservedTree
 from vfs.config import check_explicit_mode, resolve_mode
+from vfs.modes import finish_interrupted_switch
 from vfs.settings import resolve_home
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class Workspace:
         Raises ``FileNotFoundError`` naming the agent when it does not exist.
         """
         registry = Registry(resolve_home(home))
+        finish_interrupted_switch(registry, agent)  # its cleanup would drop new writes
         mode = resolve_mode(registry, agent, mode)  # AGENT_VFS_MODE and config.toml
         if create and not registry.exists(agent):
             with contextlib.suppress(FileExistsError):  # another process created it first
