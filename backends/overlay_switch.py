@@ -79,6 +79,7 @@ def import_tree(db: Database, directory: os.PathLike[str] | str) -> int:
     backend = SqliteBackend(db)
     lower = LowerTree(directory)
     copied = 0
+    dated: list[tuple[int, os.stat_result]] = []  # directory times, set once filled
     try:
         pending = [("", ROOT_INO)]
         while pending:
@@ -90,7 +91,9 @@ def import_tree(db: Database, directory: os.PathLike[str] | str) -> int:
                     if stat.S_ISDIR(st.st_mode):
                         attr = backend.mkdir(ino, name, mode, st.st_uid, st.st_gid)
                         pending.append((child, attr.ino))
-                    elif stat.S_ISLNK(st.st_mode):
+                        dated.append((attr.ino, st))
+                        continue
+                    if stat.S_ISLNK(st.st_mode):
                         attr = backend.symlink(
                             ino, name, lower.readlink(child), st.st_uid, st.st_gid
                         )
@@ -106,6 +109,9 @@ def import_tree(db: Database, directory: os.PathLike[str] | str) -> int:
                         continue  # devices, fifos and sockets have no content to keep
                     backend.setattr(attr.ino, atime_ns=st.st_atime_ns, mtime_ns=st.st_mtime_ns)
             step()
+        with db.write():  # creating a child moves its directory's mtime, so this comes last
+            for ino, st in [(ROOT_INO, lower.lstat("")), *dated]:
+                backend.setattr(ino, atime_ns=st.st_atime_ns, mtime_ns=st.st_mtime_ns)
     finally:
         lower.close()
         backend.close()
@@ -124,6 +130,7 @@ def export_tree(backend: Backend, directory: os.PathLike[str] | str) -> int:
     os.makedirs(directory, exist_ok=True)
     disk = LowerTree(directory)
     written = 0
+    dated = [("", backend.getattr(ROOT_INO))]  # directory times, set once filled
     try:
         pending = [("", ROOT_INO)]
         while pending:
@@ -143,6 +150,7 @@ def export_tree(backend: Backend, directory: os.PathLike[str] | str) -> int:
                         with disk.fd(child, os.O_RDONLY | os.O_DIRECTORY) as fd:
                             os.fchmod(fd, stat.S_IMODE(attr.mode))
                         pending.append((child, attr.ino))
+                        dated.append((child, attr))
                         continue
                     if current is not None and stat.S_ISDIR(current.st_mode):
                         shutil.rmtree(name, dir_fd=parent)
@@ -151,6 +159,12 @@ def export_tree(backend: Backend, directory: os.PathLike[str] | str) -> int:
                         os.unlink(temp, dir_fd=parent)
                     if attr.is_link:
                         os.symlink(backend.readlink(attr.ino), temp, dir_fd=parent)
+                        os.utime(
+                            temp,
+                            ns=(attr.atime_ns, attr.mtime_ns),
+                            dir_fd=parent,
+                            follow_symlinks=False,
+                        )
                     elif attr.is_file:
                         _write_file(backend, attr.ino, temp, parent, attr.mode, attr.mtime_ns)
                         written += 1
@@ -166,6 +180,9 @@ def export_tree(backend: Backend, directory: os.PathLike[str] | str) -> int:
                             os.unlink(name, dir_fd=parent)
                 os.fsync(parent)
             step()
+        for path, attr in dated:  # after every child is in place: creating one moves the mtime
+            with disk.fd(path, os.O_RDONLY | os.O_DIRECTORY) as fd:
+                os.utime(fd, ns=(attr.atime_ns, attr.mtime_ns))
     finally:
         disk.close()
     return written

@@ -98,3 +98,36 @@ def test_a_disk_edit_between_the_conflict_check_and_the_commit_refuses_the_switc
     assert lower.read_text() == "edited on disk meanwhile"
     with Workspace.open("alice", home) as ws:
         assert ws.fs.cat("f.txt") == b"overlay edit"
+
+
+OLD_NS = 1_000_000_000 * 10**9  # 2001-09-09, far from any time a test runs at
+
+
+def dated_tree(ws: Workspace) -> list[str]:
+    """Directories, a file and a symlink, each with its own old mtime; returns their paths."""
+    ws.fs.pipe("d/sub/f.txt", b"f")
+    backend = ws.files_backend
+    backend.symlink(backend.resolve("d").ino, "link", b"sub/f.txt")
+    paths = ["d/sub/f.txt", "d/link", "d/sub", "d"]  # children first: their times stay put
+    for offset, path in enumerate(paths):
+        backend.setattr(backend.resolve(path).ino, mtime_ns=OLD_NS + offset * 10**9)
+    return paths
+
+
+def mtimes_in(ws: Workspace, paths: list[str]) -> dict[str, int]:
+    backend = ws.files_backend
+    return {path: backend.getattr(backend.resolve(path).ino).mtime_ns for path in paths}
+
+
+def test_switches_keep_directory_and_symlink_mtimes_both_ways(home):
+    with Workspace.create("alice", home, mode="sqlite") as ws:
+        paths = dated_tree(ws)
+        expected = mtimes_in(ws, paths)
+    assert sorted(expected.values()) == [OLD_NS + i * 10**9 for i in range(4)]
+    switch_mode("alice", "disk", home)  # export
+    workspace = Registry(home).get("alice").workspace
+    on_disk = {path: os.lstat(workspace / path).st_mtime_ns for path in paths}
+    assert on_disk == expected
+    switch_mode("alice", "sqlite", home)  # import
+    with Workspace.open("alice", home) as ws:
+        assert mtimes_in(ws, paths) == expected
