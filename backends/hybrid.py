@@ -25,23 +25,39 @@ import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import xxhash
 
 from backends.base import ROOT_INO, Attr, Backend, Handle
 from backends.db import Database
 from backends.names import check_name
-from backends.overlay_lower import LowerTree
+from backends.overlay_lower import LowerTree, read_at
 from backends.overlay_nodes import (
     LOWER_INO_BASE,
     Backing,
+    Layout,
     LowerHandle,
     LowerRef,
+    OverlayHandle,
+    hashed_ino,
     join,
     lower_attr,
     lower_ino,
 )
 from backends.sqlite import _INODE_COLUMNS, RENAME_EXCHANGE, SqliteBackend
+
+# A copied-up file's layers; rows only for files copied from a lower file.
+_LAYOUT_SQL = (
+    "SELECT lower_path, lower_limit, base_size, base_mtime_ns,"
+    " (SELECT size FROM inodes WHERE ino = ?1), (SELECT mtime_ns FROM inodes WHERE ino = ?1),"
+    " EXISTS (SELECT 1 FROM file_chunks WHERE ino = ?1)"
+    " FROM overlay_nodes WHERE ino = ?1 AND lower_path IS NOT NULL AND base_hash IS NOT NULL"
+)
+_UPPER_SQL = (
+    f"SELECT {_INODE_COLUMNS}, (SELECT lower_path FROM overlay_nodes WHERE ino = ?1)"
+    " FROM inodes WHERE ino = ?1"
+)
 
 # readdir offsets: lower entries by sorted position below this, upper entries above.
 _UPPER_OFFSET = 1 << 48
@@ -54,7 +70,11 @@ class HybridBackend(SqliteBackend):
 
     def __init__(self, db: Database, lower: Path, *, read_only: bool = False) -> None:
         self.lower = LowerTree(lower)
+        self._lower_dev = os.fstat(self.lower.root_fd).st_dev
         self._refs: dict[int, LowerRef] = {}
+        # Hashed numbers handed out in this process, so an object keeps its
+        # number even after its natural number is freed.
+        self._hashed: dict[tuple[int, int, str], int] = {}
         super().__init__(db, read_only=read_only)
         if (
             not read_only
@@ -96,14 +116,47 @@ class HybridBackend(SqliteBackend):
     def _lower_child(self, parent: int, lower_dir: str, name: str) -> Attr | None:
         path = join(lower_dir, name)
         st = self.lower.lstat_or_none(path)
-        if st is None:
-            return None
-        ino = lower_ino(st)
+        return None if st is None else self._lower_object(parent, name, path, st)
+
+    def _lower_object(self, parent: int, name: str, path: str, st: os.stat_result) -> Attr:
+        """The attributes of lower object ``st`` at ``path``, numbered as it was before."""
+        ino, upper = self._identify(st, path)
         self._refs[ino] = LowerRef(parent, name, path)
-        upper = self.db.one(f"SELECT {_INODE_COLUMNS} FROM inodes WHERE ino = ?", (ino,))
-        if upper is not None:  # another name of a hard-linked lower file was copied up
-            return Attr(*upper)
-        return lower_attr(ino, st)
+        return lower_attr(ino, st) if upper is None else self._shown(upper)
+
+    def _identify(self, st: os.stat_result, path: str) -> tuple[int, Attr | None]:
+        """The number of lower object ``st`` at ``path``, and its upper attributes
+        when it was copied up under that number.
+
+        A disk file may reuse the inode number of a file the overlay copied up
+        and the disk then lost (or moved): an upper inode of the natural number
+        is this object only if it was copied from this path, or from another
+        name of this same hard-linked file. Anything else gets a hashed number.
+        """
+        key = (st.st_dev, st.st_ino, path)
+        candidates = [self._hashed[key]] if key in self._hashed else []
+        if st.st_dev == self._lower_dev:
+            candidates.append(lower_ino(st))
+        candidates += [hashed_ino(st, path, salt) for salt in range(8)]
+        for ino in candidates:
+            row = self.db.one(_UPPER_SQL, (ino,))
+            if row is not None and not self._same_object(row, st, path):
+                continue
+            if ino != lower_ino(st):
+                self._hashed[key] = ino
+            return ino, None if row is None else Attr(*row[:-1])
+        raise OSError(errno.EOVERFLOW, "no free inode number for a lower object", path)
+
+    def _same_object(self, row: Any, st: os.stat_result, path: str) -> bool:
+        upper, copied_from = Attr(*row[:-1]), row[-1]
+        if copied_from is None or upper.nlink == 0:
+            return False
+        if copied_from == path:
+            return True
+        if stat.S_ISDIR(st.st_mode) or st.st_nlink < 2:
+            return False
+        other = self.lower.lstat_or_none(copied_from)
+        return other is not None and (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
 
     def backing(self, ino: int) -> Backing | None:
         row = self.db.one("SELECT lower_path, lower_limit FROM overlay_nodes WHERE ino = ?", (ino,))
@@ -111,12 +164,71 @@ class HybridBackend(SqliteBackend):
             return None
         return Backing(row[0], int(row[1]))
 
+    def _pending(self, ino: int) -> bool:
+        with self._lock:
+            return any(h.dirty or h.end for h in self._handles.get(ino, ()))
+
+    def _layout(self, ino: int) -> Layout | None:
+        """Where the bytes of upper file ``ino`` come from; None when from chunk rows only."""
+        row = self.db.one(_LAYOUT_SQL, (ino,))
+        if row is None:
+            return None
+        path, limit, base_size, base_mtime_ns, size, mtime_ns, has_chunks = row
+        if limit == base_size == size and not has_chunks and not self._pending(ino):
+            st = self.lower.lstat_or_none(path)
+            if st is not None and stat.S_ISREG(st.st_mode):
+                shown_mtime = st.st_mtime_ns if mtime_ns == base_mtime_ns else mtime_ns
+                return Layout(path, st.st_size, st.st_size, live=True, mtime_ns=shown_mtime)
+        return Layout(path, limit, size) if limit > 0 else None
+
+    def _shown(self, attr: Attr) -> Attr:
+        """``attr`` as the overlay shows it: a file whose content never changed is
+        the lower file as it is now, not as it was when copied up."""
+        layout = self._layout(attr.ino) if attr.is_file else None
+        if layout is None or not layout.live:
+            return attr
+        return attr.with_(size=layout.size, mtime_ns=layout.mtime_ns or attr.mtime_ns)
+
+    def rebase(self, ino: int) -> bool:
+        """Before the first change to the content of upper file ``ino``, take the
+        lower file as it is now as its base: that is what the overlay showed.
+
+        Returns whether anything was updated.
+        """
+        row = self.db.one(_LAYOUT_SQL, (ino,))
+        if row is None or not row[1] == row[2] == row[4] or row[6]:
+            return False
+        with self.db.write():
+            row = self.db.one(_LAYOUT_SQL, (ino,))
+            if row is None:
+                return False
+            path, limit, base_size, base_mtime_ns, size, _mtime, has_chunks = row
+            if not limit == base_size == size or has_chunks:
+                return False
+            st = self.lower.lstat_or_none(path)
+            if st is None or not stat.S_ISREG(st.st_mode):
+                return False
+            if (st.st_size, st.st_mtime_ns) == (base_size, base_mtime_ns):
+                return False
+            self.db.execute(
+                "UPDATE overlay_nodes SET lower_limit = ?1, base_size = ?1, base_mtime_ns = ?2,"
+                " base_hash = ?3 WHERE ino = ?4",
+                (st.st_size, st.st_mtime_ns, self.lower.content_hash(path), ino),
+            )
+            self.db.execute(
+                "UPDATE inodes SET size = ?1, mtime_ns = CASE WHEN mtime_ns = ?2 THEN ?3"
+                " ELSE mtime_ns END WHERE ino = ?4",
+                (st.st_size, base_mtime_ns, st.st_mtime_ns, ino),
+            )
+            return True
+
     # -- copy-up -----------------------------------------------------------
 
     def copy_up(self, ino: int) -> None:
         """Make ``ino`` (and its ancestors) upper objects; copies metadata, never content."""
         self._writable()
         if self._is_upper(ino):
+            self.rebase(ino)
             return
         with self.db.write():
             if self._is_upper(ino):
@@ -190,7 +302,7 @@ class HybridBackend(SqliteBackend):
     def lookup(self, parent: int, name: str) -> Attr:
         attr = self._entry(parent, name)
         if attr is not None:
-            return attr
+            return self._shown(attr)
         # One query says whether the parent is upper, what it merges and what it hides.
         row = self.db.one(
             "SELECT i.mode, i.nlink, n.lower_path, EXISTS (SELECT 1 FROM overlay_whiteouts w"
@@ -215,9 +327,12 @@ class HybridBackend(SqliteBackend):
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", name)
         return found
 
+    def resolve(self, path: str, *, follow: bool = False) -> Attr:
+        return self._shown(super().resolve(path, follow=follow))
+
     def getattr(self, ino: int) -> Attr:
         if ino < LOWER_INO_BASE or self._is_upper(ino):
-            return super().getattr(ino)
+            return self._shown(super().getattr(ino))
         st = self.lower.lstat_or_none(self._ref(ino).path)
         if st is None:
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", f"inode {ino}")
@@ -250,16 +365,16 @@ class HybridBackend(SqliteBackend):
                 if attr is None:
                     if name in hidden:
                         continue
-                    child = lower_ino(st)
-                    self._refs[child] = LowerRef(ino, name, join(lower_dir or "", name))
-                    attr = self._get(child) if self._is_upper(child) else lower_attr(child, st)
+                    attr = self._lower_object(ino, name, join(lower_dir or "", name), st)
+                elif attr.is_file:
+                    attr = self._shown(attr)
                 yield name, attr, position
             offset = _UPPER_OFFSET
         if not upper:
             return
         for name, attr, entry_id in super().readdir(ino, offset - _UPPER_OFFSET):
             if name not in lower_names:
-                yield name, attr, entry_id + _UPPER_OFFSET
+                yield name, self._shown(attr) if attr.is_file else attr, entry_id + _UPPER_OFFSET
 
     def mkdir(self, parent: int, name: str, mode: int, uid: int = 0, gid: int = 0) -> Attr:
         self._writable()
@@ -293,17 +408,21 @@ class HybridBackend(SqliteBackend):
             return super().link(ino, new_parent, new_name)
 
     def open(self, ino: int, flags: int = 0) -> Handle:
-        if ino < LOWER_INO_BASE or self._is_upper(ino):
-            return super().open(ino, flags)
-        attr = self.getattr(ino)
+        writes = flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND)
+        upper = ino < LOWER_INO_BASE or self._is_upper(ino)
+        attr = self._get(ino) if upper else self.getattr(ino)
         if attr.is_dir:
             raise IsADirectoryError(errno.EISDIR, "Is a directory", f"inode {ino}")
         if not attr.is_file:
             raise OSError(errno.EINVAL, "not a regular file", f"inode {ino}")
-        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
-            self.copy_up(ino)
-            return super().open(ino, flags)
-        return LowerHandle(self, ino, self.lower.open(self._ref(ino).path, os.O_RDONLY))
+        if not upper and not writes:
+            return LowerHandle(self, ino, self.lower.open(self._ref(ino).path, os.O_RDONLY))
+        if writes:
+            self.copy_up(ino)  # or, for an upper file, rebase it
+        handle = OverlayHandle(self, ino, append=bool(flags & os.O_APPEND))
+        if flags & os.O_TRUNC:
+            handle.truncate(0)  # even at size 0: other handles may hold unflushed writes
+        return handle
 
     def unlink(self, parent: int, name: str) -> None:
         self._writable()
@@ -390,23 +509,46 @@ class HybridBackend(SqliteBackend):
     # -- content: upper chunks over lower bytes ------------------------------------
 
     def _read(self, ino: int, offset: int, length: int) -> bytes:
-        backing = self.backing(ino)
-        if backing is None:
+        layout = self._layout(ino)
+        if layout is None:
             return super()._read(ino, offset, length)
-        size = self.db.value("SELECT size FROM inodes WHERE ino = ?", (ino,))
-        end = min(int(size), offset + length)
+        end = min(layout.size, offset + length)
         if offset >= end:
             return b""
+        if layout.live:
+            return self.lower.pread_file(layout.path, offset, end - offset).ljust(
+                end - offset, b"\0"
+            )
         out = bytearray(end - offset)
-        if offset < backing.limit:
-            data = self.lower.pread(backing.path, offset, min(end, backing.limit) - offset)
-            out[: len(data)] = data
         cs = self.chunk_size
-        for idx, data in self.db.query(
-            "SELECT f.idx, c.data FROM file_chunks f JOIN chunks c ON c.id = f.chunk"
-            " WHERE f.ino = ? AND f.idx BETWEEN ? AND ?",
-            (ino, offset // cs, (end - 1) // cs),
-        ):
+        rows = dict(
+            self.db.query(
+                "SELECT f.idx, c.data FROM file_chunks f JOIN chunks c ON c.id = f.chunk"
+                " WHERE f.ino = ? AND f.idx BETWEEN ? AND ?",
+                (ino, offset // cs, (end - 1) // cs),
+            )
+        )
+        # Lower bytes show only in chunks the overlay never wrote.
+        lower_end = min(end, layout.limit)
+        gaps: list[tuple[int, int]] = []
+        idx = offset // cs
+        while idx * cs < lower_end:
+            if idx in rows:
+                idx += 1
+                continue
+            first = idx
+            while idx * cs < lower_end and idx not in rows:
+                idx += 1
+            gaps.append((max(offset, first * cs), min(lower_end, idx * cs)))
+        descriptor = self.lower.open_file_or_none(layout.path) if gaps else None
+        if descriptor is not None:
+            try:
+                for lo, hi in gaps:
+                    data = read_at(descriptor, lo, hi - lo)
+                    out[lo - offset : lo - offset + len(data)] = data
+            finally:
+                os.close(descriptor)
+        for idx, data in rows.items():
             base = idx * cs
             lo, hi = max(offset, base), min(end, base + cs)
             chunk = bytes(data).ljust(cs, b"\0")
@@ -425,7 +567,7 @@ class HybridBackend(SqliteBackend):
         base = idx * self.chunk_size
         if backing is None or base >= backing.limit:
             return b""
-        return self.lower.pread(backing.path, base, min(self.chunk_size, backing.limit - base))
+        return self.lower.pread_file(backing.path, base, min(self.chunk_size, backing.limit - base))
 
     def _store_chunk(self, ino: int, idx: int, data: bytes) -> None:
         backing = self.backing(ino)
@@ -441,6 +583,8 @@ class HybridBackend(SqliteBackend):
         )
 
     def _truncate(self, ino: int, old_size: int, size: int, now: int) -> None:
+        if self.rebase(ino):
+            old_size = int(self.db.value("SELECT size FROM inodes WHERE ino = ?", (ino,)))
         super()._truncate(ino, old_size, size, now)
         self.db.execute(
             "UPDATE overlay_nodes SET lower_limit = min(lower_limit, ?) WHERE ino = ?", (size, ino)
@@ -472,9 +616,11 @@ class HybridBackend(SqliteBackend):
         # sqlite mode's one-statement fast path reads chunk rows only: fine for an
         # upper file, wrong for one whose bytes come partly from the lower tree.
         row = self._walk(path, True, with_data=False)
-        if row is not None and self.backing(row[0]) is None:
+        if row is not None and self._layout(row[0]) is None:
             return super().read_file(path)
-        attr = Attr(*row) if row is not None else Backend.resolve(self, path, follow=True)
+        attr = (
+            self._shown(Attr(*row)) if row is not None else Backend.resolve(self, path, follow=True)
+        )
         if attr.is_dir:
             raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
         return self.read(attr.ino, 0, attr.size)
@@ -493,7 +639,7 @@ class HybridBackend(SqliteBackend):
             return attr
 
     def checksum(self, ino: int) -> str:
-        if (ino < LOWER_INO_BASE or self._is_upper(ino)) and self.backing(ino) is None:
+        if (ino < LOWER_INO_BASE or self._is_upper(ino)) and self._layout(ino) is None:
             return super().checksum(ino)
         # The same digest sqlite mode computes from chunk hashes, from the bytes.
         attr = self.getattr(ino)
@@ -507,7 +653,7 @@ class HybridBackend(SqliteBackend):
         return digest.hexdigest()
 
     def copy_file(self, ino: int, parent: int, name: str) -> Attr:
-        if (ino < LOWER_INO_BASE or self._is_upper(ino)) and self.backing(ino) is None:
+        if (ino < LOWER_INO_BASE or self._is_upper(ino)) and self._layout(ino) is None:
             return super().copy_file(ino, parent, name)  # shares chunks, copies no bytes
         return Backend.copy_file(self, ino, parent, name)
 

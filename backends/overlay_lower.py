@@ -36,6 +36,9 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 _have_openat2 = True
 
+# Errors that mean a lower path no longer leads to what was there.
+_GONE = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.EXDEV)
+
 
 def _openat2(dir_fd: int, path: str, flags: int, mode: int = 0) -> int:
     how = _OpenHow(flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0, _RESOLVE)
@@ -159,6 +162,36 @@ class LowerTree:
     def pread(self, path: str, offset: int, size: int) -> bytes:
         with self.fd(path, os.O_RDONLY) as descriptor:
             return read_at(descriptor, offset, size)
+
+    def open_file_or_none(self, path: str) -> int | None:
+        """A read descriptor for ``path`` while it is a regular file, else None.
+
+        An upper file keeps showing the bytes of the lower file it was copied
+        from; when that file is gone or became something else, nothing of it shows.
+        """
+        try:
+            with self.fd(path, os.O_PATH) as probe:
+                if not stat.S_ISREG(os.fstat(probe).st_mode):
+                    return None  # never open a fifo or device just to find out
+            descriptor = self.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno in _GONE:
+                return None
+            raise
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            return None
+        return descriptor
+
+    def pread_file(self, path: str, offset: int, size: int) -> bytes:
+        """Bytes of the regular file ``path``; nothing when it is no longer one."""
+        descriptor = self.open_file_or_none(path)
+        if descriptor is None:
+            return b""
+        try:
+            return read_at(descriptor, offset, size)
+        finally:
+            os.close(descriptor)
 
     def content_hash(self, path: str) -> str:
         with self.fd(path, os.O_RDONLY) as descriptor:

@@ -9,18 +9,30 @@ import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import xxhash
+
 from backends.base import Attr, Handle
 from backends.overlay_lower import read_at
+from backends.sqlite_handle import SqliteHandle
 
 if TYPE_CHECKING:
     from backends.hybrid import HybridBackend
 
 LOWER_INO_BASE = 1 << 61  # below the reserved /.vfs range (1 << 62)
-_LOWER_INO_MASK = LOWER_INO_BASE - 1
+# Lower objects whose natural number is taken, or that live on another device
+# than the lower root, are numbered by a hash in this half of the range.
+_HASHED = 1 << 60
 
 
 def lower_ino(st: os.stat_result) -> int:
-    return LOWER_INO_BASE | (st.st_ino & _LOWER_INO_MASK)
+    """The natural number of a lower object on the lower root's device."""
+    return LOWER_INO_BASE | (st.st_ino & (_HASHED - 1))
+
+
+def hashed_ino(st: os.stat_result, path: str, salt: int = 0) -> int:
+    """A number for the lower object ``st`` found at ``path``, from neither alone."""
+    key = f"{st.st_dev}:{st.st_ino}:{salt}:{path}".encode(errors="surrogateescape")
+    return LOWER_INO_BASE | _HASHED | (xxhash.xxh3_64_intdigest(key) & (_HASHED - 1))
 
 
 def join(parent: str, name: str) -> str:
@@ -58,6 +70,36 @@ class Backing:
 
     path: str
     limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where the bytes of an upper file that was copied from a lower file come from.
+
+    Below ``limit``, a chunk with no ``file_chunks`` row is the lower file's.
+    ``live`` marks a file whose content never changed: it shows the lower
+    file as it is now (size, bytes, and ``mtime_ns`` unless set in the overlay).
+    """
+
+    path: str
+    limit: int
+    size: int
+    live: bool = False
+    mtime_ns: int | None = None
+
+
+class OverlayHandle(SqliteHandle):
+    """An upper file open for writing: the first write takes the lower file as it
+    is then as the base, since until then the overlay showed it live."""
+
+    backend: HybridBackend
+
+    def flush(self) -> None:
+        if not self.dirty and not self.end:
+            return
+        with self.backend.db.write():
+            self.backend.rebase(self.ino)
+            super().flush()
 
 
 class LowerHandle(Handle):
