@@ -25,7 +25,17 @@ from typing import TYPE_CHECKING
 
 from backends.base import ROOT_INO
 from backends.overlay_crash import step
-from backends.overlay_diff import DATABASE_OPS, Action, Change, Check, Scan, related, scan
+from backends.overlay_diff import (
+    DATABASE_OPS,
+    TREE_STAMP_PREFIX,
+    Action,
+    Change,
+    Check,
+    Scan,
+    related,
+    scan,
+    tree_stamp,
+)
 from backends.overlay_lower import STAGING_DIR, hash_fd
 
 if TYPE_CHECKING:
@@ -81,12 +91,32 @@ def _under(path: str, roots: set[str]) -> bool:
     return any(path == root or path.startswith(root + "/") for root in roots)
 
 
+def _changed_after(backend: HybridBackend, path: str, st: os.stat_result, since: int) -> bool:
+    """Whether anything in the lower tree at ``path`` changed after ``since`` (ns)."""
+    if st.st_ctime_ns > since or st.st_mtime_ns > since:
+        return True
+    if not stat.S_ISDIR(st.st_mode):
+        return False
+    return any(
+        _changed_after(backend, f"{path}/{name}" if path else name, child, since)
+        for name, child in backend.lower.listdir(path)
+    )
+
+
 def _conflict(backend: HybridBackend, check: Check) -> str | None:
     st = backend.lower.lstat_or_none(check.path)
     if check.absent:
         return "created on disk since" if st is not None else None
     if st is None:
         return None if check.deleted else "deleted on disk since the overlay copied it"
+    if check.unchanged_since is not None and _changed_after(
+        backend, check.path, st, check.unchanged_since
+    ):
+        return "changed on disk since the overlay replaced it"
+    if check.digest and check.digest.startswith(TREE_STAMP_PREFIX):
+        if not stat.S_ISDIR(st.st_mode) or tree_stamp(backend.lower, check.path) != check.digest:
+            return "changed on disk since the overlay deleted it"
+        return None
     if check.size is None or (st.st_size == check.size and st.st_mtime_ns == check.mtime_ns):
         return None
     if st.st_size == check.size and check.digest and stat.S_ISREG(st.st_mode):

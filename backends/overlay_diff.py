@@ -14,10 +14,13 @@ import stat
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import xxhash
+
 from backends.base import ROOT_INO
 
 if TYPE_CHECKING:
     from backends.hybrid import HybridBackend
+    from backends.overlay_lower import LowerTree
 
 # Commit phases, in order. Nothing is removed before every new byte is staged;
 # what is in the way of a new object goes before it is placed; the database
@@ -26,6 +29,9 @@ if TYPE_CHECKING:
 # view is whole at every point a commit can be interrupted.
 STAGE, CLEAR_WAY, PLACE, METADATA, SETTLE, REMOVE, FORGET = 1, 2, 3, 4, 5, 6, 7
 DATABASE_OPS = ("clear_entry", "clear_whiteout", "settle_dir")
+# File times come from the kernel's coarse clock, which may lag the one the
+# overlay stamps its rows with by a tick; compare with this much to spare.
+CLOCK_SLACK_NS = 10_000_000
 
 
 def join(parent: str, name: str) -> str:
@@ -40,6 +46,27 @@ def kind_of(mode: int) -> str:
     if stat.S_ISLNK(mode):
         return "symlink"
     return "other"
+
+
+TREE_STAMP_PREFIX = "tree:"
+
+
+def tree_stamp(lower: LowerTree, path: str) -> str:
+    """A digest of every name, type, size and mtime in the lower tree under ``path``.
+
+    Recorded in a directory's whiteout, it lets a commit that removes the
+    directory tell whether anything inside was changed on disk since.
+    """
+    digest = xxhash.xxh3_128()
+    pending = [path]
+    while pending:
+        directory = pending.pop()
+        for name, st in lower.listdir(directory):
+            child = join(directory, name)
+            digest.update(f"{child}\0{st.st_mode}:{st.st_size}:{st.st_mtime_ns}\0".encode())
+            if stat.S_ISDIR(st.st_mode):
+                pending.append(child)
+    return TREE_STAMP_PREFIX + digest.hexdigest()
 
 
 def related(path: str, scope: str) -> bool:
@@ -96,6 +123,8 @@ class Check:
     digest: str | None = None
     absent: bool = False  # an added path must not have appeared on disk meanwhile
     deleted: bool = False  # a missing file is fine for a deletion
+    # a directory tree the commit removes: nothing in it may have changed after this
+    unchanged_since: int | None = None
 
 
 @dataclass
@@ -153,7 +182,7 @@ class _Scanner:
         rows = self.db.query(
             "SELECT e.name, e.ino, i.mode, i.size, i.mtime_ns, i.ctime_ns, n.lower_path,"
             " n.lower_limit, n.base_size, n.base_mtime_ns, n.base_hash,"
-            " EXISTS (SELECT 1 FROM file_chunks f WHERE f.ino = e.ino)"
+            " EXISTS (SELECT 1 FROM file_chunks f WHERE f.ino = e.ino), i.btime_ns"
             " FROM entries e JOIN inodes i ON i.ino = e.ino"
             " LEFT JOIN overlay_nodes n ON n.ino = e.ino WHERE e.parent = ? ORDER BY e.name",
             (ino,),
@@ -242,6 +271,11 @@ class _Scanner:
         elif lower_path is None and not relocated:
             self.scan.changes.append(Change("modified" if whited else "added", child, "dir"))
         if whited is not None and not relocated:
+            # A new directory was made after the old one was hidden: anything in
+            # the old tree changed later is a disk edit the removal would destroy.
+            # (A lower directory moved here replaced an empty one: its own times suffice.)
+            since = int(row[12]) - CLOCK_SLACK_NS if lower_path is None else None
+            self.scan.checks.append(Check(g, expected or child, *whited, unchanged_since=since))
             self.add(Action(CLEAR_WAY, "remove", expected or child, g))
             self.add(Action(SETTLE, "clear_whiteout", child, g, parent=parent, name=name))
         elif lower_path is None and not relocated and group is None:
@@ -273,7 +307,7 @@ class _Scanner:
         group: str | None,
     ) -> None:
         name, ino, mode, size, mtime_ns, ctime_ns, lower_path, limit = row[:8]
-        base_size, base_mtime, base_hash, has_chunks = row[8:]
+        base_size, base_mtime, base_hash, has_chunks = row[8:12]
         child = join(path, name)
         kind = kind_of(mode)
         stamp = f"{size}:{mtime_ns}:{ctime_ns}"
@@ -315,11 +349,13 @@ class _Scanner:
             self.scan.checks.append(Check(g, lower_path, base_size, base_mtime, base_hash))
             if content_changed:
                 self.scan.changes.append(Change("modified", child, kind, size, old_size=base_size))
+        old = self.lower.lstat_or_none(expected or child) if whited is not None else None
+        replaces_dir = old is not None and stat.S_ISDIR(old.st_mode)
         if whited is not None:
-            self.scan.checks.append(Check(g, expected or child, *whited))
+            since = int(row[12]) - CLOCK_SLACK_NS if replaces_dir and lower_path is None else None
+            self.scan.checks.append(Check(g, expected or child, *whited, unchanged_since=since))
         if whited is not None and not relocated:
-            old = self.lower.lstat_or_none(expected or child)
-            if old is not None and stat.S_ISDIR(old.st_mode):
+            if replaces_dir:
                 self.add(Action(CLEAR_WAY, "remove", expected or child, g))
             self.add(Action(SETTLE, "clear_whiteout", child, g, parent=parent, name=name))
         elif lower_path is None and not relocated and group is None:
