@@ -275,7 +275,9 @@ class _Scanner:
             # the old tree changed later is a disk edit the removal would destroy.
             # (A lower directory moved here replaced an empty one: its own times suffice.)
             since = int(row[12]) - CLOCK_SLACK_NS if lower_path is None else None
-            self.scan.checks.append(Check(g, expected or child, *whited, unchanged_since=since))
+            self.scan.checks.append(
+                Check(g, expected or child, whited[0], whited[1], whited[2], unchanged_since=since)
+            )
             self.add(Action(CLEAR_WAY, "remove", expected or child, g))
             self.add(Action(SETTLE, "clear_whiteout", child, g, parent=parent, name=name))
         elif lower_path is None and not relocated and group is None:
@@ -353,7 +355,9 @@ class _Scanner:
         replaces_dir = old is not None and stat.S_ISDIR(old.st_mode)
         if whited is not None:
             since = int(row[12]) - CLOCK_SLACK_NS if replaces_dir and lower_path is None else None
-            self.scan.checks.append(Check(g, expected or child, *whited, unchanged_since=since))
+            self.scan.checks.append(
+                Check(g, expected or child, whited[0], whited[1], whited[2], unchanged_since=since)
+            )
         if whited is not None and not relocated:
             if replaces_dir:
                 self.add(Action(CLEAR_WAY, "remove", expected or child, g))
