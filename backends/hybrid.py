@@ -6,15 +6,21 @@ backend is a :class:`SqliteBackend` that also looks through to the lower tree.
 
 - Objects only in the lower tree get a synthetic inode number,
   ``LOWER_INO_BASE | st_ino``, which no upper inode uses (upper inodes are
-  numbered below the base). Copying an object up keeps its number.
+  numbered below the base). Copying an object up keeps its number. A disk
+  object whose natural number belongs to an upper inode copied from another
+  path (a freed inode number reused, a file moved on disk), or that lives on
+  another device, gets a number hashed from device, inode and path instead.
 - An upper directory with an ``overlay_nodes.lower_path`` merges that lower
   directory's entries (minus whiteouts); without one it is opaque.
 - An upper file with a ``lower_path`` reads each chunk from its own
   ``file_chunks`` row if there is one, else from the lower file below
-  ``lower_limit``: changing one byte of a huge file stores one chunk.
+  ``lower_limit``: changing one byte of a huge file stores one chunk. A lower
+  file that is gone or no longer a regular file reads as zeros there.
 - Opening or reading a lower file copies nothing; the first change copies the
   object's metadata up (and its ancestors'), recording the lower file's size,
-  mtime and hash for conflict checks at commit.
+  mtime and hash for conflict checks at commit. Until its content changes, the
+  upper file shows the lower file as it is now; the first content change
+  records the lower file as it is then instead.
 """
 
 from __future__ import annotations
@@ -25,7 +31,6 @@ import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import xxhash
 
@@ -38,26 +43,15 @@ from backends.overlay_nodes import (
     Backing,
     Layout,
     LowerHandle,
+    LowerNumbers,
     LowerRef,
     OverlayHandle,
-    hashed_ino,
+    file_layout,
     join,
     lower_attr,
-    lower_ino,
+    rebase_file,
 )
-from backends.sqlite import _INODE_COLUMNS, RENAME_EXCHANGE, SqliteBackend
-
-# A copied-up file's layers; rows only for files copied from a lower file.
-_LAYOUT_SQL = (
-    "SELECT lower_path, lower_limit, base_size, base_mtime_ns,"
-    " (SELECT size FROM inodes WHERE ino = ?1), (SELECT mtime_ns FROM inodes WHERE ino = ?1),"
-    " EXISTS (SELECT 1 FROM file_chunks WHERE ino = ?1)"
-    " FROM overlay_nodes WHERE ino = ?1 AND lower_path IS NOT NULL AND base_hash IS NOT NULL"
-)
-_UPPER_SQL = (
-    f"SELECT {_INODE_COLUMNS}, (SELECT lower_path FROM overlay_nodes WHERE ino = ?1)"
-    " FROM inodes WHERE ino = ?1"
-)
+from backends.sqlite import RENAME_EXCHANGE, SqliteBackend
 
 # readdir offsets: lower entries by sorted position below this, upper entries above.
 _UPPER_OFFSET = 1 << 48
@@ -70,11 +64,8 @@ class HybridBackend(SqliteBackend):
 
     def __init__(self, db: Database, lower: Path, *, read_only: bool = False) -> None:
         self.lower = LowerTree(lower)
-        self._lower_dev = os.fstat(self.lower.root_fd).st_dev
+        self.numbers = LowerNumbers(db, self.lower)
         self._refs: dict[int, LowerRef] = {}
-        # Hashed numbers handed out in this process, so an object keeps its
-        # number even after its natural number is freed.
-        self._hashed: dict[tuple[int, int, str], int] = {}
         super().__init__(db, read_only=read_only)
         if (
             not read_only
@@ -120,43 +111,9 @@ class HybridBackend(SqliteBackend):
 
     def _lower_object(self, parent: int, name: str, path: str, st: os.stat_result) -> Attr:
         """The attributes of lower object ``st`` at ``path``, numbered as it was before."""
-        ino, upper = self._identify(st, path)
+        ino, upper = self.numbers.identify(st, path)
         self._refs[ino] = LowerRef(parent, name, path)
         return lower_attr(ino, st) if upper is None else self._shown(upper)
-
-    def _identify(self, st: os.stat_result, path: str) -> tuple[int, Attr | None]:
-        """The number of lower object ``st`` at ``path``, and its upper attributes
-        when it was copied up under that number.
-
-        A disk file may reuse the inode number of a file the overlay copied up
-        and the disk then lost (or moved): an upper inode of the natural number
-        is this object only if it was copied from this path, or from another
-        name of this same hard-linked file. Anything else gets a hashed number.
-        """
-        key = (st.st_dev, st.st_ino, path)
-        candidates = [self._hashed[key]] if key in self._hashed else []
-        if st.st_dev == self._lower_dev:
-            candidates.append(lower_ino(st))
-        candidates += [hashed_ino(st, path, salt) for salt in range(8)]
-        for ino in candidates:
-            row = self.db.one(_UPPER_SQL, (ino,))
-            if row is not None and not self._same_object(row, st, path):
-                continue
-            if ino != lower_ino(st):
-                self._hashed[key] = ino
-            return ino, None if row is None else Attr(*row[:-1])
-        raise OSError(errno.EOVERFLOW, "no free inode number for a lower object", path)
-
-    def _same_object(self, row: Any, st: os.stat_result, path: str) -> bool:
-        upper, copied_from = Attr(*row[:-1]), row[-1]
-        if copied_from is None or upper.nlink == 0:
-            return False
-        if copied_from == path:
-            return True
-        if stat.S_ISDIR(st.st_mode) or st.st_nlink < 2:
-            return False
-        other = self.lower.lstat_or_none(copied_from)
-        return other is not None and (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
 
     def backing(self, ino: int) -> Backing | None:
         row = self.db.one("SELECT lower_path, lower_limit FROM overlay_nodes WHERE ino = ?", (ino,))
@@ -164,22 +121,8 @@ class HybridBackend(SqliteBackend):
             return None
         return Backing(row[0], int(row[1]))
 
-    def _pending(self, ino: int) -> bool:
-        with self._lock:
-            return any(h.dirty or h.end for h in self._handles.get(ino, ()))
-
     def _layout(self, ino: int) -> Layout | None:
-        """Where the bytes of upper file ``ino`` come from; None when from chunk rows only."""
-        row = self.db.one(_LAYOUT_SQL, (ino,))
-        if row is None:
-            return None
-        path, limit, base_size, base_mtime_ns, size, mtime_ns, has_chunks = row
-        if limit == base_size == size and not has_chunks and not self._pending(ino):
-            st = self.lower.lstat_or_none(path)
-            if st is not None and stat.S_ISREG(st.st_mode):
-                shown_mtime = st.st_mtime_ns if mtime_ns == base_mtime_ns else mtime_ns
-                return Layout(path, st.st_size, st.st_size, live=True, mtime_ns=shown_mtime)
-        return Layout(path, limit, size) if limit > 0 else None
+        return file_layout(self, ino)
 
     def _shown(self, attr: Attr) -> Attr:
         """``attr`` as the overlay shows it: a file whose content never changed is
@@ -191,36 +134,8 @@ class HybridBackend(SqliteBackend):
 
     def rebase(self, ino: int) -> bool:
         """Before the first change to the content of upper file ``ino``, take the
-        lower file as it is now as its base: that is what the overlay showed.
-
-        Returns whether anything was updated.
-        """
-        row = self.db.one(_LAYOUT_SQL, (ino,))
-        if row is None or not row[1] == row[2] == row[4] or row[6]:
-            return False
-        with self.db.write():
-            row = self.db.one(_LAYOUT_SQL, (ino,))
-            if row is None:
-                return False
-            path, limit, base_size, base_mtime_ns, size, _mtime, has_chunks = row
-            if not limit == base_size == size or has_chunks:
-                return False
-            st = self.lower.lstat_or_none(path)
-            if st is None or not stat.S_ISREG(st.st_mode):
-                return False
-            if (st.st_size, st.st_mtime_ns) == (base_size, base_mtime_ns):
-                return False
-            self.db.execute(
-                "UPDATE overlay_nodes SET lower_limit = ?1, base_size = ?1, base_mtime_ns = ?2,"
-                " base_hash = ?3 WHERE ino = ?4",
-                (st.st_size, st.st_mtime_ns, self.lower.content_hash(path), ino),
-            )
-            self.db.execute(
-                "UPDATE inodes SET size = ?1, mtime_ns = CASE WHEN mtime_ns = ?2 THEN ?3"
-                " ELSE mtime_ns END WHERE ino = ?4",
-                (st.st_size, base_mtime_ns, st.st_mtime_ns, ino),
-            )
-            return True
+        lower file as it is now as its base: that is what the overlay showed."""
+        return rebase_file(self, ino)
 
     # -- copy-up -----------------------------------------------------------
 

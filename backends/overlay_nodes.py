@@ -1,5 +1,6 @@
-"""What ties hybrid mode's two layers together: inode numbers for lower-only
-objects, where such an object was found, and the read-only handle of a lower file."""
+"""What ties hybrid mode's two layers together: inode numbers for lower
+objects, where such an object was found, where an upper file's bytes come
+from, and the handles of lower and upper files."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import errno
 import os
 import stat
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import xxhash
 
 from backends.base import Attr, Handle
-from backends.overlay_lower import read_at
+from backends.db import Database
+from backends.overlay_lower import LowerTree, read_at
+from backends.sqlite import _INODE_COLUMNS
 from backends.sqlite_handle import SqliteHandle
 
 if TYPE_CHECKING:
@@ -30,9 +33,68 @@ def lower_ino(st: os.stat_result) -> int:
 
 
 def hashed_ino(st: os.stat_result, path: str, salt: int = 0) -> int:
-    """A number for the lower object ``st`` found at ``path``, from neither alone."""
+    """A number for lower object ``st`` at ``path``, hashed from device, inode and path."""
     key = f"{st.st_dev}:{st.st_ino}:{salt}:{path}".encode(errors="surrogateescape")
     return LOWER_INO_BASE | _HASHED | (xxhash.xxh3_64_intdigest(key) & (_HASHED - 1))
+
+
+_UPPER_SQL = (
+    f"SELECT {_INODE_COLUMNS}, (SELECT lower_path FROM overlay_nodes WHERE ino = ?1)"
+    " FROM inodes WHERE ino = ?1"
+)
+# A copied-up file's layers; rows only for files copied from a lower file.
+_LAYOUT_SQL = (
+    "SELECT lower_path, lower_limit, base_size, base_mtime_ns,"
+    " (SELECT size FROM inodes WHERE ino = ?1), (SELECT mtime_ns FROM inodes WHERE ino = ?1),"
+    " EXISTS (SELECT 1 FROM file_chunks WHERE ino = ?1)"
+    " FROM overlay_nodes WHERE ino = ?1 AND lower_path IS NOT NULL AND base_hash IS NOT NULL"
+)
+
+
+class LowerNumbers:
+    """Inode numbers for lower objects, stable for as long as the object is."""
+
+    def __init__(self, db: Database, lower: LowerTree) -> None:
+        self.db = db
+        self.lower = lower
+        self.device = os.fstat(lower.root_fd).st_dev
+        # Hashed numbers handed out in this process, so an object keeps its
+        # number even after its natural number is freed.
+        self._hashed: dict[tuple[int, int, str], int] = {}
+
+    def identify(self, st: os.stat_result, path: str) -> tuple[int, Attr | None]:
+        """The number of lower object ``st`` at ``path``, and its upper attributes
+        when it was copied up under that number.
+
+        A disk file may reuse the inode number of a file the overlay copied up
+        and the disk then lost (or moved): an upper inode of the natural number
+        is this object only if it was copied from this path, or from another
+        name of this same hard-linked file. Anything else gets a hashed number.
+        """
+        key = (st.st_dev, st.st_ino, path)
+        candidates = [self._hashed[key]] if key in self._hashed else []
+        if st.st_dev == self.device:
+            candidates.append(lower_ino(st))
+        candidates += [hashed_ino(st, path, salt) for salt in range(8)]
+        for ino in candidates:
+            row = self.db.one(_UPPER_SQL, (ino,))
+            if row is not None and not self._same_object(row, st, path):
+                continue
+            if ino != lower_ino(st):
+                self._hashed[key] = ino
+            return ino, None if row is None else Attr(*row[:-1])
+        raise OSError(errno.EOVERFLOW, "no free inode number for a lower object", path)
+
+    def _same_object(self, row: Any, st: os.stat_result, path: str) -> bool:
+        upper, copied_from = Attr(*row[:-1]), row[-1]
+        if copied_from is None or upper.nlink == 0:
+            return False
+        if copied_from == path:
+            return True
+        if stat.S_ISDIR(st.st_mode) or st.st_nlink < 2:
+            return False
+        other = self.lower.lstat_or_none(copied_from)
+        return other is not None and (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
 
 
 def join(parent: str, name: str) -> str:
@@ -86,6 +148,60 @@ class Layout:
     size: int
     live: bool = False
     mtime_ns: int | None = None
+
+
+def _pending(backend: HybridBackend, ino: int) -> bool:
+    """Whether writes to ``ino`` wait in a buffer: its stored size is not final."""
+    with backend._lock:
+        return any(h.dirty or h.end for h in backend._handles.get(ino, ()))
+
+
+def file_layout(backend: HybridBackend, ino: int) -> Layout | None:
+    """Where the bytes of upper file ``ino`` come from; None when from chunk rows only."""
+    row = backend.db.one(_LAYOUT_SQL, (ino,))
+    if row is None:
+        return None
+    path, limit, base_size, base_mtime_ns, size, mtime_ns, has_chunks = row
+    if limit == base_size == size and not has_chunks and not _pending(backend, ino):
+        st = backend.lower.lstat_or_none(path)
+        if st is not None and stat.S_ISREG(st.st_mode):
+            shown_mtime = st.st_mtime_ns if mtime_ns == base_mtime_ns else mtime_ns
+            return Layout(path, st.st_size, st.st_size, live=True, mtime_ns=shown_mtime)
+    return Layout(path, limit, size) if limit > 0 else None
+
+
+def rebase_file(backend: HybridBackend, ino: int) -> bool:
+    """Before the first change to the content of upper file ``ino``, take the
+    lower file as it is now as its base: that is what the overlay showed.
+
+    Returns whether anything was updated.
+    """
+    row = backend.db.one(_LAYOUT_SQL, (ino,))
+    if row is None or not row[1] == row[2] == row[4] or row[6]:
+        return False
+    with backend.db.write():
+        row = backend.db.one(_LAYOUT_SQL, (ino,))
+        if row is None:
+            return False
+        path, limit, base_size, base_mtime_ns, size, _mtime, has_chunks = row
+        if not limit == base_size == size or has_chunks:
+            return False
+        st = backend.lower.lstat_or_none(path)
+        if st is None or not stat.S_ISREG(st.st_mode):
+            return False
+        if (st.st_size, st.st_mtime_ns) == (base_size, base_mtime_ns):
+            return False
+        backend.db.execute(
+            "UPDATE overlay_nodes SET lower_limit = ?1, base_size = ?1, base_mtime_ns = ?2,"
+            " base_hash = ?3 WHERE ino = ?4",
+            (st.st_size, st.st_mtime_ns, backend.lower.content_hash(path), ino),
+        )
+        backend.db.execute(
+            "UPDATE inodes SET size = ?1, mtime_ns = CASE WHEN mtime_ns = ?2 THEN ?3"
+            " ELSE mtime_ns END WHERE ino = ?4",
+            (st.st_size, base_mtime_ns, st.st_mtime_ns, ino),
+        )
+        return True
 
 
 class OverlayHandle(SqliteHandle):
