@@ -19,7 +19,7 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -136,8 +136,34 @@ def _conflicts(backend: HybridBackend, checks: list[Check], groups: set[str]) ->
     return found
 
 
-def _overlaps(path: str, other: str) -> bool:
-    return path == other or path.startswith(other + "/") or other.startswith(path + "/")
+def _ancestors(path: str) -> Iterator[str]:
+    while "/" in path:
+        path = path.rpartition("/")[0]
+        yield path
+    if path:
+        yield ""
+
+
+class _Readers:
+    """Which change reads a lower path at, above or below a given one."""
+
+    def __init__(self, reads: dict[str, set[str]], groups: Iterable[str]) -> None:
+        self.at: dict[str, str] = {}
+        self.above: dict[str, str] = {}  # a proper ancestor of a read path -> its reader
+        for group in groups:
+            for path in reads.get(group, ()):
+                self.at[path] = group
+                for ancestor in _ancestors(path):
+                    self.above[ancestor] = group
+
+    def of(self, written: str) -> tuple[str, str] | None:
+        """(reader, path it reads) for a change that removes or writes ``written``."""
+        for path in (written, *_ancestors(written)):
+            if path in self.at:
+                return self.at[path], path
+        if written in self.above:
+            return self.above[written], written
+        return None
 
 
 def _select(
@@ -154,33 +180,29 @@ def _select(
         if action.op in ("remove", "place", "mkdir"):
             writes.setdefault(action.group, set()).add(action.path)
 
-    def readers(groups: set[str]) -> dict[str, str]:
-        """Changes outside ``groups`` that read what ``groups`` write -> the path."""
-        written = {path for group in groups for path in writes.get(group, ())}
-        found = {}
-        for group, sources in plan.reads.items():
-            if group not in groups:
-                hit = next((s for s in sources for w in written if _overlaps(s, w)), None)
+    def hits(groups: set[str]) -> Iterator[tuple[str, str, str]]:
+        """(writer in ``groups``, reader outside them, path) for every clash."""
+        readers = _Readers(plan.reads, set(plan.reads) - groups)
+        for group in sorted(groups):
+            for path in writes.get(group, ()):
+                hit = readers.of(path)
                 if hit is not None:
-                    found[group] = hit
-        return found
+                    yield group, *hit
 
     selected = {a.group for a in plan.actions if _in_scope(a, scopes)}
-    while extra := readers(selected):
-        selected |= set(extra)
+    while extra := {reader for _, reader, _ in hits(selected)}:
+        selected |= extra
     found = [] if force else _conflicts(backend, plan.checks, selected)
     while True:
         blocked = {c.path for c in found}
         kept = {g for g in selected if not _under(g, blocked)}
-        waiting = [
-            Conflict(group, f"must be committed with {reader}, which reads {path} from disk")
-            for group in sorted(kept)
-            for reader, path in readers({group}).items()
-            if reader not in kept
-        ]
+        waiting = {
+            group: Conflict(group, f"must be committed with {reader}, which reads {path}")
+            for group, reader, path in hits(kept)
+        }
         if not waiting:
             return kept, found
-        found += waiting
+        found += waiting.values()
 
 
 def conflicts(backend: HybridBackend, paths: list[str] | None = None) -> list[Conflict]:

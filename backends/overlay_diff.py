@@ -132,7 +132,8 @@ class Scan:
     changes: list[Change] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
-    # change -> the lower paths its commit copies from (the sources of moves)
+    # change -> the lower paths it moves away, whose bytes it (and what is under
+    # them, for a directory) reads until committed
     reads: dict[str, set[str]] = field(default_factory=dict)
 
 
@@ -235,7 +236,6 @@ class _Scanner:
 
     def copy_lower(self, source: str, target: str, st: os.stat_result, group: str) -> None:
         """A lower-only object inside a directory that moves: copied to its new place."""
-        self.reads(group, source)
         if stat.S_ISDIR(st.st_mode):
             self.add(Action(PLACE, "mkdir", target, group, mode=stat.S_IMODE(st.st_mode)))
             for name, child in self.lower.listdir(source):
@@ -347,7 +347,6 @@ class _Scanner:
             kind_of_change = "modified" if whited is not None else "added"
             self.scan.changes.append(Change(kind_of_change, child, kind, size, old_size=old_size))
         else:  # copied up inside a moved directory: its commit reads the lower file
-            self.reads(g, lower_path)
             self.scan.checks.append(Check(g, lower_path, base_size, base_mtime, base_hash))
             if content_changed:
                 self.scan.changes.append(Change("modified", child, kind, size, old_size=base_size))
