@@ -68,7 +68,7 @@ class AgentFileSystem(AbstractFileSystem):
     create:
         Create the agent (in ``mode``, default ``sqlite``) if it does not exist.
     mode:
-        Workspace mode for a new agent, or an override for an existing one.
+        Workspace mode for a new agent; an existing agent opens only in its own mode.
     auto_mkdir:
         Create missing parent directories when writing a file (default true,
         as object stores and fsspec's local filesystem with auto_mkdir do).
