@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -72,11 +73,7 @@ class LowerNumbers:
         name of this same hard-linked file. Anything else gets a hashed number.
         """
         key = (st.st_dev, st.st_ino, path)
-        candidates = [self._hashed[key]] if key in self._hashed else []
-        if st.st_dev == self.device:
-            candidates.append(lower_ino(st))
-        candidates += [hashed_ino(st, path, salt) for salt in range(8)]
-        for ino in candidates:
+        for ino in self._candidates(key, st, path):
             row = self.db.one(_UPPER_SQL, (ino,))
             if row is not None and not self._same_object(row, st, path):
                 continue
@@ -84,6 +81,16 @@ class LowerNumbers:
                 self._hashed[key] = ino
             return ino, None if row is None else Attr(*row[:-1])
         raise OSError(errno.EOVERFLOW, "no free inode number for a lower object", path)
+
+    def _candidates(
+        self, key: tuple[int, int, str], st: os.stat_result, path: str
+    ) -> Iterator[int]:
+        if key in self._hashed:
+            yield self._hashed[key]
+        if st.st_dev == self.device:
+            yield lower_ino(st)
+        for salt in range(8):
+            yield hashed_ino(st, path, salt)
 
     def _same_object(self, row: Any, st: os.stat_result, path: str) -> bool:
         upper, copied_from = Attr(*row[:-1]), row[-1]
