@@ -368,7 +368,9 @@ class _Disk:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name, dir_fd=staging)
         if action.source is not None:
-            st = self.lower.lstat(action.source)
+            st = self.lower.lstat_or_none(action.source)
+            if st is None:
+                return  # deleted on disk since the plan: the overlay no longer shows it
             if stat.S_ISLNK(st.st_mode):
                 os.symlink(self.lower.readlink(action.source), name, dir_fd=staging)
                 return

@@ -237,6 +237,8 @@ def test_discard_after_an_interrupted_commit_clears_its_journal(home, lower):
         ws.fs.pipe("x", b"changed")
     killed = vfs("commit", "a", kill_after=1)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
+    some = vfs("discard", "a", "x")
+    assert some.returncode == 1 and "interrupted commit is pending" in some.stderr
     discarded = vfs("discard", "a")
     assert discarded.returncode == 0, discarded.stderr
     again = vfs("commit", "a")
