@@ -165,6 +165,8 @@ def _pending(backend: HybridBackend, ino: int) -> bool:
 
 def file_layout(backend: HybridBackend, ino: int) -> Layout | None:
     """Where the bytes of upper file ``ino`` come from; None when from chunk rows only."""
+    if ino < LOWER_INO_BASE:
+        return None  # only copy-up gives a file lower bytes, and it keeps a lower number
     row = backend.db.one(_LAYOUT_SQL, (ino,))
     if row is None:
         return None
@@ -183,6 +185,8 @@ def rebase_file(backend: HybridBackend, ino: int) -> bool:
 
     Returns whether anything was updated.
     """
+    if ino < LOWER_INO_BASE:
+        return False
     row = backend.db.one(_LAYOUT_SQL, (ino,))
     if row is None or not row[1] == row[2] == row[4] or row[6]:
         return False
