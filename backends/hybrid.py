@@ -37,6 +37,7 @@ import xxhash
 from backends.base import ROOT_INO, Attr, Backend, Handle
 from backends.db import Database
 from backends.names import check_name
+from backends.overlay_diff import tree_stamp
 from backends.overlay_lower import LowerTree, read_at
 from backends.overlay_nodes import (
     LOWER_INO_BASE,
@@ -182,8 +183,9 @@ class HybridBackend(SqliteBackend):
     def _hide_lower(self, parent: int, name: str, *, replaced: bool = False) -> None:
         """Whiteout the lower entry ``name`` of upper directory ``parent``, if there is one.
 
-        A replaced file also records its hash, so commit can tell whether the
-        disk changed since; a mere deletion is checked by size and mtime only.
+        A replaced file records its hash and a directory a stamp of its whole
+        tree, so commit can tell whether the disk changed since; a deleted
+        file is checked by size and mtime only.
         """
         lower_dir = self._merged_lower(parent)
         if lower_dir is None:
@@ -192,7 +194,13 @@ class HybridBackend(SqliteBackend):
         st = self.lower.lstat_or_none(path)
         if st is None:
             return
-        digest = self.lower.content_hash(path) if replaced and stat.S_ISREG(st.st_mode) else None
+        digest = None
+        if stat.S_ISDIR(st.st_mode):
+            # Commit removes the whole tree: it must be able to tell whether
+            # anything inside changed on disk since the overlay deleted it.
+            digest = tree_stamp(self.lower, path)
+        elif replaced and stat.S_ISREG(st.st_mode):
+            digest = self.lower.content_hash(path)
         self.db.execute(
             "INSERT OR IGNORE INTO overlay_whiteouts (parent, name, base_size, base_mtime_ns,"
             " base_hash) VALUES (?, ?, ?, ?, ?)",

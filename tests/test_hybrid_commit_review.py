@@ -107,10 +107,6 @@ def test_a_partial_commit_waits_for_a_conflicting_change_that_reads_its_target(o
 # -- deleted or replaced lower directories ---------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the whiteout of a deleted directory to record tree_stamp() (backends/hybrid.py)",
-)
 def test_commit_refuses_to_delete_a_directory_edited_on_disk_since(overlay, lower):
     ws, backend = overlay
     ws.fs.rm("d", recursive=True)
