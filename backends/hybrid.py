@@ -517,15 +517,19 @@ class HybridBackend(SqliteBackend):
         self.copy_up(parent)
         return super().tmpfile(parent, mode)
 
+    def _prepare_replace(self, parent: int, name: str) -> None:
+        """Copy up what a whole-file replacement of ``parent/name`` changes."""
+        self.copy_up(parent)
+        existing = self.lookup_or_none(parent, name)
+        if existing is not None:
+            if existing.is_dir:
+                raise IsADirectoryError(errno.EISDIR, "Is a directory", name)
+            self.copy_up(existing.ino)
+
     def publish(self, handle: Handle, parent: int, name: str) -> Attr:
         self._writable()
         with self.db.write():
-            self.copy_up(parent)
-            existing = self.lookup_or_none(parent, name)
-            if existing is not None:
-                if existing.is_dir:
-                    raise IsADirectoryError(errno.EISDIR, "Is a directory", name)
-                self.copy_up(existing.ino)
+            self._prepare_replace(parent, name)
             attr = super().publish(handle, parent, name)
             self._hide_lower(parent, name, replaced=True)
             return attr
@@ -551,12 +555,7 @@ class HybridBackend(SqliteBackend):
     def write_file(self, parent: int, name: str, data: bytes, mode: int = 0o644) -> Attr:
         self._writable()
         with self.db.write():
-            self.copy_up(parent)
-            existing = self.lookup_or_none(parent, name)
-            if existing is not None:
-                if existing.is_dir:
-                    raise IsADirectoryError(errno.EISDIR, "Is a directory", name)
-                self.copy_up(existing.ino)
+            self._prepare_replace(parent, name)
             attr = super().write_file(parent, name, data, mode)
             self._hide_lower(parent, name, replaced=True)
             return attr
