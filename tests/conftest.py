@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from backends.hybrid import HybridBackend
 from vfs import Workspace
 from vfs.fs import AgentFileSystem
 
@@ -40,3 +41,14 @@ def make_workspace(home: Path) -> Iterator[Callable[..., Workspace]]:
     yield make
     for ws in opened:
         ws.close()
+
+
+@pytest.fixture
+def overlay(
+    make_workspace: Callable[..., Workspace], lower: Path
+) -> tuple[Workspace, HybridBackend]:
+    """A hybrid workspace over the test module's own ``lower`` tree."""
+    ws = make_workspace("hybrid", workspace=lower)
+    backend = ws.files_backend
+    assert isinstance(backend, HybridBackend)
+    return ws, backend

@@ -7,8 +7,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from vfs import Workspace
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,3 +35,25 @@ def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 12
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def disk_tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under a host directory: file bytes, or None for a directory."""
+    found: dict[str, bytes | None] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames:
+            found[os.path.relpath(os.path.join(dirpath, name), root)] = None
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            found[os.path.relpath(path, root)] = Path(path).read_bytes()
+    return found
+
+
+def workspace_tree(ws: Workspace) -> dict[str, bytes | None]:
+    """Every path of a workspace as its mode shows it, in the form of :func:`disk_tree`."""
+    found: dict[str, bytes | None] = {}
+    for path, info in ws.fs.find("/", withdirs=True, detail=True).items():
+        name = path.strip("/")
+        if name:
+            found[name] = None if info["type"] == "directory" else bytes(ws.fs.cat(path))
+    return found

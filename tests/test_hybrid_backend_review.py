@@ -9,7 +9,6 @@ copied-up file is a different object.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ import pytest
 from backends.base import ROOT_INO
 from backends.hybrid import LOWER_INO_BASE, HybridBackend
 from backends.overlay_commit import commit
-from vfs import Workspace
 
 
 @pytest.fixture
@@ -27,16 +25,6 @@ def lower(tmp_path: Path) -> Path:
     (root / "f").write_bytes(b"abc")
     (root / "notes.txt").write_bytes(b"short\n")
     return root
-
-
-@pytest.fixture
-def overlay(
-    make_workspace: Callable[..., Workspace], lower: Path
-) -> tuple[Workspace, HybridBackend]:
-    ws = make_workspace("hybrid", workspace=lower)
-    backend = ws.files_backend
-    assert isinstance(backend, HybridBackend)
-    return ws, backend
 
 
 def append(backend: HybridBackend, path: str, data: bytes) -> None:

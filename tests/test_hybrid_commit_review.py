@@ -5,17 +5,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from backends.hybrid import HybridBackend
 from backends.overlay_commit import commit, discard
 from backends.overlay_crash import KILL_AFTER_ENV
 from backends.overlay_diff import scan, tree_stamp
 from backends.overlay_lower import LowerTree
+from tests.helpers import workspace_tree
 from vfs import Workspace
 from vfs.cli import main
 
@@ -36,25 +35,6 @@ def lower(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def overlay(
-    make_workspace: Callable[..., Workspace], lower: Path
-) -> tuple[Workspace, HybridBackend]:
-    ws = make_workspace("hybrid", workspace=lower)
-    backend = ws.files_backend
-    assert isinstance(backend, HybridBackend)
-    return ws, backend
-
-
-def merged_view(ws: Workspace) -> dict[str, bytes | None]:
-    found: dict[str, bytes | None] = {}
-    for path, info in ws.fs.find("/", withdirs=True, detail=True).items():
-        name = path.lstrip("/")
-        if name:
-            found[name] = None if info["type"] == "directory" else ws.fs.cat(path)
-    return found
-
-
 # -- a partial commit keeps what uncommitted renames still read --------------------
 
 
@@ -63,9 +43,9 @@ def test_committing_one_side_of_a_swap_keeps_both_files(overlay, lower):
     ws.fs.mv("x", "t")
     ws.fs.mv("y", "x")
     ws.fs.mv("t", "y")
-    before = merged_view(ws)
+    before = workspace_tree(ws)
     commit(backend, ["x"])
-    assert merged_view(ws) == before
+    assert workspace_tree(ws) == before
     assert (lower / "x").read_text() == "Y-original"
     assert (lower / "y").read_text() == "X-original"
 
@@ -74,9 +54,9 @@ def test_committing_a_new_file_over_a_moved_away_name_keeps_the_moved_file(overl
     ws, backend = overlay
     ws.fs.mv("x", "y")
     ws.fs.pipe("x", b"brand new x")
-    before = merged_view(ws)
+    before = workspace_tree(ws)
     commit(backend, ["x"])
-    assert merged_view(ws) == before
+    assert workspace_tree(ws) == before
     assert ws.fs.cat("y") == b"X-original"
 
 
@@ -85,9 +65,9 @@ def test_committing_a_new_directory_over_a_moved_one_keeps_the_moved_contents(ov
     ws.fs.mv("d", "e", recursive=True)
     ws.fs.mkdir("d")
     ws.fs.pipe("d/new", b"new")
-    before = merged_view(ws)
+    before = workspace_tree(ws)
     commit(backend, ["d"])
-    assert merged_view(ws) == before
+    assert workspace_tree(ws) == before
     assert ws.fs.cat("e/sub/f3") == b"f3"
 
 

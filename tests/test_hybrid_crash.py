@@ -11,6 +11,7 @@ import pytest
 
 from backends.overlay_crash import KILL_AFTER_ENV
 from backends.overlay_diff import scan
+from tests.helpers import disk_tree, workspace_tree
 from vfs import Workspace
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,26 +28,6 @@ def vfs(*args: str, kill_after: int | None = None) -> subprocess.CompletedProces
         env=env,
         timeout=120,
     )
-
-
-def tree_of(root: Path) -> dict[str, bytes | None]:
-    found: dict[str, bytes | None] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames:
-            found[os.path.relpath(os.path.join(dirpath, name), root)] = None
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            found[os.path.relpath(path, root)] = Path(path).read_bytes()
-    return found
-
-
-def merged_view(ws: Workspace) -> dict[str, bytes | None]:
-    found: dict[str, bytes | None] = {}
-    for path, info in ws.fs.find("/", withdirs=True, detail=True).items():
-        name = path.lstrip("/")
-        if name:
-            found[name] = None if info["type"] == "directory" else ws.fs.cat(path)
-    return found
 
 
 def make_changes(home: Path, tree: Path, agent: str) -> dict[str, bytes | None]:
@@ -70,7 +51,7 @@ def make_changes(home: Path, tree: Path, agent: str) -> dict[str, bytes | None]:
         fs.rm("old", recursive=True)
         fs.mkdir("old")
         fs.pipe("old/d.txt", b"d")
-        return merged_view(ws)
+        return workspace_tree(ws)
 
 
 @pytest.mark.parametrize("kill_after", [1, 3, 7, 12, 17, 19, 24, 29, 31, 33])
@@ -81,13 +62,13 @@ def test_commit_killed_at_any_step_is_finished_by_the_next_commit(home, tmp_path
     assert killed.returncode in (0, -signal.SIGKILL), killed.stderr
     # Whatever happened, the merged view still shows every change.
     with Workspace.open("alice", home) as ws:
-        assert merged_view(ws) == expected
+        assert workspace_tree(ws) == expected
     finished = vfs("commit", "alice")
     assert finished.returncode == 0, finished.stderr
-    assert tree_of(tree) == expected
+    assert disk_tree(tree) == expected
     with Workspace.open("alice", home) as ws:
         assert scan(ws.files_backend).changes == []
-        assert merged_view(ws) == expected
+        assert workspace_tree(ws) == expected
 
 
 def test_two_commits_at_once_apply_every_change_once(home, tmp_path):
@@ -100,6 +81,6 @@ def test_two_commits_at_once_apply_every_change_once(home, tmp_path):
     for process in commits:
         _, stderr = process.communicate(timeout=120)
         assert process.returncode == 0, stderr
-    assert tree_of(tree) == expected
+    assert disk_tree(tree) == expected
     with Workspace.open("alice", home) as ws:
         assert scan(ws.files_backend).changes == []

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from backends.overlay_commit import commit
 from backends.overlay_diff import scan
+from tests.helpers import disk_tree, workspace_tree
 from vfs import Workspace
 
 NAMES = ["a", "b", "c"]
@@ -88,25 +89,6 @@ def apply_to_overlay(ws: Workspace, op: tuple) -> None:
         backend.rename(parent, name, new_parent, new_name)
 
 
-def disk_view(root: Path) -> dict[str, bytes | None]:
-    found: dict[str, bytes | None] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames:
-            found[os.path.relpath(os.path.join(dirpath, name), root)] = None
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            found[os.path.relpath(path, root)] = Path(path).read_bytes()
-    return found
-
-
-def overlay_view(ws: Workspace) -> dict[str, bytes | None]:
-    found: dict[str, bytes | None] = {}
-    for path, info in ws.fs.find("/", withdirs=True, detail=True).items():
-        if path.strip("/"):
-            found[path.strip("/")] = None if info["type"] == "directory" else ws.fs.cat(path)
-    return found
-
-
 @settings(
     max_examples=150,
     deadline=None,
@@ -120,7 +102,7 @@ def test_the_overlay_matches_a_real_directory_and_commit_reproduces_it(home, ops
         seed_tree(lower)
         agent = f"model{next(AGENT_NUMBERS)}"
         with Workspace.create(agent, home, mode="hybrid", workspace=lower) as ws:
-            untouched = disk_view(lower)
+            untouched = disk_tree(lower)
             for op in ops:
                 try:
                     apply_to_disk(reference, op)
@@ -134,10 +116,10 @@ def test_the_overlay_matches_a_real_directory_and_commit_reproduces_it(home, ops
                         raise AssertionError(f"{op} succeeded in the overlay: {exc}") from None
                     continue
                 apply_to_overlay(ws, op)
-                assert overlay_view(ws) == disk_view(reference), op
-            assert disk_view(lower) == untouched
+                assert workspace_tree(ws) == disk_tree(reference), op
+            assert disk_tree(lower) == untouched
             report = commit(ws.files_backend)
             assert report.conflicts == []
-            assert disk_view(lower) == disk_view(reference)
+            assert disk_tree(lower) == disk_tree(reference)
             assert scan(ws.files_backend).changes == []
-            assert overlay_view(ws) == disk_view(reference)
+            assert workspace_tree(ws) == disk_tree(reference)

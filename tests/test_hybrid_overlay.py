@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from backends.base import ROOT_INO
-from backends.hybrid import LOWER_INO_BASE, HybridBackend
+from backends.hybrid import LOWER_INO_BASE
 from backends.overlay_commit import commit, discard
 from backends.overlay_diff import scan
 from vfs import Workspace
@@ -53,16 +52,6 @@ def lower(tmp_path: Path) -> Path:
     (root / "docs" / "readme.md").write_text("# readme\n")
     (root / "notes.txt").write_text("one\ntwo\n")
     return root
-
-
-@pytest.fixture
-def overlay(
-    make_workspace: Callable[..., Workspace], lower: Path
-) -> tuple[Workspace, HybridBackend]:
-    ws = make_workspace("hybrid", workspace=lower)
-    backend = ws.files_backend
-    assert isinstance(backend, HybridBackend)
-    return ws, backend
 
 
 def test_reading_a_1gib_lower_file_adds_nothing_to_the_database(overlay, lower):

@@ -13,6 +13,7 @@ import pytest
 
 from backends.overlay_crash import KILL_AFTER_ENV
 from backends.registry import Registry
+from tests.helpers import disk_tree, workspace_tree
 from vfs import Workspace
 from vfs.modes import switch_mode
 
@@ -32,24 +33,7 @@ def vfs(*args: str, kill_after: int | None = None) -> subprocess.CompletedProces
 def view(home: Path, agent: str = "alice") -> dict[str, bytes | None]:
     """Every path of the agent's workspace, as its current mode shows it."""
     with Workspace.open(agent, home) as ws:
-        found: dict[str, bytes | None] = {}
-        for path, info in ws.fs.find("/", withdirs=True, detail=True).items():
-            if path.strip("/"):
-                found[path.strip("/")] = (
-                    None if info["type"] == "directory" else bytes(ws.fs.cat(path))
-                )
-        return found
-
-
-def disk_tree(root: Path) -> dict[str, bytes | None]:
-    found: dict[str, bytes | None] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames:
-            found[os.path.relpath(os.path.join(dirpath, name), root)] = None
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            found[os.path.relpath(path, root)] = Path(path).read_bytes()
-    return found
+        return workspace_tree(ws)
 
 
 def populate(home: Path, mode: str, agent: str = "alice") -> dict[str, bytes | None]:
