@@ -26,7 +26,7 @@ from backends.chunks import DEFAULT_CHUNK_SIZE, ChunkStore
 from backends.db import Database
 from backends.inode_locks import InodeLocks
 from backends.names import check_name, split_path
-from backends.sqlite_handle import DIRTY_LIMIT, MAX_FILE_SIZE, SqliteHandle
+from backends.sqlite_handle import MAX_FILE_SIZE, SqliteHandle
 
 # The attribute namespaces Linux knows; any other is EOPNOTSUPP, as on ext4.
 XATTR_NAMESPACES = (b"user.", b"trusted.", b"security.", b"system.")
@@ -725,7 +725,7 @@ class SqliteBackend(Backend):
         self.inode_locks.close()
 
 
-__all__ = ["DIRTY_LIMIT", "RENAME_EXCHANGE", "RENAME_NOREPLACE", "SqliteBackend", "SqliteHandle"]
+__all__ = ["RENAME_EXCHANGE", "RENAME_NOREPLACE", "SqliteBackend", "SqliteHandle"]
 
 
 def _check_xattr_name(name: bytes) -> None:
