@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backends.base import Attr, Backend, Handle, StatFs
-from backends.db import Database
+from vfs.backends.base import Attr, Backend, Handle, StatFs
+from vfs.backends.db import Database
 
 __all__ = ["Attr", "Backend", "Database", "Handle", "StatFs", "open_backend"]
 
@@ -13,15 +13,15 @@ __all__ = ["Attr", "Backend", "Database", "Handle", "StatFs", "open_backend"]
 def open_backend(mode: str, db: Database, workspace: Path, *, read_only: bool = False) -> Backend:
     """The backend for ``mode`` over an agent's database and workspace directory."""
     if mode == "sqlite":
-        from backends.sqlite import SqliteBackend
+        from vfs.backends.sqlite import SqliteBackend
 
         return SqliteBackend(db, read_only=read_only)
     if mode == "disk":
-        from backends.disk import DiskBackend
+        from vfs.backends.disk import DiskBackend
 
         return DiskBackend(workspace, read_only=read_only)
     if mode == "hybrid":
-        from backends.hybrid import HybridBackend
+        from vfs.backends.hybrid import HybridBackend
 
         return HybridBackend(db, workspace, read_only=read_only)
     raise ValueError(f"unknown workspace mode {mode!r}")

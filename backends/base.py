@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from backends.names import check_name, split_path
+from vfs.backends.names import check_name, split_path
 
 ROOT_INO = 1
 SYMLINK_HOPS = 40  # Linux's MAXSYMLINKS

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import xxhash
 
-from backends.db import Database
+from vfs.backends.db import Database
 
 DEFAULT_CHUNK_SIZE = 64 * 1024
 

@@ -1,6 +1,6 @@
 """The one connection layer: apsw connections, transactions, migrations, errors.
 
-Every SQLite database agent-vfs opens (the control database and each agent's
+Every SQLite database agentvfs opens (the control database and each agent's
 database) goes through :class:`Database`. It keeps one connection per thread,
 opens a fresh one after ``fork``, applies the best-practice settings to each
 connection, runs the numbered migrations from ``schema/`` on first open, and
@@ -20,7 +20,7 @@ from typing import Any
 
 import apsw
 
-import schema
+from vfs import schema
 
 BUSY_TIMEOUT_S = 60.0
 # SQLite's default 2 MiB page cache misses on a few thousand small files; a
@@ -307,7 +307,7 @@ class Database:
             if current > latest:
                 raise OSError(
                     errno.EPROTO,
-                    f"database schema {current} is newer than this agent-vfs ({latest})",
+                    f"database schema {current} is newer than this agentvfs ({latest})",
                     str(self.path),
                 )
             if current == latest:

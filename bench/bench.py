@@ -1,4 +1,4 @@
-"""Core benchmark: agent-vfs modes side by side with fsspec's LocalFileSystem.
+"""Core benchmark: agentvfs modes side by side with fsspec's LocalFileSystem.
 
 Prints one table. Each column runs in its own process so that its peak RSS is
 its own. Usage::

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import psutil
 
-from backends.registry import MODES
-from mount.process import start, stop
 from vfs import Workspace
+from vfs.mount.process import start, stop
+from vfs.state.registry import MODES
 
 GIT_ENV = {
     **os.environ,

@@ -119,7 +119,7 @@ def mount_rows(base: Path, home: Path, files: int, edits: int) -> list[tuple[str
     env = {**os.environ, "AGENT_VFS_HOME": str(home)}
     subprocess.run([VFS, "mount", "bench-mount", str(where)], check=True, env=env)
     try:
-        rows.append(("agent-vfs hybrid mount", git_workload(where, edits)))
+        rows.append(("agentvfs hybrid mount", git_workload(where, edits)))
     finally:
         subprocess.run([VFS, "umount", str(where)], check=True, env=env)
 

@@ -6,9 +6,9 @@ run the mount in a background process; ``unmount`` ends one.
 
 from __future__ import annotations
 
-from mount.operations import DEFAULT_CACHE_TIMEOUT, AgentOperations
-from mount.process import mounted, start, stop, unmount
-from mount.session import serve
+from vfs.mount.operations import DEFAULT_CACHE_TIMEOUT, AgentOperations
+from vfs.mount.process import mounted, start, stop, unmount
+from vfs.mount.session import serve
 
 __all__ = [
     "DEFAULT_CACHE_TIMEOUT",

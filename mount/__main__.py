@@ -7,7 +7,7 @@ import errno
 import logging
 import os
 
-from mount.session import serve
+from vfs.mount.session import serve
 
 
 def _reply(fd: int | None, text: str) -> None:

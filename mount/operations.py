@@ -20,8 +20,8 @@ from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
 
-from backends.base import Attr, Backend, Handle
-from backends.names import NAME_MAX
+from vfs.backends.base import Attr, Backend, Handle
+from vfs.backends.names import NAME_MAX
 
 log = logging.getLogger("agentvfs.mount")
 
@@ -83,7 +83,7 @@ def decode_name(raw: bytes) -> str:
 
 
 class AgentOperations(pyfuse3.Operations):
-    """pyfuse3 operations serving one agent's :class:`~backends.base.Backend`.
+    """pyfuse3 operations serving one agent's :class:`~vfs.backends.base.Backend`.
 
     Parameters
     ----------

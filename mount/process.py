@@ -20,12 +20,12 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from backends.mounts import MountTable
-from backends.processes import pid_alive
-from backends.registry import Registry
-from mount.operations import DEFAULT_CACHE_TIMEOUT
-from mount.session import SUBTYPE
+from vfs.backends.host import pid_alive
+from vfs.mount.operations import DEFAULT_CACHE_TIMEOUT
+from vfs.mount.session import SUBTYPE
 from vfs.settings import resolve_home
+from vfs.state.mounts import MountTable
+from vfs.state.registry import Registry
 
 FUSE_DEVICE = Path("/dev/fuse")
 START_TIMEOUT_S = 30.0
@@ -123,7 +123,7 @@ def start(
     log_path = Registry(home_dir).agent_dir(agent) / "mount.log"
     ready_read, ready_write = os.pipe()
     command = [
-        sys.executable, "-m", "mount", agent, str(where),
+        sys.executable, "-m", "vfs.mount", agent, str(where),
         "--home", str(home_dir), "--ready-fd", str(ready_write),
         "--cache-timeout", str(cache_timeout),
     ]  # fmt: skip

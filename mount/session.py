@@ -11,8 +11,8 @@ from pathlib import Path
 import pyfuse3
 import trio
 
-from backends.mounts import MountTable
-from mount.operations import DEFAULT_CACHE_TIMEOUT, AgentOperations
+from vfs.mount.operations import DEFAULT_CACHE_TIMEOUT, AgentOperations
+from vfs.state.mounts import MountTable
 from vfs.workspace import Workspace
 
 log = logging.getLogger("agentvfs.mount")

@@ -1,4 +1,4 @@
-"""SQL schema files, the source of truth for every database agent-vfs creates.
+"""SQL schema files, the source of truth for every database agentvfs creates.
 
 ``schema/<kind>/NNNN_name.sql`` are applied in order; the number is the version
 recorded in the database (``PRAGMA user_version`` and ``schema_migrations``).

@@ -1,4 +1,4 @@
-"""The agent-vfs demo: one agent per workspace mode, used three ways.
+"""The agentvfs demo: one agent per workspace mode, used three ways.
 
 For each of sqlite, disk and hybrid it creates an agent, writes and reads files
 through ``agentvfs://`` URLs, lists them with the ``vfs`` CLI, mounts the
@@ -79,7 +79,7 @@ def use_mount(agent: str, home: Path, root: Path, *, git: bool) -> None:
 
 
 def main() -> None:
-    root = Path(tempfile.mkdtemp(prefix="agent-vfs-demo-"))
+    root = Path(tempfile.mkdtemp(prefix="agentvfs-demo-"))
     home = root / "home"
     project = root / "project"
     (project / "src").mkdir(parents=True)

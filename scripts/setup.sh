@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what agent-vfs needs on a fresh Debian machine: FUSE 3 and git from
+# Install what agentvfs needs on a fresh Debian machine: FUSE 3 and git from
 # apt (when running as root), a virtualenv in .venv with the package, its
 # extras and the test tools. Safe to run again.
 set -euo pipefail

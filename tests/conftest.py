@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from backends.hybrid import HybridBackend
 from vfs import Workspace
+from vfs.backends.hybrid.backend import HybridBackend
 from vfs.fs import AgentFileSystem
 
 

@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def require_mode(mode: str) -> None:
     """Skip when the backend for ``mode`` is not part of this build."""
-    if importlib.util.find_spec(f"backends.{mode}") is None:
-        pytest.skip(f"the {mode} backend module backends/{mode}.py is absent")
+    if importlib.util.find_spec(f"vfs.backends.{mode}") is None:
+        pytest.skip(f"the {mode} backend package backends/{mode}/ is absent")
 
 
 def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 120) -> str:
@@ -35,6 +35,20 @@ def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 12
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def run_vfs(
+    *args: str, kill_after: int | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``vfs`` CLI in a fresh process; with ``kill_after``, SIGKILL it at
+    that durable step boundary of a resumable operation."""
+    if kill_after is None:
+        command = [str(Path(sys.executable).with_name("vfs")), *args]
+    else:
+        command = [sys.executable, "-m", "tests.support.crash_run", str(kill_after), *args]
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False
+    )
 
 
 def disk_tree(root: Path) -> dict[str, bytes | None]:

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backends.names import InvalidAgentId, check_agent_id
 from vfs import Workspace
+from vfs.backends.names import InvalidAgentId, check_agent_id
 from vfs.fs import AgentFileSystem
 
 
@@ -154,7 +154,7 @@ def test_locked_database_waits_for_the_writer_then_succeeds(home: Path) -> None:
 
 
 def test_lock_held_past_the_busy_timeout_is_a_clear_ebusy(home: Path) -> None:
-    from backends.db import Database
+    from vfs.backends.db import Database
 
     ws = Workspace.create("alice", home)
     impatient = Database(ws.record.db_path, "agent", busy_timeout=0.2)

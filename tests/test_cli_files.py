@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from backends.registry import MODES
 from tests.helpers import require_mode
 from vfs.cli import main
+from vfs.state.registry import MODES
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from backends.registry import MODES
 from tests.helpers import REPO, require_mode
 from vfs import Workspace
+from vfs.state.registry import MODES
 
 WRITER = """
 import sys, xxhash

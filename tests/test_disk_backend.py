@@ -16,9 +16,15 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from backends.base import ROOT_INO, Attr
-from backends.disk import HOST_INO_ONE, RENAME_EXCHANGE, RENAME_NOREPLACE, TEMP_PREFIX, DiskBackend
 from tests.helpers import REPO
+from vfs.backends.base import ROOT_INO, Attr
+from vfs.backends.disk.backend import (
+    HOST_INO_ONE,
+    RENAME_EXCHANGE,
+    RENAME_NOREPLACE,
+    TEMP_PREFIX,
+    DiskBackend,
+)
 
 
 @pytest.fixture
@@ -586,8 +592,8 @@ def test_disk_workspace_stores_files_in_its_directory(make_workspace) -> None:  
 PUBLISHER = r"""
 import sys
 from pathlib import Path
-from backends.base import ROOT_INO
-from backends.disk import DiskBackend
+from vfs.backends.base import ROOT_INO
+from vfs.backends.disk.backend import DiskBackend
 
 def version(number, name):
     body = f"{name}:{number:08d};".encode() * (2000 + number % 97)

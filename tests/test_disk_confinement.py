@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import backends.disk
-from backends.base import ROOT_INO
-from backends.disk import DiskBackend
+import vfs.backends.disk.backend
+from vfs.backends.base import ROOT_INO
+from vfs.backends.disk.backend import DiskBackend
 
 Snapshot = dict[str, tuple[int, int, bytes | str | None]]
 
@@ -226,7 +226,7 @@ def test_directory_replaced_by_an_escaping_symlink_after_lookup_is_not_followed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if without_openat2:  # the fallback that walks one name at a time
-        monkeypatch.setattr(backends.disk, "_openat2_missing", True)
+        monkeypatch.setattr(vfs.backends.disk.backend, "_openat2_missing", True)
     disk = DiskBackend(root)
     directory = disk.resolve("deep")
     inner = disk.resolve("deep/er")

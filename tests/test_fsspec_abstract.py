@@ -9,15 +9,17 @@ from pathlib import Path
 import fsspec.tests.abstract as abstract
 import pytest
 
-from backends.registry import MODES
 from vfs import Workspace
 from vfs.fs import AgentFileSystem
+from vfs.state.registry import MODES
 
 
 @pytest.fixture(params=MODES)
 def workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspace]:
     if request.param == "hybrid":
-        pytest.importorskip("backends.hybrid", reason="the hybrid backend is not installed")
+        pytest.importorskip(
+            "vfs.backends.hybrid.backend", reason="the hybrid backend is not installed"
+        )
     ws = Workspace.create("abstract", tmp_path / "home", mode=request.param)
     yield ws
     ws.close()

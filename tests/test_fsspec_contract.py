@@ -8,10 +8,10 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from backends.registry import MODES
 from tests.helpers import require_mode, run_python
 from vfs import Workspace
 from vfs.fs import AgentFileSystem
+from vfs.state.registry import MODES
 
 
 @pytest.fixture(params=MODES)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from backends.base import ROOT_INO
-from backends.hybrid import LOWER_INO_BASE, HybridBackend
-from backends.overlay_commit import commit
+from vfs.backends.base import ROOT_INO
+from vfs.backends.hybrid.backend import LOWER_INO_BASE, HybridBackend
+from vfs.backends.hybrid.commit import commit
 
 
 @pytest.fixture

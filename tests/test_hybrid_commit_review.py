@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from backends.overlay_commit import commit, discard
-from backends.overlay_crash import KILL_AFTER_ENV
-from backends.overlay_diff import scan, tree_stamp
-from backends.overlay_lower import LowerTree
-from tests.helpers import workspace_tree
+from tests.helpers import run_vfs, workspace_tree
 from vfs import Workspace
+from vfs.backends.hybrid.commit import commit, discard
+from vfs.backends.hybrid.diff import scan, tree_stamp
+from vfs.backends.hybrid.lower import LowerTree
 from vfs.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -198,30 +196,21 @@ def test_diff_reports_files_replaced_inside_a_renamed_directory(overlay):
 # -- an interrupted commit never leaves the agent stuck ------------------------------
 
 
-def vfs(*args: str, kill_after: int | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    if kill_after is not None:
-        env[KILL_AFTER_ENV] = str(kill_after)
-    return subprocess.run(
-        [str(REPO / ".venv/bin/vfs"), *args], capture_output=True, text=True, env=env, timeout=120
-    )
-
-
 def test_discard_after_an_interrupted_commit_clears_its_journal(home, lower):
     with Workspace.create("a", home, mode="hybrid", workspace=lower) as ws:
         ws.fs.pipe("new.txt", b"new")
         ws.fs.pipe("x", b"changed")
-    killed = vfs("commit", "a", kill_after=1)
+    killed = run_vfs("commit", "a", kill_after=1)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    some = vfs("discard", "a", "x")
+    some = run_vfs("discard", "a", "x")
     assert some.returncode == 1 and "interrupted commit is pending" in some.stderr
-    discarded = vfs("discard", "a")
+    discarded = run_vfs("discard", "a")
     assert discarded.returncode == 0, discarded.stderr
-    again = vfs("commit", "a")
+    again = run_vfs("commit", "a")
     assert again.returncode == 0, again.stderr
     assert not (lower / "new.txt").exists()
     assert (lower / "x").read_text() == "X-original"
-    switched = vfs("mode", "a", "disk")
+    switched = run_vfs("mode", "a", "disk")
     assert switched.returncode == 0, switched.stderr
 
 
@@ -229,11 +218,11 @@ def test_an_interrupted_commit_skips_a_file_deleted_since(home, lower):
     with Workspace.create("a", home, mode="hybrid", workspace=lower) as ws:
         ws.fs.pipe("new.txt", b"new")
         ws.fs.pipe("x", b"changed")
-    killed = vfs("commit", "a", kill_after=1)
+    killed = run_vfs("commit", "a", kill_after=1)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     with Workspace.open("a", home) as ws:
         ws.fs.rm("new.txt")
-    finished = vfs("commit", "a")
+    finished = run_vfs("commit", "a")
     assert finished.returncode == 0, finished.stderr
     assert not (lower / "new.txt").exists()
     assert (lower / "x").read_text() == "changed"

@@ -9,25 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from backends.overlay_crash import KILL_AFTER_ENV
-from backends.overlay_diff import scan
-from tests.helpers import disk_tree, workspace_tree
+from tests.helpers import disk_tree, run_vfs, workspace_tree
 from vfs import Workspace
+from vfs.backends.hybrid.diff import scan
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def vfs(*args: str, kill_after: int | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    if kill_after is not None:
-        env[KILL_AFTER_ENV] = str(kill_after)
-    return subprocess.run(
-        [str(REPO / ".venv/bin/vfs"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
 
 
 def make_changes(home: Path, tree: Path, agent: str) -> dict[str, bytes | None]:
@@ -58,12 +44,12 @@ def make_changes(home: Path, tree: Path, agent: str) -> dict[str, bytes | None]:
 def test_commit_killed_at_any_step_is_finished_by_the_next_commit(home, tmp_path, kill_after):
     tree = tmp_path / "tree"
     expected = make_changes(home, tree, "alice")
-    killed = vfs("commit", "alice", kill_after=kill_after)
+    killed = run_vfs("commit", "alice", kill_after=kill_after)
     assert killed.returncode in (0, -signal.SIGKILL), killed.stderr
     # Whatever happened, the merged view still shows every change.
     with Workspace.open("alice", home) as ws:
         assert workspace_tree(ws) == expected
-    finished = vfs("commit", "alice")
+    finished = run_vfs("commit", "alice")
     assert finished.returncode == 0, finished.stderr
     assert disk_tree(tree) == expected
     with Workspace.open("alice", home) as ws:

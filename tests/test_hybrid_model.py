@@ -12,10 +12,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backends.overlay_commit import commit
-from backends.overlay_diff import scan
 from tests.helpers import disk_tree, workspace_tree
 from vfs import Workspace
+from vfs.backends.hybrid.commit import commit
+from vfs.backends.hybrid.diff import scan
 
 NAMES = ["a", "b", "c"]
 AGENT_NUMBERS = itertools.count()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from backends.overlay_diff import scan
 from vfs import Workspace
+from vfs.backends.hybrid.diff import scan
 
 VFS = Path(sys.executable).with_name("vfs")
 pytestmark = pytest.mark.skipif(

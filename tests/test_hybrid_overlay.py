@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from backends.base import ROOT_INO
-from backends.hybrid import LOWER_INO_BASE
-from backends.overlay_commit import commit, discard
-from backends.overlay_diff import scan
 from vfs import Workspace
+from vfs.backends.base import ROOT_INO
+from vfs.backends.hybrid.backend import LOWER_INO_BASE
+from vfs.backends.hybrid.commit import commit, discard
+from vfs.backends.hybrid.diff import scan
 
 GiB = 1 << 30
 

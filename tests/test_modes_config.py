@@ -7,10 +7,10 @@ import tomllib
 import pytest
 from click.testing import CliRunner
 
-from backends.registry import Registry
 from vfs import Workspace
 from vfs.cli import main
-from vfs.config import MODE_ENV, ModeMismatch, config_path, requested_mode
+from vfs.settings.config import MODE_ENV, ModeMismatch, config_path, requested_mode
+from vfs.state.registry import Registry
 
 
 def write_config(home, text: str) -> None:

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import fsspec
 import pytest
 
-import vfs.modes as vfs_modes
-from backends.overlay_commit import conflicts
-from backends.overlay_crash import KILL_AFTER_ENV
-from backends.registry import Registry
+import vfs.settings.switch as vfs_modes
+from tests.helpers import run_vfs
 from vfs import Workspace
-from vfs.config import ModeMismatch
-from vfs.modes import switch_mode
+from vfs.backends.hybrid.commit import conflicts
+from vfs.settings.config import ModeMismatch
+from vfs.settings.switch import switch_mode
+from vfs.state.registry import Registry
 
 VFS = Path(sys.executable).with_name("vfs")
 
@@ -51,19 +50,10 @@ def test_an_explicit_mode_still_creates_a_new_agent_and_reopens_it(home):
         assert ws.mode == "disk" and ws.fs.cat("a.txt") == b"a"
 
 
-def vfs(*args: str, kill_after: int | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    if kill_after is not None:
-        env[KILL_AFTER_ENV] = str(kill_after)
-    return subprocess.run(
-        [str(VFS), *args], capture_output=True, text=True, env=env, timeout=120, check=False
-    )
-
-
 def test_writes_after_a_switch_killed_past_the_flip_survive_the_next_switch(home):
     with Workspace.create("alice", home, mode="sqlite") as ws:
         ws.fs.pipe("keep.txt", b"kept")
-    killed = vfs("mode", "alice", "hybrid", kill_after=4)  # after the registry flip
+    killed = run_vfs("mode", "alice", "hybrid", kill_after=4)  # after the registry flip
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert Registry(home).get("alice").mode == "hybrid"
     with Workspace.open("alice", home) as ws:
@@ -71,7 +61,7 @@ def test_writes_after_a_switch_killed_past_the_flip_survive_the_next_switch(home
         ws.fs.pipe("agent_work.txt", b"new work")
     with Workspace.open("alice", home) as ws:
         assert ws.fs.cat("agent_work.txt") == b"new work"
-    switched = vfs("mode", "alice", "disk")
+    switched = run_vfs("mode", "alice", "disk")
     assert switched.returncode == 0, switched.stderr
     workspace = Registry(home).get("alice").workspace
     assert (workspace / "agent_work.txt").read_bytes() == b"new work"

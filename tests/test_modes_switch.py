@@ -5,29 +5,18 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from backends.overlay_crash import KILL_AFTER_ENV
-from backends.registry import Registry
-from tests.helpers import disk_tree, workspace_tree
+from tests.helpers import disk_tree, run_vfs, workspace_tree
 from vfs import Workspace
-from vfs.modes import switch_mode
+from vfs.settings.switch import switch_mode
+from vfs.state.registry import Registry
 
 VFS = Path(sys.executable).with_name("vfs")
 FUSE_MISSING = not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None
-
-
-def vfs(*args: str, kill_after: int | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    if kill_after is not None:
-        env[KILL_AFTER_ENV] = str(kill_after)
-    return subprocess.run(
-        [str(VFS), *args], capture_output=True, text=True, env=env, timeout=120, check=False
-    )
 
 
 def view(home: Path, agent: str = "alice") -> dict[str, bytes | None]:
@@ -120,14 +109,14 @@ def test_a_switch_killed_at_any_step_leaves_one_whole_mode_and_a_rerun_finishes(
     for kill_after in (1, 2, 3, 5, 8, 13, 40):
         agent = f"agent{kill_after}"
         expected = populate(home, source, agent)
-        killed = vfs("mode", agent, target, kill_after=kill_after)
+        killed = run_vfs("mode", agent, target, kill_after=kill_after)
         if killed.returncode == 0:
             completed = True  # the switch has fewer steps than this
         else:
             assert killed.returncode == -signal.SIGKILL, killed.stderr
             assert Registry(home).get(agent).mode in (source, target)
             assert view(home, agent) == expected, kill_after
-            rerun = vfs("mode", agent, target)
+            rerun = run_vfs("mode", agent, target)
             assert rerun.returncode == 0, rerun.stderr
         assert Registry(home).get(agent).mode == target
         assert view(home, agent) == expected, kill_after
@@ -141,15 +130,15 @@ def test_a_switch_is_refused_while_the_agent_is_mounted(home, tmp_path):
     expected = populate(home, "sqlite")
     where = tmp_path / "mnt"
     where.mkdir()
-    mounted = vfs("mount", "alice", str(where))
+    mounted = run_vfs("mount", "alice", str(where))
     assert mounted.returncode == 0, mounted.stderr
     try:
-        refused = vfs("mode", "alice", "disk")
+        refused = run_vfs("mode", "alice", "disk")
         assert refused.returncode == 1
         assert f"mounted at {where}" in refused.stderr
         assert "unmount it first" in refused.stderr
         assert Registry(home).get("alice").mode == "sqlite"
     finally:
-        assert vfs("umount", str(where)).returncode == 0
-    assert vfs("mode", "alice", "disk").returncode == 0
+        assert run_vfs("umount", str(where)).returncode == 0
+    assert run_vfs("mode", "alice", "disk").returncode == 0
     assert view(home) == expected

@@ -24,12 +24,12 @@ from test_mount_support import (
     require_backend,
 )
 
-import mount.process
-from backends.registry import MODES
-from mount.operations import kernel_op
-from mount.process import mount_table
+import vfs.mount.process
 from vfs import Workspace
 from vfs.cli import main
+from vfs.mount.operations import kernel_op
+from vfs.mount.process import mount_table
+from vfs.state.registry import MODES
 
 pytestmark = pytest.mark.skipif(FUSE_MISSING, reason="FUSE (/dev/fuse, fusermount3) is absent")
 
@@ -108,7 +108,7 @@ def test_mount_without_dev_fuse_says_so(tmp_path: Path, monkeypatch: pytest.Monk
     home = tmp_path / "home"
     create_agent(home, "sqlite")
     (tmp_path / "mnt").mkdir()
-    monkeypatch.setattr(mount.process, "FUSE_DEVICE", tmp_path / "no-such-device")
+    monkeypatch.setattr(vfs.mount.process, "FUSE_DEVICE", tmp_path / "no-such-device")
     result = CliRunner().invoke(
         main, ["--home", str(home), "mount", "alice", str(tmp_path / "mnt")]
     )
@@ -165,7 +165,7 @@ def test_sigkill_mid_write_then_remount_loses_nothing_committed(tmp_path: Path, 
     home, where, log = tmp_path / "home", tmp_path / "mnt", tmp_path / "written.log"
     create_agent(home, mode)
     where.mkdir()
-    first = mount.process.start("alice", where, home=home)
+    first = vfs.mount.process.start("alice", where, home=home)
     try:
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(where), str(log)])
         try:
@@ -182,10 +182,10 @@ def test_sigkill_mid_write_then_remount_loses_nothing_committed(tmp_path: Path, 
         assert where in mount_table()  # dead, but still mounted
         assert json.loads(vfs("mounts", "--json", home=home).stdout) == []  # stale record dropped
         # The next mount clears the dead mount point itself.
-        remount = mount.process.start("alice", where, home=home)
-        mount.process.stop(remount, where)
+        remount = vfs.mount.process.start("alice", where, home=home)
+        vfs.mount.process.stop(remount, where)
     finally:
-        mount.process.stop(first, where)
+        vfs.mount.process.stop(first, where)
     committed = log.read_text().split()
     assert len(committed) >= 30
     with mount_agent(home, where, mode=mode):
@@ -343,6 +343,6 @@ def test_foreground_mount_stays_attached_until_interrupted(tmp_path: Path) -> No
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
     finally:
-        mount.process.stop(process, where)  # type: ignore[arg-type]
+        vfs.mount.process.stop(process, where)  # type: ignore[arg-type]
     assert where not in mount_table()
     assert read_back(home, "/fg.txt") == b"foreground"

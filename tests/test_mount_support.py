@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from backends.registry import MODES
-from mount.process import mounted
 from vfs import Workspace
+from vfs.mount.process import mounted
+from vfs.state.registry import MODES
 
 FUSE_MISSING = not Path("/dev/fuse").exists() or shutil.which("fusermount3") is None
 requires_fuse = pytest.mark.skipif(FUSE_MISSING, reason="FUSE (/dev/fuse, fusermount3) is absent")
@@ -29,7 +29,7 @@ def require_backend(mode: str) -> None:
     """Skip a mode whose backend module has not landed in this tree."""
     if mode == "hybrid":
         pytest.importorskip(
-            "backends.hybrid", reason="the hybrid backend backends/hybrid.py is absent"
+            "vfs.backends.hybrid.backend", reason="the hybrid backend backends/hybrid.py is absent"
         )
     elif importlib.util.find_spec(f"backends.{mode}") is None:
         pytest.skip(f"the {mode} backend backends/{mode}.py is absent")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from backends.base import ROOT_INO
-from backends.chunks import chunk_hash
-from backends.sqlite import RENAME_EXCHANGE, RENAME_NOREPLACE, SqliteBackend
 from vfs import Workspace
+from vfs.backends.base import ROOT_INO
+from vfs.backends.chunks import chunk_hash
+from vfs.backends.sqlite.backend import RENAME_EXCHANGE, RENAME_NOREPLACE, SqliteBackend
 
 
 @pytest.fixture

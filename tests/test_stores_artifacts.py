@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from backends.reserved import RESERVED_BASE
 from vfs import Workspace
+from vfs.backends.runs_view import RESERVED_BASE
 from vfs.cli import main
 
 

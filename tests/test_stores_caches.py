@@ -134,7 +134,7 @@ def test_entry_expiring_while_waiting_for_the_lock_is_not_returned(make_workspac
 
     ws = make_workspace()
     ws.caches.set("agent", "k", "v", ttl=0.3)
-    from backends.db import Database
+    from vfs.backends.db import Database
 
     holder = Database(ws.record.db_path, "agent")
     locked = threading.Event()

@@ -1,4 +1,4 @@
-"""agent-vfs: a virtual filesystem for AI-agent workspaces."""
+"""agentvfs: a virtual filesystem for AI-agent workspaces."""
 
 from vfs.workspace import Workspace
 

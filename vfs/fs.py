@@ -17,7 +17,7 @@ from typing import Any
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 from fsspec.transaction import Transaction
 
-from backends.base import Attr, Backend, Handle
+from vfs.backends.base import Attr, Backend, Handle
 from vfs.workspace import Workspace
 
 PROTOCOL = "agentvfs"

@@ -33,7 +33,7 @@ from typing import Any
 
 import xxhash
 
-from vfs.stores.audit import MigrationAudit
+from vfs.state.audit import MigrationAudit
 from vfs.stores.transcripts import ImportedEntry
 from vfs.workspace import Workspace
 

@@ -8,12 +8,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from backends import Backend, Database, open_backend
-from backends.registry import AgentRecord, Registry
-from backends.reserved import ReservedTree
-from vfs.config import check_explicit_mode, resolve_mode
-from vfs.modes import finish_interrupted_switch
+from vfs.backends import Backend, Database, open_backend
+from vfs.backends.runs_view import ReservedTree
 from vfs.settings import resolve_home
+from vfs.settings.config import check_explicit_mode, resolve_mode
+from vfs.settings.switch import finish_interrupted_switch
+from vfs.state.registry import AgentRecord, Registry
 
 if TYPE_CHECKING:
     from vfs.fs import AgentFileSystem

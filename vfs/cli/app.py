@@ -40,8 +40,8 @@ class Group(click.Group):
     envvar="AGENT_VFS_HOME",
     help="State directory (default: $AGENT_VFS_HOME, else the user data dir).",
 )
-@click.version_option(package_name="agent-vfs")
+@click.version_option(package_name="agentvfs")
 @click.pass_context
 def main(ctx: click.Context, home: str | None) -> None:
-    """agent-vfs: virtual filesystems for AI-agent workspaces."""
+    """agentvfs: virtual filesystems for AI-agent workspaces."""
     ctx.obj = {"home": home}

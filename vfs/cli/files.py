@@ -16,10 +16,10 @@ from typing import Any
 
 import click
 
-from backends.registry import MODES
 from vfs.cli.app import main
 from vfs.cli.common import home_of, json_option, print_json, split_agent_path
 from vfs.fs import AgentFileSystem
+from vfs.state.registry import MODES
 from vfs.workspace import Workspace
 
 REMOTE = "AGENT:PATH"
@@ -69,8 +69,8 @@ def init(ctx: click.Context, agent: str, mode: str, workspace: str | None, as_js
 @click.pass_context
 def agents(ctx: click.Context, as_json: bool) -> None:
     """List agents."""
-    from backends.registry import Registry
     from vfs.settings import resolve_home
+    from vfs.state.registry import Registry
 
     records = Registry(resolve_home(home_of(ctx))).list()
     if as_json:

@@ -11,16 +11,16 @@ from typing import Any
 
 import click
 
-from backends.hybrid import HybridBackend
-from backends.overlay_commit import commit as commit_overlay
-from backends.overlay_commit import discard as discard_overlay
-from backends.overlay_diff import Change, scan
-from backends.registry import MODES, Registry
+from vfs.backends.hybrid.backend import HybridBackend
+from vfs.backends.hybrid.commit import commit as commit_overlay
+from vfs.backends.hybrid.commit import discard as discard_overlay
+from vfs.backends.hybrid.diff import Change, scan
 from vfs.cli.app import main
 from vfs.cli.common import home_of, json_option, open_workspace, print_json
-from vfs.config import requested_mode
-from vfs.modes import switch_mode
 from vfs.settings import resolve_home
+from vfs.settings.config import requested_mode
+from vfs.settings.switch import switch_mode
+from vfs.state.registry import MODES, Registry
 from vfs.workspace import Workspace
 
 PATCH_LIMIT = 8 << 20  # larger files are reported, not diffed

@@ -6,11 +6,11 @@ import time
 
 import click
 
-from backends.mounts import MountTable
-from backends.registry import Registry
 from vfs.cli.app import main
 from vfs.cli.common import home_of, json_option, print_json
 from vfs.settings import resolve_home
+from vfs.state.mounts import MountTable
+from vfs.state.registry import Registry
 
 DEFAULT_CACHE_TIMEOUT = 1.0
 
@@ -50,8 +50,8 @@ def mount_command(
     Returns once the mount is ready and serves it in the background; stop it
     with `vfs umount MOUNTPOINT`.
     """
-    from mount.process import check_mountable, start
-    from mount.session import serve
+    from vfs.mount.process import check_mountable, start
+    from vfs.mount.session import serve
 
     home = resolve_home(home_of(ctx))
     if foreground:
@@ -85,7 +85,7 @@ def mount_command(
 @click.pass_context
 def umount_command(ctx: click.Context, mountpoint: str, lazy: bool) -> None:
     """Unmount MOUNTPOINT after every open file is flushed."""
-    from mount.process import unmount
+    from vfs.mount.process import unmount
 
     unmount(mountpoint, home=home_of(ctx), lazy=lazy)
 

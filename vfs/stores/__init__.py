@@ -1,6 +1,6 @@
 """The stores on an agent's database: artifacts, caches, sessions, transcripts.
 
-Each is a small module over the shared connection layer (``backends.db``);
+Each is a small module over the shared connection layer (``vfs.backends.db``);
 content bytes go through the chunk store that files use.
 """
 

@@ -3,7 +3,7 @@
 Output content is chunked into the agent's chunk store, so an output equal to
 a workspace file (or to another output) costs no extra bytes, and attaching a
 file in sqlite mode shares its chunks without reading them. Runs are also
-readable as files under ``/.vfs/runs/<run>/<name>`` (see ``backends.reserved``).
+readable as files under ``/.vfs/runs/<run>/<name>`` (see ``vfs.backends.runs_view``).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from backends.base import Backend
-from backends.chunks import DEFAULT_CHUNK_SIZE
-from backends.db import Database
-from backends.names import check_name
-from backends.reserved import RunDir, RunFile
+from vfs.backends.base import Backend
+from vfs.backends.chunks import DEFAULT_CHUNK_SIZE
+from vfs.backends.db import Database
+from vfs.backends.names import check_name
+from vfs.backends.runs_view import RunDir, RunFile
 from vfs.stores.content import ChunkedContent, Content, ContentReader, content_digest
 
 STATUSES = ("pending", "ok", "error")
@@ -467,7 +467,7 @@ class Artifacts:
         outputs, size = self.db.one("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM run_outputs")
         return {"runs": runs, "outputs": outputs, "output_bytes": size}
 
-    # -- the /.vfs/runs tree (backends.reserved.RunFiles) ------------------------------
+    # -- the /.vfs/runs tree (vfs.backends.runs_view.RunFiles) ------------------------------
 
     def run_dirs(self) -> builtins.list[RunDir]:
         rows = self.db.query(

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from backends.db import Database
+from vfs.backends.db import Database
 from vfs.stores.content import ChunkedContent
 
 INLINE_MAX = 16 * 1024

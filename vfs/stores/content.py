@@ -14,8 +14,8 @@ from typing import BinaryIO
 
 import xxhash
 
-from backends.chunks import DEFAULT_CHUNK_SIZE, ChunkStore, chunk_hash
-from backends.db import Database
+from vfs.backends.chunks import DEFAULT_CHUNK_SIZE, ChunkStore, chunk_hash
+from vfs.backends.db import Database
 
 Content = bytes | bytearray | memoryview | BinaryIO | Iterable[bytes]
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from backends.db import Database
+from vfs.backends.db import Database
 
 
 def now_ms() -> int:

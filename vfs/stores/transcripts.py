@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from backends.db import Database
+from vfs.backends.db import Database
 
 
 def _dumps(value: Any) -> str:

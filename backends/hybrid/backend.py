@@ -34,12 +34,11 @@ from pathlib import Path
 
 import xxhash
 
-from backends.base import ROOT_INO, Attr, Backend, Handle
-from backends.db import Database
-from backends.names import check_name
-from backends.overlay_diff import tree_stamp
-from backends.overlay_lower import LowerTree, read_at
-from backends.overlay_nodes import (
+from vfs.backends.base import ROOT_INO, Attr, Backend, Handle
+from vfs.backends.db import Database
+from vfs.backends.hybrid.diff import tree_stamp
+from vfs.backends.hybrid.lower import LowerTree, read_at
+from vfs.backends.hybrid.nodes import (
     LOWER_INO_BASE,
     Backing,
     Layout,
@@ -52,7 +51,8 @@ from backends.overlay_nodes import (
     lower_attr,
     rebase_file,
 )
-from backends.sqlite import RENAME_EXCHANGE, SqliteBackend
+from vfs.backends.names import check_name
+from vfs.backends.sqlite.backend import RENAME_EXCHANGE, SqliteBackend
 
 # readdir offsets: lower entries by sorted position below this, upper entries above.
 _UPPER_OFFSET = 1 << 48

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import xxhash
 
-from backends.base import ROOT_INO
+from vfs.backends.base import ROOT_INO
 
 if TYPE_CHECKING:
-    from backends.hybrid import HybridBackend
-    from backends.overlay_lower import LowerTree
+    from vfs.backends.hybrid.backend import HybridBackend
+    from vfs.backends.hybrid.lower import LowerTree
 
 # Commit phases, in order. Nothing is removed before every new byte is staged;
 # what is in the way of a new object goes before it is placed; the database

@@ -1,4 +1,4 @@
-"""Where agent-vfs keeps its state, and which settings apply."""
+"""Where agentvfs keeps its state: the home directory."""
 
 from __future__ import annotations
 

@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from backends.db import Database
-from backends.names import check_agent_id
-from backends.processes import pid_alive
+from vfs.backends.db import Database
+from vfs.backends.host import pid_alive
+from vfs.backends.names import check_agent_id
 
 
 def _started_at(pid: int) -> float | None:

@@ -35,7 +35,7 @@ from typing import Any
 
 import tomli_w
 
-from backends.registry import Registry, check_mode
+from vfs.state.registry import Registry, check_mode
 
 CONFIG_NAME = "config.toml"
 MODE_ENV = "AGENT_VFS_MODE"

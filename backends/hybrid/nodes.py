@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import xxhash
 
-from backends.base import Attr, Handle
-from backends.db import Database
-from backends.overlay_lower import LowerTree, read_at
-from backends.sqlite import _INODE_COLUMNS
-from backends.sqlite_handle import SqliteHandle
+from vfs.backends.base import Attr, Handle
+from vfs.backends.db import Database
+from vfs.backends.hybrid.lower import LowerTree, read_at
+from vfs.backends.sqlite.backend import _INODE_COLUMNS
+from vfs.backends.sqlite.handle import SqliteHandle
 
 if TYPE_CHECKING:
-    from backends.hybrid import HybridBackend
+    from vfs.backends.hybrid.backend import HybridBackend
 
 LOWER_INO_BASE = 1 << 61  # below the reserved /.vfs range (1 << 62)
 # Lower objects whose natural number is taken, or that live on another device

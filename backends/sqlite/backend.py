@@ -21,12 +21,12 @@ from typing import Any
 
 import xxhash
 
-from backends.base import ROOT_INO, Attr, Backend, Handle, StatFs
-from backends.chunks import DEFAULT_CHUNK_SIZE, ChunkStore
-from backends.db import Database
-from backends.inode_locks import InodeLocks
-from backends.names import check_name, split_path
-from backends.sqlite_handle import MAX_FILE_SIZE, SqliteHandle
+from vfs.backends.base import ROOT_INO, Attr, Backend, Handle, StatFs
+from vfs.backends.chunks import DEFAULT_CHUNK_SIZE, ChunkStore
+from vfs.backends.db import Database
+from vfs.backends.names import check_name, split_path
+from vfs.backends.sqlite.handle import MAX_FILE_SIZE, SqliteHandle
+from vfs.backends.sqlite.inode_locks import InodeLocks
 
 # The attribute namespaces Linux knows; any other is EOPNOTSUPP, as on ext4.
 XATTR_NAMESPACES = (b"user.", b"trusted.", b"security.", b"system.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from backends.db import Database
+from vfs.backends.db import Database
 
 SOURCE_FIELDS = (
     "path", "kind", "size", "hash", "status", "imported", "kept", "skipped", "archived_to", "error",

@@ -23,9 +23,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from backends.base import ROOT_INO
-from backends.overlay_crash import step
-from backends.overlay_diff import (
+from vfs.backends.base import ROOT_INO
+from vfs.backends.hybrid.diff import (
     DATABASE_OPS,
     TREE_STAMP_PREFIX,
     Action,
@@ -36,10 +35,11 @@ from backends.overlay_diff import (
     scan,
     tree_stamp,
 )
-from backends.overlay_lower import STAGING_DIR, hash_fd
+from vfs.backends.hybrid.lower import STAGING_DIR, hash_fd
+from vfs.backends.steps import step
 
 if TYPE_CHECKING:
-    from backends.hybrid import HybridBackend
+    from vfs.backends.hybrid.backend import HybridBackend
 
 _COLUMNS = (
     "phase", "op", "path", "source", "ino", "parent", "name", "staged", "mode", "mtime_ns", "stamp",

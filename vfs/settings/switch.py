@@ -36,12 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from backends.db import Database
-from backends.hybrid import HybridBackend
-from backends.mounts import MountTable
-from backends.overlay_commit import Conflict, commit, conflicts, resume
-from backends.overlay_crash import step
-from backends.overlay_switch import (
+from vfs.backends.db import Database
+from vfs.backends.hybrid.backend import HybridBackend
+from vfs.backends.hybrid.commit import Conflict, commit, conflicts, resume
+from vfs.backends.hybrid.tree_copy import (
     PendingSwitch,
     begin_switch,
     clear_files,
@@ -52,10 +50,12 @@ from backends.overlay_switch import (
     materialize,
     pending_switch,
 )
-from backends.registry import AgentRecord, Registry, check_mode
-from backends.sqlite import SqliteBackend
-from vfs.config import remember_mode
+from vfs.backends.sqlite.backend import SqliteBackend
+from vfs.backends.steps import step
 from vfs.settings import resolve_home
+from vfs.settings.config import remember_mode
+from vfs.state.mounts import MountTable
+from vfs.state.registry import AgentRecord, Registry, check_mode
 
 
 @dataclass(frozen=True)

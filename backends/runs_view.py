@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from backends.base import ROOT_INO, Attr, Backend, Handle, StatFs
+from vfs.backends.base import ROOT_INO, Attr, Backend, Handle, StatFs
 
 RESERVED_NAME = ".vfs"
 RUNS_NAME = "runs"

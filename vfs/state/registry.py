@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backends.db import Database
-from backends.names import check_agent_id
+from vfs.backends.db import Database
+from vfs.backends.names import check_agent_id
 
 MODES = ("disk", "sqlite", "hybrid")
 

@@ -6,10 +6,10 @@ import errno
 import time
 from typing import TYPE_CHECKING
 
-from backends.base import Attr, Handle
+from vfs.backends.base import Attr, Handle
 
 if TYPE_CHECKING:
-    from backends.sqlite import SqliteBackend
+    from vfs.backends.sqlite.backend import SqliteBackend
 
 # The largest file, as on ext4 with 4 KiB blocks: offsets past it are EFBIG.
 MAX_FILE_SIZE = (16 << 40) - 4096

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import xxhash
 
-from backends.base import ROOT_INO, Attr, Backend, Handle, StatFs
-from backends.names import check_name
-from backends.processes import pid_alive
+from vfs.backends.base import ROOT_INO, Attr, Backend, Handle, StatFs
+from vfs.backends.host import pid_alive
+from vfs.backends.names import check_name
 
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2

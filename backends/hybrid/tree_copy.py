@@ -14,12 +14,12 @@ import stat
 import time
 from dataclasses import dataclass
 
-from backends.base import ROOT_INO, Backend
-from backends.db import Database
-from backends.hybrid import HybridBackend
-from backends.overlay_crash import step
-from backends.overlay_lower import LowerTree
-from backends.sqlite import SqliteBackend
+from vfs.backends.base import ROOT_INO, Backend
+from vfs.backends.db import Database
+from vfs.backends.hybrid.backend import HybridBackend
+from vfs.backends.hybrid.lower import LowerTree
+from vfs.backends.sqlite.backend import SqliteBackend
+from vfs.backends.steps import step
 
 _TEMP_PREFIX = ".agentvfs-tmp-"
 _COPY = 1 << 20
