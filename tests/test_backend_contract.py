@@ -461,6 +461,16 @@ def test_a_write_past_the_end_leaves_a_hole_of_zeros(given: Given) -> None:
     assert cat(b, "f") == b"head" + bytes(300_000 - 4) + b"tail"
 
 
+def test_o_append_writes_at_the_end_whatever_the_offset(given: Given) -> None:
+    b = given({"log": b"one\n"})
+    with b.open(ino(b, "log"), os.O_WRONLY | os.O_APPEND) as handle:
+        handle.write(0, b"two\n")
+        handle.write(0, b"three\n")
+        handle.fsync()
+        handle.fsync(datasync=True)
+    assert cat(b, "log") == b"one\ntwo\nthree\n"
+
+
 def test_open_with_o_trunc_empties_the_file(given: Given) -> None:
     b = given({"f": b"old content"})
     b.open(ino(b, "f"), os.O_WRONLY | os.O_TRUNC).close()
@@ -482,9 +492,59 @@ def test_an_unlinked_open_file_still_reads_and_writes(given: Given) -> None:
         handle.write(10, b", and longer")
         assert handle.read(0, 100) == b"STILL here, and longer"
         assert handle.getattr().nlink == 0
+        assert b.getattr(handle.ino).nlink == 0  # the inode lives while it is open
     finally:
         handle.close()
     assert ls(b) == ["other"]
+
+
+# -- symlinks, attributes, whole-file replacement -------------------------------------------
+
+
+def test_symlink_and_readlink_round_trip_without_following(given: Given) -> None:
+    b = given({"d": None})
+    link = b.symlink(ino(b, "d"), "s", b"does/not/exist")
+    assert link.is_link and link.size == len(b"does/not/exist")
+    assert b.lookup(ino(b, "d"), "s").is_link
+    assert b.readlink(link.ino) == b"does/not/exist"
+
+
+def test_setattr_keeps_the_file_type_and_nanosecond_times(given: Given) -> None:
+    b = given({"f": b"x", "d": None})
+    for path in ("f", "d"):
+        node = ino(b, path)
+        kind = b.getattr(node).mode & ~0o7777
+        attr = b.setattr(node, mode=0o4711, uid=1234, gid=99, mtime_ns=1_234_567_891_123_456_789)
+        assert (attr.mode & ~0o7777, attr.mode & 0o7777) == (kind, 0o4711)
+        assert (attr.uid, attr.gid, attr.mtime_ns) == (1234, 99, 1_234_567_891_123_456_789)
+        assert b.getattr(node) == attr
+        assert b.setattr(node, atime_ns=5_000).mtime_ns == attr.mtime_ns  # one time, not both
+
+
+def test_publish_replaces_a_file_whole_and_an_open_reader_keeps_the_old(given: Given) -> None:
+    b = given({"d": None, "d/doc": b"old version"})
+    d = ino(b, "d")
+    reader = b.open(ino(b, "d/doc"))
+    with b.tmpfile(d, 0o640) as temp:
+        temp.write(0, b"new version, longer")
+        assert ls(b, "d") == ["doc"]  # a tmpfile has no name
+        assert cat(b, "d/doc") == b"old version"
+        attr = b.publish(temp, d, "doc")
+    assert attr.mode & 0o7777 == 0o640
+    assert cat(b, "d/doc") == b"new version, longer"
+    assert reader.read(0, 100) == b"old version"
+    reader.close()
+    assert ls(b, "d") == ["doc"]
+
+
+def test_equal_content_has_an_equal_checksum_and_copies_keep_it(given: Given) -> None:
+    data = bytes(range(256)) * 1000
+    b = given({"a": data, "b": data, "c": data[:-1] + b"!"})
+    assert b.checksum(ino(b, "a")) == b.checksum(ino(b, "b")) != b.checksum(ino(b, "c"))
+    b.setattr(ino(b, "a"), mode=0o640)
+    copied = b.copy_file(ino(b, "a"), ROOT_INO, "c")
+    assert copied.ino != ino(b, "a") and copied.mode & 0o7777 == 0o640
+    assert cat(b, "c") == data and b.checksum(copied.ino) == b.checksum(ino(b, "a"))
 
 
 # -- errors the interface documents -------------------------------------------------------------
