@@ -15,7 +15,6 @@ from vfs import Workspace
 from vfs.backends.hybrid.diff import scan
 
 
-
 def make_changes(home: Path, tree: Path, agent: str) -> dict[str, bytes | None]:
     (tree / "keep" / "deep").mkdir(parents=True)
     (tree / "keep" / "deep" / "a.txt").write_bytes(b"a" * 100_000)
