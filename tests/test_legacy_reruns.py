@@ -16,6 +16,7 @@ import pytest
 from tests.helpers import run_vfs
 from vfs import Workspace
 from vfs.legacy import import_legacy
+from vfs.state.audit import MigrationAudit
 from vfs.stores.sessions import now_ms
 
 
@@ -224,8 +225,6 @@ def test_a_running_import_of_a_live_process_is_not_marked_interrupted(
     source = tmp_path / "legacy"
     _legacy_dir(source, transcripts=1)
     with Workspace.create("alice", home) as ws:
-        from vfs.state.audit import MigrationAudit
-
         audit = MigrationAudit(ws.registry.db)
         live = audit.start("alice", str(source), keep_sources=True)  # this process: alive
         import_legacy(ws, source)
