@@ -11,10 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import apsw
 import pytest
 
 from tests.helpers import run_vfs
-from vfs import Workspace
+from vfs import Workspace, schema
+from vfs.backends.db import Database
 from vfs.legacy import import_legacy
 from vfs.state.audit import MigrationAudit
 from vfs.stores.sessions import now_ms
@@ -230,3 +232,26 @@ def test_a_running_import_of_a_live_process_is_not_marked_interrupted(
         import_legacy(ws, source)
         runs = {r["id"]: r["status"] for r in audit.history("alice")}
     assert runs[live] == "running"
+
+
+def test_runs_audited_before_pids_were_recorded_survive_the_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    old = apsw.Connection(str(path))
+    for version, _, sql in schema.migrations("state"):
+        if version <= 3:  # the audit tables before runs recorded their pid
+            old.execute(sql)
+    old.execute(
+        "PRAGMA user_version=3;"
+        "INSERT INTO migration_runs (agent, source_dir, started_at, status)"
+        " VALUES ('alice', '/src', 1.0, 'ok'), ('alice', '/src', 2.0, 'running');"
+        "INSERT INTO migration_sources (run, path, kind, status)"
+        " VALUES (1, '/src/a.jsonl', 'transcript', 'imported')"
+    )
+    old.close()
+    db = Database(path, "state")
+    audit = MigrationAudit(db)
+    runs = audit.history("alice")
+    assert [(r["id"], r["status"]) for r in runs] == [(2, "interrupted"), (1, "ok")]
+    assert [s["path"] for s in runs[1]["sources"]] == ["/src/a.jsonl"]
+    assert audit.mark_interrupted("alice") == [2]
+    assert db.integrity_check() == []
