@@ -255,3 +255,33 @@ def test_runs_audited_before_pids_were_recorded_survive_the_upgrade(tmp_path: Pa
     assert [s["path"] for s in runs[1]["sources"]] == ["/src/a.jsonl"]
     assert audit.mark_interrupted("alice") == [2]
     assert db.integrity_check() == []
+
+
+@pytest.mark.parametrize("mode", ["sqlite", "disk", "hybrid"])
+def test_rerun_rules_hold_in_every_mode(make_workspace, tmp_path: Path, mode: str) -> None:
+    ws = make_workspace(mode)
+    source = tmp_path / "legacy"
+    source.mkdir()
+    future = now_ms() + 3_600_000
+    (source / "sessions.json").write_text(
+        json.dumps({"k": {"sessionId": "s", "updatedAt": future, "label": "legacy"}})
+    )
+    (source / "s.jsonl").write_bytes(_jsonl([{"type": "message", "id": "l1", "parentId": None}]))
+    (source / "dup.jsonl").write_bytes(
+        _jsonl([{"id": "d", "n": 1}, {"id": "d", "n": 2}])  # one id, two contents
+    )
+    assert import_legacy(ws, source, keep_sources=True).failed
+    ws.sessions.patch("k", {"label": "api"})
+    a = ws.transcripts.append("s", {"type": "message"})
+    (source / "s.jsonl").write_bytes(
+        _jsonl([
+            {"type": "message", "id": "l1", "parentId": None},
+            {"type": "message", "id": "l2", "parentId": "l1"},
+        ])
+    )  # fmt: skip
+    report = import_legacy(ws, source)
+    assert [Path(s.path).name for s in report.failed] == ["dup.jsonl"]
+    assert sorted(os.listdir(source)) == ["dup.jsonl"]
+    assert ws.sessions.get("k").fields["label"] == "api"
+    assert ws.sessions.get("k").updated_at >= future
+    assert ws.transcripts.head("s") == a
