@@ -7,6 +7,7 @@ import errno
 import gc
 import json
 import pickle
+import tomllib
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ import fsspec
 import pytest
 from click.testing import CliRunner
 
-from tests.helpers import require_mode, run_python, workspace_tree
+from tests.helpers import REPO, require_mode, run_python, workspace_tree
 from vfs import Workspace
 from vfs.cli import main
 from vfs.fs import AgentFileSystem
@@ -222,6 +223,34 @@ def test_upath_round_trips_and_reaches_the_agent_it_names(
         assert (root / "secret.txt").read_text() == "alice"
     assert bob.fs.cat("/notes/todo.md") == b"bob's"
     assert not alice.fs.exists("/notes")
+
+
+def test_upath_uses_the_declared_path_class_without_warnings(tmp_path: Path, home: Path) -> None:
+    """The ``universal_pathlib.implementations`` entry point that pyproject.toml
+    declares, installed as pip would install it, in a fresh interpreter."""
+    pytest.importorskip("upath", reason="universal_pathlib is in the test extra")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    declared = project["project"]["entry-points"]["universal_pathlib.implementations"]
+    dist_info = tmp_path / "site" / "agentvfs_paths-0.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: agentvfs-paths\nVersion: 0\n")
+    lines = "".join(f"{name} = {target}\n" for name, target in declared.items())
+    (dist_info / "entry_points.txt").write_text(f"[universal_pathlib.implementations]\n{lines}")
+    Workspace.create("alice", home).close()
+    out = run_python(
+        f"""
+import sys, warnings
+sys.path.append({str(dist_info.parent)!r})
+warnings.simplefilter("error")
+from upath import UPath
+path = UPath("agentvfs://alice/notes/todo.md")
+path.parent.mkdir(parents=True, exist_ok=True)
+path.write_text("todo")
+print(type(path).__name__, path, UPath(str(path)).read_text())
+""",
+        env={"AGENT_VFS_HOME": str(home)},
+    )
+    assert out.split() == ["AgentPath", "agentvfs://alice/notes/todo.md", "todo"]
 
 
 def test_the_instance_cache_follows_agent_vfs_home(tmp_path: Path) -> None:
