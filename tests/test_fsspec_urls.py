@@ -9,7 +9,7 @@ import json
 import pickle
 import tomllib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from vfs.urls import split_target, split_url
 
 
 @pytest.fixture(params=MODES)
-def two_agents(request: pytest.FixtureRequest, home: Path) -> tuple[Workspace, Workspace]:
+def two_agents(request: pytest.FixtureRequest, home: Path) -> Iterator[tuple[Workspace, Workspace]]:
     """alice and bob in one mode, each holding ``/secret.txt`` and ``/d/f.txt``."""
     require_mode(request.param)
     pair = []
@@ -361,7 +361,9 @@ def test_read_only_through_a_url_and_put(
         ("notes:v2.md", (None, "/notes:v2.md")),
     ],
 )
-def test_split_url(url: str, expected: tuple[str | None, str]) -> None:
+def test_split_url_reads_the_agent_and_the_workspace_path(
+    url: str, expected: tuple[str | None, str]
+) -> None:
     assert split_url(url) == expected
 
 
@@ -375,7 +377,7 @@ def test_split_url(url: str, expected: tuple[str | None, str]) -> None:
         ("agentvfs://alice", ("alice", "/")),
     ],
 )
-def test_split_target(target: str, expected: tuple[str, str]) -> None:
+def test_split_target_reads_both_cli_forms(target: str, expected: tuple[str, str]) -> None:
     assert split_target(target) == expected
 
 
