@@ -1,10 +1,9 @@
-"""The ``Backend`` interface (backends/base.py) as every mode implements it, without FUSE.
+"""The ``Backend`` interface (backends/base.py) in every mode, without FUSE: names.
 
-Each test runs against four workspaces: sqlite, disk, hybrid with the starting
-tree written through the overlay (so it lives in the database), and hybrid with
-the starting tree as the disk lower layer (so every operation starts from a
-lower file or directory). The FUSE tests check the same rules through the
-kernel; these check the engines directly.
+Renames and their flags, hard links and link counts, readdir offsets, and
+every errno the interface documents. Each test runs in every mode through the
+``given`` fixture (tests/support/backend_contract.py); the FUSE tests check the
+same rules through the kernel, these check the engines directly.
 """
 
 from __future__ import annotations
@@ -12,145 +11,20 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-from vfs import Workspace
-from vfs.backends.base import ROOT_INO, Attr, Backend
-
-# Linux's renameat2(2) flags, which the interface takes as they are.
-RENAME_NOREPLACE = 1
-RENAME_EXCHANGE = 2
-LONG_NAME = "n" * 256  # one byte over NAME_MAX
-
-#: a starting tree: path -> file content, or None for a directory (parents first)
-Tree = dict[str, bytes | None]
-Given = Callable[..., Backend]
-
-_NOREPLACE_SAME_INODE = (
-    "hybrid rename returns early when both names are one inode, before it checks"
-    " RENAME_NOREPLACE (renameat2 gives EEXIST)"
+from tests.support.backend_contract import (
+    LONG_NAME,
+    RENAME_EXCHANGE,
+    RENAME_NOREPLACE,
+    Given,
+    cat,
+    fails,
+    ino,
+    ls,
 )
-_BOTH_RENAME_FLAGS = (
-    "sqlite rename (and hybrid through it) takes RENAME_EXCHANGE | RENAME_NOREPLACE"
-    " as an exchange instead of refusing the pair with EINVAL"
-)
-_LOWER_DIR_NLINK = (
-    "hybrid: a directory's nlink in the upper layer (the root always is) does not"
-    " count its lower subdirectories, and rmdir of a lower subdirectory does not"
-    " lower its parent's count"
-)
-#: engine bugs these tests found: (test, mode) -> what is wrong
-KNOWN_BUGS = {
-    ("test_rename_noreplace_onto_another_name_of_the_same_inode_is_eexist", "hybrid"): (
-        _NOREPLACE_SAME_INODE
-    ),
-    ("test_rename_noreplace_onto_another_name_of_the_same_inode_is_eexist", "hybrid-lower"): (
-        _NOREPLACE_SAME_INODE
-    ),
-    ("test_rename_with_both_noreplace_and_exchange_is_einval", "sqlite"): _BOTH_RENAME_FLAGS,
-    ("test_rename_with_both_noreplace_and_exchange_is_einval", "hybrid"): _BOTH_RENAME_FLAGS,
-    ("test_rename_with_both_noreplace_and_exchange_is_einval", "hybrid-lower"): (
-        _BOTH_RENAME_FLAGS
-    ),
-    ("test_the_root_counts_its_subdirectories", "hybrid-lower"): _LOWER_DIR_NLINK,
-    ("test_a_directory_counts_itself_its_parent_entry_and_its_subdirectories", "hybrid-lower"): (
-        _LOWER_DIR_NLINK
-    ),
-    ("test_enoent_for_creating_in_a_removed_directory", "hybrid-lower"): (
-        "hybrid create/mkdir through the inode of a removed lower directory succeeds"
-        " and brings the directory back into its parent's listing"
-    ),
-    ("test_lookup_in_a_file_is_enotdir", "sqlite"): (
-        "sqlite lookup under a non-directory inode says ENOENT, not ENOTDIR"
-    ),
-    ("test_lookup_in_a_file_is_enotdir", "hybrid-lower"): (
-        "hybrid lookup under a lower file says ENOENT, not ENOTDIR"
-    ),
-    ("test_lookup_of_a_name_over_255_bytes_is_enametoolong", "sqlite"): (
-        "sqlite lookup does not check the name's length and says ENOENT"
-    ),
-}
-
-
-def _write_host(root: Path, tree: Tree) -> None:
-    for path, data in tree.items():
-        if data is None:
-            (root / path).mkdir()
-        else:
-            (root / path).write_bytes(data)
-
-
-def _write_through(backend: Backend, tree: Tree) -> None:
-    for path, data in tree.items():
-        parent, name = backend.resolve_parent(path)
-        if data is None:
-            backend.mkdir(parent, name, 0o755)
-        else:
-            handle, _attr = backend.create(parent, name, 0o644)
-            with handle:
-                handle.write(0, data)
-
-
-@pytest.fixture(params=["sqlite", "disk", "hybrid", "hybrid-lower"])
-def given(request: pytest.FixtureRequest, home: Path, tmp_path: Path) -> Iterator[Given]:
-    """``given(tree, read_only=False)``: the mode's backend, holding ``tree``."""
-    mode = request.param
-    bug = KNOWN_BUGS.get((request.node.originalname, mode))
-    if bug is not None:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=bug))
-    opened: list[Workspace] = []
-
-    def make(tree: Tree | None = None, *, read_only: bool = False) -> Backend:
-        tree = tree or {}
-        lower = tmp_path / "tree"
-        lower.mkdir()
-        if mode == "hybrid-lower":
-            _write_host(lower, tree)
-            opened.append(Workspace.create("alice", home, mode="hybrid", workspace=lower))
-        else:
-            where = lower if mode != "sqlite" else None
-            opened.append(Workspace.create("alice", home, mode=mode, workspace=where))
-            _write_through(opened[-1].files_backend, tree)
-        if read_only:
-            opened.pop().close()
-            opened.append(Workspace.open("alice", home, read_only=True))
-        return opened[-1].files_backend
-
-    yield make
-    for ws in opened:
-        ws.close()
-
-
-def fails(code: int, call: Callable[[], object]) -> OSError:
-    with pytest.raises(OSError) as caught:
-        call()
-    assert caught.value.errno == code, (
-        f"{errno.errorcode.get(caught.value.errno or 0)}: {caught.value}"
-    )
-    return caught.value
-
-
-def ino(backend: Backend, path: str) -> int:
-    return backend.resolve(path).ino
-
-
-def ls(backend: Backend, path: str = "") -> list[str]:
-    return sorted(name for name, _attr, _offset in backend.readdir(ino(backend, path)))
-
-
-def cat(backend: Backend, path: str) -> bytes:
-    return backend.read_file(path)
-
-
-def put(backend: Backend, path: str, data: bytes) -> Attr:
-    parent, name = backend.resolve_parent(path)
-    handle, attr = backend.create(parent, name, 0o644)
-    with handle:
-        handle.write(0, data)
-    return attr
-
+from vfs.backends.base import ROOT_INO, Attr
 
 # -- rename ------------------------------------------------------------------------------
 
@@ -386,165 +260,6 @@ def _take(entries: Iterator[tuple[str, Attr, int]], count: int) -> list[tuple[st
         if len(batch) == count:
             break
     return batch
-
-
-# -- xattrs ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("path", ["f", "d", ""])
-def test_xattr_create_and_replace_flags(given: Given, path: str) -> None:
-    b = given({"f": b"x", "d": None})
-    node = ino(b, path)
-    b.setxattr(node, b"user.color", b"blue", os.XATTR_CREATE)
-    fails(errno.EEXIST, lambda: b.setxattr(node, b"user.color", b"red", os.XATTR_CREATE))
-    fails(errno.ENODATA, lambda: b.setxattr(node, b"user.size", b"1", os.XATTR_REPLACE))
-    b.setxattr(node, b"user.color", b"green", os.XATTR_REPLACE)
-    b.setxattr(node, b"user.empty", b"")
-    assert b.getxattr(node, b"user.color") == b"green"
-    assert b.getxattr(node, b"user.empty") == b""
-    assert {b"user.color", b"user.empty"} <= set(b.listxattr(node))
-    b.removexattr(node, b"user.color")
-    fails(errno.ENODATA, lambda: b.getxattr(node, b"user.color"))
-    fails(errno.ENODATA, lambda: b.removexattr(node, b"user.color"))
-    assert b"user.color" not in b.listxattr(node)
-
-
-def test_a_missing_xattr_is_enodata(given: Given) -> None:
-    b = given({"f": b"x"})
-    fails(errno.ENODATA, lambda: b.getxattr(ino(b, "f"), b"user.never"))
-
-
-def test_xattrs_follow_the_inode_through_renames_and_links(given: Given) -> None:
-    b = given({"f": b"x"})
-    b.setxattr(ino(b, "f"), b"user.tag", b"v")
-    b.rename(ROOT_INO, "f", ROOT_INO, "g")
-    b.link(ino(b, "g"), ROOT_INO, "h")
-    assert b.getxattr(ino(b, "h"), b"user.tag") == b"v"
-
-
-def test_an_unknown_xattr_namespace_is_eopnotsupp(given: Given) -> None:
-    b = given({"f": b"x"})
-    f = ino(b, "f")
-    fails(errno.EOPNOTSUPP, lambda: b.setxattr(f, b"bogus.name", b"1"))
-    fails(errno.EOPNOTSUPP, lambda: b.getxattr(f, b"bogus.name"))
-    fails(errno.EOPNOTSUPP, lambda: b.removexattr(f, b"bogus.name"))
-
-
-# -- truncate ----------------------------------------------------------------------------
-
-
-def test_truncate_down_then_up_reads_zeros_after_the_cut(given: Given) -> None:
-    data = bytes(range(256)) * 800  # 200 KiB, several chunks
-    b = given({"f": data})
-    f = ino(b, "f")
-    b.setattr(f, size=70_000)
-    assert b.getattr(f).size == 70_000
-    b.setattr(f, size=len(data))
-    assert cat(b, "f") == data[:70_000] + bytes(len(data) - 70_000)
-
-
-def test_handle_truncate_down_and_up_zero_fills(given: Given) -> None:
-    b = given({"f": b"abcdef"})
-    with b.open(ino(b, "f"), os.O_RDWR) as handle:
-        handle.truncate(2)
-        assert handle.read(0, 100) == b"ab"
-        handle.truncate(5)
-        assert handle.read(0, 100) == b"ab\0\0\0"
-        assert handle.getattr().size == 5
-    assert cat(b, "f") == b"ab\0\0\0"
-
-
-def test_a_write_past_the_end_leaves_a_hole_of_zeros(given: Given) -> None:
-    b = given({"f": b"head"})
-    with b.open(ino(b, "f"), os.O_RDWR) as handle:
-        handle.write(300_000, b"tail")
-    assert cat(b, "f") == b"head" + bytes(300_000 - 4) + b"tail"
-
-
-def test_o_append_writes_at_the_end_whatever_the_offset(given: Given) -> None:
-    b = given({"log": b"one\n"})
-    with b.open(ino(b, "log"), os.O_WRONLY | os.O_APPEND) as handle:
-        handle.write(0, b"two\n")
-        handle.write(0, b"three\n")
-        handle.fsync()
-        handle.fsync(datasync=True)
-    assert cat(b, "log") == b"one\ntwo\nthree\n"
-
-
-def test_open_with_o_trunc_empties_the_file(given: Given) -> None:
-    b = given({"f": b"old content"})
-    b.open(ino(b, "f"), os.O_WRONLY | os.O_TRUNC).close()
-    assert b.getattr(ino(b, "f")).size == 0 and cat(b, "f") == b""
-
-
-# -- unlink while open -------------------------------------------------------------------------
-
-
-def test_an_unlinked_open_file_still_reads_and_writes(given: Given) -> None:
-    b = given({"f": b"still here", "other": b"x"})
-    handle = b.open(ino(b, "f"), os.O_RDWR)
-    try:
-        b.unlink(ROOT_INO, "f")
-        fails(errno.ENOENT, lambda: b.lookup(ROOT_INO, "f"))
-        assert ls(b) == ["other"]
-        assert handle.read(0, 100) == b"still here"
-        handle.write(0, b"STILL")
-        handle.write(10, b", and longer")
-        assert handle.read(0, 100) == b"STILL here, and longer"
-        assert handle.getattr().nlink == 0
-        assert b.getattr(handle.ino).nlink == 0  # the inode lives while it is open
-    finally:
-        handle.close()
-    assert ls(b) == ["other"]
-
-
-# -- symlinks, attributes, whole-file replacement -------------------------------------------
-
-
-def test_symlink_and_readlink_round_trip_without_following(given: Given) -> None:
-    b = given({"d": None})
-    link = b.symlink(ino(b, "d"), "s", b"does/not/exist")
-    assert link.is_link and link.size == len(b"does/not/exist")
-    assert b.lookup(ino(b, "d"), "s").is_link
-    assert b.readlink(link.ino) == b"does/not/exist"
-
-
-def test_setattr_keeps_the_file_type_and_nanosecond_times(given: Given) -> None:
-    b = given({"f": b"x", "d": None})
-    for path in ("f", "d"):
-        node = ino(b, path)
-        kind = b.getattr(node).mode & ~0o7777
-        attr = b.setattr(node, mode=0o4711, uid=1234, gid=99, mtime_ns=1_234_567_891_123_456_789)
-        assert (attr.mode & ~0o7777, attr.mode & 0o7777) == (kind, 0o4711)
-        assert (attr.uid, attr.gid, attr.mtime_ns) == (1234, 99, 1_234_567_891_123_456_789)
-        assert b.getattr(node) == attr
-        assert b.setattr(node, atime_ns=5_000).mtime_ns == attr.mtime_ns  # one time, not both
-
-
-def test_publish_replaces_a_file_whole_and_an_open_reader_keeps_the_old(given: Given) -> None:
-    b = given({"d": None, "d/doc": b"old version"})
-    d = ino(b, "d")
-    reader = b.open(ino(b, "d/doc"))
-    with b.tmpfile(d, 0o640) as temp:
-        temp.write(0, b"new version, longer")
-        assert ls(b, "d") == ["doc"]  # a tmpfile has no name
-        assert cat(b, "d/doc") == b"old version"
-        attr = b.publish(temp, d, "doc")
-    assert attr.mode & 0o7777 == 0o640
-    assert cat(b, "d/doc") == b"new version, longer"
-    assert reader.read(0, 100) == b"old version"
-    reader.close()
-    assert ls(b, "d") == ["doc"]
-
-
-def test_equal_content_has_an_equal_checksum_and_copies_keep_it(given: Given) -> None:
-    data = bytes(range(256)) * 1000
-    b = given({"a": data, "b": data, "c": data[:-1] + b"!"})
-    assert b.checksum(ino(b, "a")) == b.checksum(ino(b, "b")) != b.checksum(ino(b, "c"))
-    b.setattr(ino(b, "a"), mode=0o640)
-    copied = b.copy_file(ino(b, "a"), ROOT_INO, "c")
-    assert copied.ino != ino(b, "a") and copied.mode & 0o7777 == 0o640
-    assert cat(b, "c") == data and b.checksum(copied.ino) == b.checksum(ino(b, "a"))
 
 
 # -- errors the interface documents -------------------------------------------------------------
