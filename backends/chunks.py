@@ -8,6 +8,9 @@ its ``refs`` count through triggers declared next to each referencing table.
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Iterator
+
 import xxhash
 
 from vfs.backends.db import Database
@@ -53,3 +56,30 @@ class ChunkStore:
         with self.db.write():
             self.db.execute("DELETE FROM chunks WHERE refs <= 0")
             return int(self.db.conn.changes())
+
+    # -- whole-store access, for backups and checks ---------------------------
+
+    def rows(self) -> Iterator[tuple[int, bytes, int]]:
+        """``(id, hash, size)`` of every chunk, without their bytes."""
+        for chunk_id, digest, size in self.db.query("SELECT id, hash, size FROM chunks"):
+            yield int(chunk_id), bytes(digest), int(size)
+
+    def drop_bytes(self) -> None:
+        """Empty every chunk's bytes, keeping ids, hashes and sizes.
+
+        Only for a private copy of a database (a backup snapshot, whose bytes
+        are stored elsewhere): the files of the copy read wrong until
+        :meth:`fill` puts the bytes back.
+        """
+        with self.db.write():
+            self.db.execute("UPDATE chunks SET data = x''")
+
+    def fill(self, chunk_id: int, data: bytes) -> None:
+        """Put back the bytes of chunk ``chunk_id`` in a copy made by :meth:`drop_bytes`;
+        ``OSError(EIO)`` if they are not the bytes the chunk's hash and size name."""
+        row = self.db.one("SELECT hash, size FROM chunks WHERE id = ?", (chunk_id,))
+        if row is None:
+            raise FileNotFoundError(errno.ENOENT, "no such chunk", str(chunk_id))
+        if len(data) != row[1] or chunk_hash(data) != bytes(row[0]):
+            raise OSError(errno.EIO, "chunk bytes do not match their hash", str(chunk_id))
+        self.db.execute("UPDATE chunks SET data = ? WHERE id = ?", (data, chunk_id))
