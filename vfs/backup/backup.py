@@ -141,7 +141,7 @@ def backup_database(
     """Back up ``db`` (and the disk ``tree``, if any) under ``backups/<name>/``."""
     report = BackupReport(agent=name, id=new_backup_id(), url=dest.url, mode=mode)
     where = backup_dir(dest, name, report.id)
-    with tempfile.TemporaryDirectory(prefix=".backup-", dir=db.path.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f".backup-{os.getpid()}-", dir=db.path.parent) as tmp:
         workdir = Path(tmp)
         snapshot, chunk_objects, version = _snapshot(db, workdir, dest, report, progress)
         entries = None

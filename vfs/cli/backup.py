@@ -42,7 +42,7 @@ def progress_bar(enabled: bool) -> Iterator[Progress]:
         yield update
 
 
-def _size(count: int) -> str:
+def human_size(count: int) -> str:
     value = float(count)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":
@@ -85,8 +85,8 @@ def backup(
         return
     for r in reports:
         click.echo(
-            f"{r.agent}: backup {r.id} ({r.mode}), {_size(r.logical_bytes)} of content,"
-            f" {_size(r.new_bytes)} new, snapshot {_size(r.snapshot_bytes)}; verified"
+            f"{r.agent}: backup {r.id} ({r.mode}), {human_size(r.logical_bytes)} of content,"
+            f" {human_size(r.new_bytes)} new, snapshot {human_size(r.snapshot_bytes)}; verified"
         )
         for path in r.unstable:
             click.echo(f"  left out {path}: it kept changing while it was read", err=True)
@@ -121,7 +121,7 @@ def backups(dest: str, agent: str | None, as_json: bool) -> None:
         click.echo(f"no backups at {dest}")
     for b in found:
         when = datetime.fromtimestamp(b.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        click.echo(f"{b.agent}  {b.id}  {when}  {b.mode}  {_size(b.logical_bytes)}")
+        click.echo(f"{b.agent}  {b.id}  {when}  {b.mode}  {human_size(b.logical_bytes)}")
 
 
 @main.command()
