@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import io
 import os
 import stat
@@ -196,7 +197,7 @@ def _tar_items(source: str) -> Iterator[tuple[Item, Callable[[], IO[bytes] | Non
                 path, kind | member.mode, int(member.mtime * 1e9), member.size,
                 member.linkname if member.issym() else None,
             )  # fmt: skip
-            yield item, (lambda m=member: tar.extractfile(m))
+            yield item, functools.partial(tar.extractfile, member)
 
 
 def _dir_items(source: str) -> Iterator[tuple[Item, Callable[[], IO[bytes] | None]]]:
@@ -212,7 +213,7 @@ def _dir_items(source: str) -> Iterator[tuple[Item, Callable[[], IO[bytes] | Non
                 continue
             yield (
                 Item(path, st.st_mode, st.st_mtime_ns, st.st_size, target),
-                (lambda f=full: open(f, "rb")),  # noqa: SIM115 - closed by the caller
+                functools.partial(open, full, "rb"),
             )
 
 
