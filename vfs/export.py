@@ -200,6 +200,10 @@ def _tar_items(source: str) -> Iterator[tuple[Item, Callable[[], IO[bytes] | Non
             yield item, functools.partial(tar.extractfile, member)
 
 
+def _open_binary(path: Path) -> IO[bytes]:
+    return path.open("rb")
+
+
 def _dir_items(source: str) -> Iterator[tuple[Item, Callable[[], IO[bytes] | None]]]:
     root = Path(source.removeprefix("file://"))
     for dirpath, dirnames, filenames in os.walk(root):
@@ -213,7 +217,7 @@ def _dir_items(source: str) -> Iterator[tuple[Item, Callable[[], IO[bytes] | Non
                 continue
             yield (
                 Item(path, st.st_mode, st.st_mtime_ns, st.st_size, target),
-                functools.partial(open, full, "rb"),
+                functools.partial(_open_binary, full),
             )
 
 
