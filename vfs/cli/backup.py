@@ -52,14 +52,13 @@ def human_size(count: int) -> str:
 
 
 @main.command()
-@click.argument("agent", required=False)
-@click.argument("dest")
+@click.argument("targets", nargs=-1, required=True, metavar="[AGENT] DEST")
 @click.option("--all", "everything", is_flag=True, help="Every agent and the control database.")
 @click.option("--prune", "keep", type=int, help="Then keep only the newest N backups of each.")
 @json_option
 @click.pass_context
 def backup(
-    ctx: click.Context, agent: str | None, dest: str, everything: bool, keep: int | None,
+    ctx: click.Context, targets: tuple[str, ...], everything: bool, keep: int | None,
     as_json: bool,
 ) -> None:  # fmt: skip
     """Back up AGENT (or --all) to DEST, a directory or an fsspec URL (s3://bucket/prefix).
@@ -67,8 +66,9 @@ def backup(
     Online and consistent while other processes write; content is stored once
     per destination, so a second backup of an unchanged agent writes almost nothing.
     """
-    if everything == (agent is not None):
-        raise click.UsageError("name one AGENT or give --all")
+    if len(targets) != (1 if everything else 2):
+        raise click.UsageError("give AGENT DEST, or --all DEST")
+    agent, dest = (None, targets[0]) if everything else targets
     with progress_bar(not as_json) as progress:
         if everything:
             reports = backup_all(dest, home_of(ctx), progress=progress)
