@@ -37,6 +37,7 @@ from vfs.state.registry import Registry
 
 FORMAT = 1
 STATE = "_state"  # the control database's backups, beside the agents'
+BATCH = 64  # objects sent together: object storage answers a batch concurrently
 
 Progress = Callable[[str, int, int | None], None]  # (what, done, total or None)
 
@@ -89,14 +90,16 @@ def _snapshot(
         if db.kind == "agent":
             chunks = ChunkStore(snapshot)
             rows = list(chunks.rows())
-            for done, (chunk_id, _digest, size) in enumerate(rows, 1):
-                key, new = dest.put(chunks.get(chunk_id))
-                chunk_objects[str(chunk_id)] = key
-                report.logical_bytes += size
-                if new:
-                    report.new_objects += 1
-                    report.new_bytes += size
-                progress("chunks", done, len(rows))
+            for start in range(0, len(rows), BATCH):
+                batch = rows[start : start + BATCH]
+                stored = dest.put_many([chunks.get(chunk_id) for chunk_id, _, _ in batch])
+                for (chunk_id, _digest, size), (key, new) in zip(batch, stored, strict=True):
+                    chunk_objects[str(chunk_id)] = key
+                    report.logical_bytes += size
+                    if new:
+                        report.new_objects += 1
+                        report.new_bytes += size
+                progress("chunks", start + len(batch), len(rows))
             report.chunks = len(rows)
             chunks.drop_bytes()
         snapshot.vacuum()
@@ -124,9 +127,10 @@ def _verify(dest: Destination, where: str, manifest: dict[str, Any], workdir: Pa
     keys = set(manifest["chunks"].values())
     for entry in manifest.get("tree") or ():
         keys.update(entry.get("objects", ()))
-    for key in keys:
-        if not dest.has(key):
-            raise FileNotFoundError(errno.ENOENT, "backup object is missing", key)
+    dest.forget_listing()  # list again: what is really there now
+    missing = keys - dest.keys()
+    if missing:
+        raise FileNotFoundError(errno.ENOENT, "backup object is missing", min(missing))
 
 
 def backup_database(

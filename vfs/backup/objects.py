@@ -13,11 +13,13 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import fsspec
 from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 OBJECTS = "objects"
 
@@ -33,6 +35,8 @@ class Destination:
         self.url = url
         self.fs, self.root = url_to_fs(url, **storage_options)
         self.root = self.root.rstrip("/")
+        self.local = isinstance(self.fs, LocalFileSystem)
+        self._known: set[str] | None = None
 
     def path(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
@@ -42,33 +46,71 @@ class Destination:
 
     # -- objects -----------------------------------------------------------
 
+    def keys(self) -> set[str]:
+        """The objects the destination holds: one listing, then kept up to date
+        by :meth:`put_many` (a request per object would dominate on object storage)."""
+        if self._known is None:
+            try:
+                found = self.fs.find(self.path(OBJECTS))
+            except FileNotFoundError:
+                found = []
+            self._known = {p.rsplit("/", 1)[-1] for p in found if not p.endswith(".partial")}
+        return self._known
+
+    def forget_listing(self) -> None:
+        self._known = None
+
     def has(self, key: str) -> bool:
-        return bool(self.fs.exists(self._object_path(key)))
+        return key in self.keys() or bool(self.fs.exists(self._object_path(key)))
+
+    def put_many(self, pieces: list[bytes]) -> list[tuple[str, bool]]:
+        """Store each piece; returns each one's key and whether it was new."""
+        known = self.keys()
+        result, upload = [], {}
+        for data in pieces:
+            key = object_key(data)
+            new = key not in known and self._object_path(key) not in upload
+            if new:
+                upload[self._object_path(key)] = data
+            result.append((key, new))
+        if self.local:
+            for path, data in upload.items():
+                self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+                # Written under another name first: a reader never sees a torn object.
+                self.fs.pipe_file(f"{path}.partial", data)
+                os.replace(f"{path}.partial", path)
+        elif upload:
+            self.fs.pipe(upload)  # one concurrent batch; an object PUT is atomic
+        known.update(path.rsplit("/", 1)[-1] for path in upload)
+        return result
 
     def put(self, data: bytes) -> tuple[str, bool]:
         """Store ``data``; returns its key and whether it was new."""
-        key = object_key(data)
-        if self.has(key):
-            return key, False
-        path = self._object_path(key)
-        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        partial = f"{path}.partial"
-        # Written under another name first: a reader never sees a torn object.
-        self.fs.pipe_file(partial, data)
-        self.fs.mv(partial, path)
-        return key, True
+        return self.put_many([data])[0]
+
+    def get_many(self, keys: list[str]) -> list[bytes]:
+        """The bytes of each object, fetched together; ``OSError(EIO)`` for any that
+        does not match its name, ``FileNotFoundError`` for any that is missing."""
+        paths = [self._object_path(key) for key in keys]
+        fetched = self.fs.cat(paths, on_error="return") if len(paths) > 1 else {}
+        out = []
+        for key, path in zip(keys, paths, strict=True):
+            data = fetched.get(path) if fetched else None
+            if data is None or isinstance(data, Exception):
+                try:
+                    data = self.fs.cat_file(path)
+                except FileNotFoundError:
+                    raise FileNotFoundError(
+                        errno.ENOENT, "backup object is missing", path
+                    ) from None
+            if object_key(data) != key:
+                raise OSError(errno.EIO, "backup object is damaged", path)
+            out.append(bytes(data))
+        return out
 
     def get(self, key: str) -> bytes:
         """The bytes of object ``key``; ``OSError(EIO)`` if they do not match it."""
-        try:
-            data = self.fs.cat_file(self._object_path(key))
-        except FileNotFoundError:
-            raise FileNotFoundError(
-                errno.ENOENT, "backup object is missing", self._object_path(key)
-            ) from None
-        if object_key(data) != key:
-            raise OSError(errno.EIO, "backup object is damaged", self._object_path(key))
-        return bytes(data)
+        return self.get_many([key])[0]
 
     def size(self, key: str) -> int:
         return int(self.fs.size(self._object_path(key)))

@@ -25,7 +25,7 @@ from vfs.backends.host import exchange_paths, pid_alive
 from vfs.backends.names import check_agent_id
 from vfs.backup.backup import STATE, Progress, backup_dir, quiet
 from vfs.backup.catalog import find_backup
-from vfs.backup.objects import open_destination
+from vfs.backup.objects import Destination, open_destination
 from vfs.backup.tree import restore_tree
 from vfs.settings import resolve_home
 from vfs.state.mounts import MountTable
@@ -77,13 +77,17 @@ def finish_interrupted_restore(registry: Registry, agent: str) -> None:
     note.unlink(missing_ok=True)
 
 
-def _fill_chunks(db: Database, dest: Any, chunks: dict[str, str], progress: Progress) -> None:
+def _fill_chunks(
+    db: Database, dest: Destination, chunks: dict[str, str], progress: Progress
+) -> None:
     store = ChunkStore(db)
     items = sorted(chunks.items(), key=lambda item: int(item[0]))
     for start in range(0, len(items), BATCH):
+        batch = items[start : start + BATCH]
+        pieces = dest.get_many([key for _, key in batch])
         with db.write():
-            for chunk_id, key in items[start : start + BATCH]:
-                store.fill(int(chunk_id), dest.get(key))
+            for (chunk_id, _key), data in zip(batch, pieces, strict=True):
+                store.fill(int(chunk_id), data)
         steps.step()
         progress("chunks", min(start + BATCH, len(items)), len(items))
 
