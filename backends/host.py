@@ -4,6 +4,7 @@
   leaves it, with ``openat2`` where the kernel has it and a component-by-component
   walk elsewhere;
 - :func:`join` builds the root-relative paths it takes;
+- :func:`renameat2` and :func:`exchange_paths` rename with Linux's flags;
 - :func:`fd_path`, :func:`pid_alive`, :func:`process_started_at` and
   :func:`mount_table` read ``/proc``.
 """
@@ -33,6 +34,14 @@ openat2_available = _SYS_OPENAT2 is not None
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
+_renameat2_call = getattr(_libc, "renameat2", None)  # glibc >= 2.28
+if _renameat2_call is not None:
+    _renameat2_call.restype = ctypes.c_int
+    _renameat2_call.argtypes = [
+        ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint,
+    ]  # fmt: skip
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
 
 
 class _OpenHow(ctypes.Structure):
@@ -105,6 +114,25 @@ def _walk_beneath(root_fd: int, path: str, flags: int, mode: int) -> int:
         return os.open(parts[-1], flags, mode, dir_fd=fd)
     finally:
         os.close(fd)
+
+
+def renameat2(src_dir_fd: int, name: str, dst_dir_fd: int, new_name: str, flags: int = 0) -> None:
+    """``renameat2(2)``: rename ``name`` to ``new_name`` with Linux's ``RENAME_*`` flags."""
+    if not flags:
+        os.rename(name, new_name, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+        return
+    if _renameat2_call is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available in this C library", name)
+    raw, new_raw = os.fsencode(name), os.fsencode(new_name)
+    if _renameat2_call(src_dir_fd, raw, dst_dir_fd, new_raw, flags) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), name, None, new_name)
+
+
+def exchange_paths(first: os.PathLike[str] | str, second: os.PathLike[str] | str) -> None:
+    """Swap two paths atomically (``renameat2(RENAME_EXCHANGE)``): at every moment
+    each name holds one of the two objects, never nothing."""
+    renameat2(_AT_FDCWD, os.fspath(first), _AT_FDCWD, os.fspath(second), _RENAME_EXCHANGE)
 
 
 def fd_path(fd: int) -> str:

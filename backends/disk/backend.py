@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import ctypes
 import errno
 import os
 import secrets
@@ -29,7 +28,7 @@ from pathlib import Path
 import xxhash
 
 from vfs.backends.base import ROOT_INO, Attr, Backend, Handle, StatFs
-from vfs.backends.host import fd_path, join, open_beneath, pid_alive
+from vfs.backends.host import fd_path, join, open_beneath, pid_alive, renameat2
 from vfs.backends.names import check_name
 
 RENAME_NOREPLACE = 1
@@ -42,25 +41,6 @@ HOST_INO_ONE = (1 << 63) - 2
 
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _LISTINGS_KEPT = 16  # sorted listings kept for readdir continuations
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_renameat2_call = getattr(_libc, "renameat2", None)  # glibc >= 2.28
-if _renameat2_call is not None:
-    _renameat2_call.restype = ctypes.c_int
-    _renameat2_call.argtypes = [
-        ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint,
-    ]  # fmt: skip
-
-
-def _renameat2(src_fd: int, name: str, dst_fd: int, new_name: str, flags: int) -> None:
-    if not flags:
-        os.rename(name, new_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
-        return
-    if _renameat2_call is None:
-        raise OSError(errno.ENOSYS, "renameat2 is not available in this C library", name)
-    if _renameat2_call(src_fd, os.fsencode(name), dst_fd, os.fsencode(new_name), flags) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code), name)
 
 
 def _shown(rel: str) -> str:
@@ -409,7 +389,7 @@ class DiskBackend(Backend):
         with self._dir(parent) as source, self._dir(new_parent) as target:
             old_rel, new_rel = join(source.rel, name), join(target.rel, new_name)
             with _reported(old_rel, new_rel):
-                _renameat2(source.fd, name, target.fd, new_name, flags)
+                renameat2(source.fd, name, target.fd, new_name, flags)
         if flags & RENAME_EXCHANGE:
             self._move_paths([(old_rel, new_rel), (new_rel, old_rel)])
         else:
