@@ -3,8 +3,9 @@ it knows of, and small helpers.
 
 ``given(tree)`` is a backend in one of four workspaces holding ``tree``: sqlite,
 disk, hybrid with the tree written through the overlay (so it lives in the
-database), and hybrid with the tree as the disk lower layer (so every operation
-starts from a lower file or directory).
+database, beside a lower tree of one file the tests leave alone), and hybrid
+with the tree as the disk lower layer (so every operation starts from a lower
+file or directory).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from vfs.backends.base import Backend
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 LONG_NAME = "n" * 256  # one byte over NAME_MAX
+#: the one lower file of the "hybrid" workspace; :func:`ls` leaves it out
+UNTOUCHED = "untouched-lower-file"
 
 #: a starting tree: path -> file content, or None for a directory (parents first)
 Tree = dict[str, bytes | None]
@@ -109,6 +112,8 @@ def given(request: pytest.FixtureRequest, home: Path, tmp_path: Path) -> Iterato
             _write_host(lower, tree)
             opened.append(Workspace.create("alice", home, mode="hybrid", workspace=lower))
         else:
+            if mode == "hybrid":
+                (lower / UNTOUCHED).write_bytes(b"from the disk")
             where = lower if mode != "sqlite" else None
             opened.append(Workspace.create("alice", home, mode=mode, workspace=where))
             _write_through(opened[-1].files_backend, tree)
@@ -119,6 +124,8 @@ def given(request: pytest.FixtureRequest, home: Path, tmp_path: Path) -> Iterato
 
     yield make
     for ws in opened:
+        if mode == "hybrid" and not ws.read_only:
+            assert ws.files_backend.read_file(UNTOUCHED) == b"from the disk"
         ws.close()
 
 
@@ -136,7 +143,8 @@ def ino(backend: Backend, path: str) -> int:
 
 
 def ls(backend: Backend, path: str = "") -> list[str]:
-    return sorted(name for name, _attr, _offset in backend.readdir(ino(backend, path)))
+    entries = backend.readdir(ino(backend, path))
+    return sorted(name for name, _attr, _offset in entries if name != UNTOUCHED)
 
 
 def cat(backend: Backend, path: str) -> bytes:
