@@ -214,6 +214,9 @@ def test_sizes_are_human_on_a_terminal_and_exact_for_scripts(home) -> None:
     code, output = run_on_terminal("ls", "-l", "alice:/")
     assert "3 MiB" in output and "2 B" in output
     assert str(3 << 20) in run("ls", "-l", "alice:/")[1]
+    code, output = run_on_terminal("cache", "stats", "alice")
+    assert "budget: 64 MiB" in output
+    assert "budget: 67108864" in run("cache", "stats", "alice")[1]
 
 
 def test_times_have_one_form_with_a_zone_everywhere(home) -> None:

@@ -232,7 +232,7 @@ def cache_stats(ctx: click.Context, agent: str, budget: str | None, as_json: boo
         print_json(stats)
         return
     for name, value in stats.items():
-        click.echo(f"{name}: {value}")
+        click.echo(f"{name}: {show_size(value) if name in ('bytes', 'budget') else value}")
 
 
 # -- sessions -----------------------------------------------------------------------------
