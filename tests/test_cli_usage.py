@@ -7,6 +7,7 @@ import json
 import os
 import pty
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -120,6 +121,15 @@ def test_agents_rm_keeps_a_workspace_directory_the_user_owns_unless_asked(
     assert code == 0, output
     assert not tree.exists()
     assert Registry(home).list() == []
+
+
+def test_agents_rm_cleans_up_an_agent_whose_directory_was_removed_by_hand(home) -> None:
+    run("init", "g3")
+    shutil.rmtree(home / "agents" / "g3")
+    code, output = run("agents", "rm", "--yes", "g3")
+    assert code == 0, output
+    assert not Registry(home).exists("g3") and not (home / "agents" / "g3").exists()
+    assert run("init", "g3")[0] == 0
 
 
 def test_workspace_delete_is_the_python_call_and_names_a_missing_agent(home) -> None:

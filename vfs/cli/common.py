@@ -19,6 +19,8 @@ from vfs.workspace import Workspace
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+NUMERIC_COLUMNS = {"SIZE", "DURATION", "FIELDS", "IMPORTED", "KEPT", "SKIPPED", "PID"}
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
@@ -126,7 +128,12 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
     table = Table(box=box.SIMPLE_HEAD if on_terminal() else None, pad_edge=False, show_edge=False)
     for title in header:
-        table.add_column(title, no_wrap=not on_terminal(), overflow="fold")
+        table.add_column(
+            title,
+            justify="right" if title in NUMERIC_COLUMNS else "left",
+            no_wrap=not on_terminal(),
+            overflow="fold",
+        )
     for row in rows:
         table.add_row(*["-" if cell is None else str(cell) for cell in row])
     console = _console(sys.stdout)
