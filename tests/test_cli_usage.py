@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from tests.helpers import REPO, require_mode, run_vfs
 from vfs import Workspace
 from vfs.cli import main
+from vfs.cli.common import human_size
 from vfs.state.registry import MODES, Registry
 
 ZONED_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d\d:\d\d")
@@ -227,6 +228,23 @@ def test_sizes_are_human_on_a_terminal_and_exact_for_scripts(home) -> None:
     code, output = run_on_terminal("cache", "stats", "alice")
     assert "budget: 64 MiB" in output
     assert "budget: 67108864" in run("cache", "stats", "alice")[1]
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1024, "1 KiB"),
+        (1536, "1.5 KiB"),
+        (1023 * 1024 + 1000, "1024 KiB"),
+        (506052608, "483 MiB"),
+        (5 << 40, "5 TiB"),
+        (5000 << 40, "5000 TiB"),
+    ],
+)
+def test_human_sizes_use_binary_units_and_three_digits(size: int, text: str) -> None:
+    assert human_size(size) == text
 
 
 def test_times_have_one_form_with_a_zone_everywhere(home) -> None:

@@ -86,7 +86,7 @@ def human_size(size: int) -> str:
         value /= 1024
     if unit == "B":
         return f"{size} B"
-    return f"{value:.3g} {unit}" if value < 1000 else f"{value:.0f} {unit}"
+    return f"{value:.3g} {unit}" if value < 999.5 else f"{value:.0f} {unit}"  # no 1e+03
 
 
 def show_size(size: int | None) -> str:

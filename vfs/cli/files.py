@@ -127,7 +127,7 @@ def agents_rm(ctx: click.Context, agent: str, yes: bool, workspace_too: bool) ->
     finally:
         registry.db.close()
     own = registry.agent_dir(agent)
-    outside = record.workspace != own / "workspace"
+    outside = not record.workspace.is_relative_to(own)
     what = f"agent {agent} and {own}"
     if workspace_too and outside:
         what += f" and its workspace {record.workspace}"
