@@ -332,7 +332,7 @@ def test_long_commands_show_progress_on_a_terminal_only(home, tmp_path) -> None:
 
 
 def test_the_library_reports_progress_of_long_operations(home, tmp_path) -> None:
-    from vfs.backends.hybrid.commit import commit
+    from vfs.backends.hybrid.commit import commit, discard
     from vfs.backends.hybrid.diff import scan
     from vfs.settings.switch import switch_mode
 
@@ -353,6 +353,12 @@ def test_the_library_reports_progress_of_long_operations(home, tmp_path) -> None
         steps = len(scan(ws.files_backend).changes)  # type: ignore[arg-type]
         commit(ws.files_backend, progress=record)  # type: ignore[arg-type]
     assert calls and calls[-1][0] == calls[-1][1] and steps == 3
+    calls.clear()
+    with Workspace.open("alice", home) as ws:
+        ws.fs.pipe("/d1", b"1")
+        ws.fs.pipe("/d2", b"2")
+        assert discard(ws.files_backend, ["/d1", "/d2"], record) == 2  # type: ignore[arg-type]
+    assert calls == [(1, 2), (2, 2)]
     calls.clear()
     with Workspace.open("alice", home) as ws:
         for _ in range(4):
