@@ -19,9 +19,9 @@ Which mode applies, highest first:
 A new agent is created in the mode that applies. ``[defaults] mode`` is meant
 for new agents only: it never speaks for an agent that exists. An existing
 agent's data is in one mode (the registry says which); an explicit mode or a
-setting (2-3) that asks for another mode is never applied behind the user's back, because
-moving data can be slow, can meet commit conflicts and is refused while the
-agent is mounted. Opening the agent then fails with a message that names both
+setting (2-3) that asks for another mode is never applied behind the user's
+back, because moving data can be slow, can meet commit conflicts and is
+refused while the agent is mounted. Opening the agent then fails with a message that names both
 modes and the command that moves the data: ``vfs mode <agent> --apply`` for a
 setting, ``vfs mode <agent> <mode>`` for an explicit mode.
 """
