@@ -9,6 +9,8 @@ import click
 
 from vfs.cli import main
 
+WIDTH = 78  # what click uses on any terminal of 80 columns or more
+
 
 def commands(group: click.Group, prefix: str) -> list[tuple[str, click.Command]]:
     found = []
@@ -39,14 +41,25 @@ def render() -> str:
         "exact byte counts and no progress. Times are local, with their UTC offset.",
         "",
         "```",
-        main.get_help(click.Context(main, info_name="vfs")),
+        main.get_help(_context("vfs")),
         "```",
     ]
     for path, command in commands(main, "vfs"):
-        parent = click.Context(main, info_name="vfs")
-        ctx = click.Context(command, info_name=path.split(" ", 1)[1], parent=parent)
-        lines += ["", f"## `{path}`", "", "```", command.get_help(ctx), "```"]
+        lines += ["", f"## `{path}`", "", "```", command.get_help(_context(path)), "```"]
     return "\n".join(lines) + "\n"
+
+
+def _context(path: str) -> click.Context:
+    """The context `vfs ... --help` runs in, built down the command path so that
+    every context setting (such as ``-h``) applies as on the command line."""
+    names = path.split(" ")
+    ctx = main.make_context(names[0], [], resilient_parsing=True, terminal_width=WIDTH)
+    command: click.Command = main
+    for name in names[1:]:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+        ctx = command.make_context(name, [], parent=ctx, resilient_parsing=True)
+    return ctx
 
 
 if __name__ == "__main__":
