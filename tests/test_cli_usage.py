@@ -60,7 +60,7 @@ def run_on_terminal(*args: str) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_put_and_get_of_a_directory_without_r_fail_in_one_line(home, tmp_path, mode) -> None:
+def test_put_get_and_cp_of_a_directory_without_r_fail_in_one_line(home, tmp_path, mode) -> None:
     require_mode(mode)
     tree = tmp_path / "tree"
     tree.mkdir()
@@ -78,6 +78,12 @@ def test_put_and_get_of_a_directory_without_r_fail_in_one_line(home, tmp_path, m
     assert not out.exists()
     assert run("get", "-r", "alice:/x", str(out))[0] == 0
     assert (out / "sub" / "f.txt").read_text() == "f"
+    run("init", "bob")
+    for target in ("alice:/y", "bob:/y"):
+        code, output = run("cp", "alice:/x", target)
+        assert code == 1 and output == "Error: alice:/x: is a directory; use -r\n"
+        assert run("cp", "-r", "alice:/x", target)[0] == 0
+        assert run("cat", f"{target}/sub/f.txt") == (0, "f")
 
 
 # -- deleting agents -------------------------------------------------------------------

@@ -287,6 +287,8 @@ def cp(ctx: click.Context, source: str, target: str, recursive: bool) -> None:
     """Copy within an agent (sharing content) or between agents."""
     fs1, path1 = _fs(ctx, source)
     fs2, path2 = _fs(ctx, target)
+    if not recursive and fs1.isdir(path1):
+        raise IsADirectoryError(errno.EISDIR, "is a directory; use -r", source)
     if fs1.agent == fs2.agent:
         fs1.copy(path1, path2, recursive=recursive)
         return
