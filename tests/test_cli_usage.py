@@ -331,6 +331,11 @@ def test_long_commands_show_progress_on_a_terminal_only(home, tmp_path) -> None:
     assert code == 0 and finished and int(finished[-1]) >= 30, output
     piped = run_vfs("get", "-r", "alice:/up", str(tmp_path / "down"))
     assert piped.returncode == 0 and piped.stdout == piped.stderr == ""
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "s1.jsonl").write_text('{"type": "message", "id": "e1"}\n')
+    code, output = run_on_terminal("migrate", "alice", str(legacy), "--keep-sources")
+    assert code == 0 and "importing" in output and "IMPORTED" in output, output
     code, output = run_on_terminal("mode", "alice", "disk")
     assert code == 0 and "moving alice to disk mode" in output, output
     code, output = run_on_terminal("mode", "alice", "sqlite", "--json")
