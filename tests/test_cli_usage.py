@@ -262,7 +262,9 @@ def test_times_have_one_form_with_a_zone_everywhere(home) -> None:
     stat = run("stat", "alice:/a.txt")[1]
     runs = run("artifacts", "ls", "alice")[1]
     info = run("info", "alice")[1]
-    for output in (listing, stat, runs, info):
+    assert run("backup", "alice", str(home.parent / "backups"))[0] == 0
+    backups = run("backups", str(home.parent / "backups"), "alice:")[1]
+    for output in (listing, stat, runs, info, backups):
         assert ZONED_TIME.search(output), output
     assert "T" not in "".join(ZONED_TIME.findall(stat))
 
