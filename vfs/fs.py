@@ -12,6 +12,7 @@ import errno
 import os
 import stat
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ from vfs.urls import PROTOCOL, make_url, normalize, split_url
 from vfs.workspace import Workspace
 
 DIR_MODE = 0o755
+_TYPES = {stat.S_IFDIR: "directory", stat.S_IFREG: "file"}
 COPY_BLOCK = 1 << 20
 
 
@@ -165,6 +167,8 @@ class AgentFileSystem(AbstractFileSystem):
     # -- paths -------------------------------------------------------------
 
     def _workspace_path(self, path: Any) -> Any:
+        if type(path) is str and path[:1] == "/" and path[1:2] != "/" and path[-1] != "/":
+            return path  # already a workspace path: every call starts here, so it is quick
         if isinstance(path, list):
             return [self._workspace_path(p) for p in path]
         agent, rest = split_url(os.fspath(path))
@@ -238,10 +242,11 @@ class AgentFileSystem(AbstractFileSystem):
     # -- metadata ------------------------------------------------------------
 
     def _info(self, path: str, attr: Attr) -> dict[str, Any]:
+        kind = stat.S_IFMT(attr.mode)
         info: dict[str, Any] = {
             "name": path,
-            "size": attr.size if not attr.is_dir else 0,
-            "type": "directory" if attr.is_dir else "file" if attr.is_file else "other",
+            "size": 0 if kind == stat.S_IFDIR else attr.size,
+            "type": _TYPES.get(kind, "other"),
             "mode": attr.mode,
             "uid": attr.uid,
             "gid": attr.gid,
@@ -249,9 +254,9 @@ class AgentFileSystem(AbstractFileSystem):
             "created": attr.btime_ns / 1e9,
             "ino": attr.ino,
             "nlink": attr.nlink,
-            "islink": attr.is_link,
+            "islink": kind == stat.S_IFLNK,
         }
-        if attr.is_link:
+        if kind == stat.S_IFLNK:
             # Targets are bytes; one that is not UTF-8 shows escaped, not as an error.
             info["destination"] = self.backend.readlink(attr.ino).decode(
                 "utf-8", "backslashreplace"
@@ -270,19 +275,28 @@ class AgentFileSystem(AbstractFileSystem):
 
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         path = self._strip_protocol(path)
-        return self._info(path, self._resolve(path, follow=False))
+        return self._info(path, self.backend.resolve(path, follow=False))
 
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        return list(self.iterdir(path, detail=detail))
+
+    def iterdir(self, path: str, detail: bool = True) -> Iterator[Any]:
+        """``ls`` one entry at a time: a directory of any size is read page by page,
+        so memory stays bounded by the page, not the directory."""
         path = self._strip_protocol(path)
-        attr = self._resolve(path)
+        backend = self.backend
+        attr = backend.resolve(path, follow=True)
         if not attr.is_dir:
-            entries = [self._info(path, self._resolve(path, follow=False))]
-        else:
-            entries = [
-                self._info(self._child(path, name), child)
-                for name, child, _ in self.backend.readdir(attr.ino)
-            ]
-        return entries if detail else [e["name"] for e in entries]
+            info = self._info(path, backend.resolve(path, follow=False))
+            yield info if detail else path
+            return
+        base = path.rstrip("/")
+        if not detail:
+            for name, _, _ in backend.readdir(attr.ino):
+                yield f"{base}/{name}"
+            return
+        for name, child, _ in backend.readdir(attr.ino):
+            yield self._info(f"{base}/{name}", child)
 
     def modified(self, path: str) -> datetime:
         return datetime.fromtimestamp(self._resolve(path).mtime_ns / 1e9, tz=UTC)
@@ -399,6 +413,12 @@ class AgentFileSystem(AbstractFileSystem):
             # Without a database transaction, defer the write to the commit.
             with self.open(path, "xb" if mode == "create" else "wb") as f:
                 f.write(value)
+            return
+        if mode != "create":
+            # write_file is one transaction that checks the directory is still there;
+            # a directory renamed after the lookup takes the file along, as with open().
+            parent, name = self._parent_for_write(path)
+            backend.write_file(parent, name, bytes(value), FILE_MODE)
             return
         with backend.transaction():
             parent, name = self._parent_for_write(path)
