@@ -111,12 +111,30 @@ class Database:
         self.kind = kind
         self.busy_timeout = busy_timeout
         self._local = threading.local()
-        if not self.path.exists():
-            if not create:
-                raise FileNotFoundError(errno.ENOENT, "no such database", str(self.path))
+        self.create = create
+        if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             create_private_file(self.path)
+        else:
+            self._check_exists()
         self.migrate()
+
+    def _check_exists(self) -> None:
+        """Refuse a database that should exist but is gone or empty.
+
+        SQLite would open an empty (or recreate a missing) file as a new, empty
+        database, and applying the schema to it would silently replace the
+        data with nothing. SQLite writes the header when it enables WAL, so a
+        database this code created is never zero bytes long.
+        """
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                errno.ENOENT, "database file is missing", str(self.path)
+            ) from None
+        if size == 0:
+            raise OSError(errno.EIO, "database file is empty", str(self.path))
 
     # -- connections -----------------------------------------------------
 
@@ -300,8 +318,12 @@ class Database:
         """Apply the migrations this database has not seen, in one transaction."""
         steps = schema.migrations(self.kind)
         latest = steps[-1][0] if steps else 0
-        if self.value("PRAGMA user_version") == latest:
+        version = self.value("PRAGMA user_version")
+        if version == latest:
             return  # the common case needs no write lock
+        if version == 0 and not self.create:
+            # A database only its creator may fill: a schema-less file is not ours.
+            raise OSError(errno.EIO, f"not an agentvfs {self.kind} database", str(self.path))
         with self.write() as conn:
             current = int(self.value("PRAGMA user_version"))
             if current > latest:

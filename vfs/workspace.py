@@ -43,7 +43,7 @@ class Workspace:
         self.home = registry.home
         self.mode = mode or record.mode
         self.read_only = read_only
-        self.db = Database(record.db_path, "agent")
+        self.db = Database(record.db_path, "agent", create=False)  # only create() makes one
         if self.mode in ("disk", "hybrid"):
             record.workspace.mkdir(parents=True, exist_ok=True)
         # The mode's backend, wrapped so that /.vfs/runs serves run artifacts read-only.
