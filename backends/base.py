@@ -26,6 +26,19 @@ SYMLINK_HOPS = 40  # Linux's MAXSYMLINKS
 SETTABLE = ("mode", "uid", "gid", "size", "atime_ns", "mtime_ns", "ctime_ns")
 
 
+@contextlib.contextmanager
+def naming(path: str) -> Iterator[None]:
+    """Errors raised in the block name ``path`` where the engine could name only
+    an inode (``inode N``) or one name in a directory: the caller knows the
+    path the user gave. Absolute paths (a database file, say) stay."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc.filename, str) and not exc.filename.startswith("/"):
+            exc.filename = path
+        raise
+
+
 @dataclass(frozen=True, slots=True)
 class Attr:
     """What ``stat`` says of one inode. Times are nanoseconds since the epoch."""
@@ -211,10 +224,13 @@ class Backend(ABC):
 
     def read_file(self, path: str) -> bytes:
         """The whole content of the file at ``path`` (a final symlink is followed)."""
-        attr = self.resolve(path, follow=True)
-        if attr.is_dir:
-            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
-        return self.read(attr.ino, 0, attr.size)
+        with naming(path):
+            attr = self.resolve(path, follow=True)
+            if attr.is_dir:
+                raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+            if not attr.is_file:  # reading a FIFO or a device would block or worse
+                raise OSError(errno.EINVAL, "not a regular file", path)
+            return self.read(attr.ino, 0, attr.size)
 
     def write_file(self, parent: int, name: str, data: bytes, mode: int = 0o644) -> Attr:
         """Replace ``parent/name`` with ``data`` atomically (see :meth:`publish`)."""
@@ -351,7 +367,11 @@ class _Walk:
             here = self.top
             if here is not None and not here.is_dir:
                 raise NotADirectoryError(errno.ENOTDIR, "Not a directory", self.path)
-            attr = self.backend.lookup(ROOT_INO if here is None else here.ino, name)
+            try:
+                attr = self.backend.lookup(ROOT_INO if here is None else here.ino, name)
+            except FileNotFoundError as exc:
+                exc.filename = self.path  # as open(2) would, not the one name
+                raise
             if attr.is_link and (pending or follow):
                 pending.extend(reversed(self.target_of(attr)))
                 continue

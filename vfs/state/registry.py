@@ -35,7 +35,8 @@ class Registry:
     """Which agents exist under one home directory, and where their data lives."""
 
     def __init__(self, home: str | Path) -> None:
-        self.home = Path(home)
+        # Absolute, so that every path stored or reported stays valid from any directory.
+        self.home = Path(home).absolute()
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.db = Database(self.home / "state.sqlite", "state")
 
