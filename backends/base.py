@@ -14,7 +14,7 @@ import errno
 import os
 import stat
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
 from vfs.backends.names import check_name, split_path
@@ -37,6 +37,19 @@ def naming(path: str) -> Iterator[None]:
         if isinstance(exc.filename, str) and not exc.filename.startswith("/"):
             exc.filename = path
         raise
+
+
+def close_all(handles: Iterable[Handle]) -> None:
+    """Close every handle even when one fails; then raise the first failure
+    (a write that could not land), once."""
+    failure: OSError | None = None
+    for handle in handles:
+        try:
+            handle.close()
+        except OSError as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
 
 
 @dataclass(frozen=True, slots=True)

@@ -361,6 +361,10 @@ class AgentFileSystem(AbstractFileSystem):
 
     @_names_path
     def rm_file(self, path: str) -> None:
+        # Deleting must work on a full disk, to make room: see Database.spending_reserve.
+        self.workspace.db.spending_reserve(lambda: self._rm_file(path))
+
+    def _rm_file(self, path: str) -> None:
         path = self._strip_protocol(path)
         parent, name = self.backend.resolve_parent(path)
         attr = self.backend.lookup(parent, name)
@@ -375,9 +379,13 @@ class AgentFileSystem(AbstractFileSystem):
 
     def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
         paths = self.expand_path(path, recursive=recursive, maxdepth=maxdepth)
-        with self.backend.transaction():
-            for p in sorted(paths, key=len, reverse=True):
-                self.rm_file(p)
+
+        def remove() -> None:
+            with self.backend.transaction():
+                for p in sorted(paths, key=len, reverse=True):
+                    self.rm_file(p)
+
+        self.workspace.db.spending_reserve(remove)
 
     @_names_path
     def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:

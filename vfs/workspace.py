@@ -124,9 +124,12 @@ class Workspace:
         return Transcripts(self.db)
 
     def close(self) -> None:
-        self.backend.close()
-        self.db.close()
-        self.registry.db.close()
+        """Close files and databases; a write that could not land (a full disk)
+        is raised once, after everything is closed."""
+        with contextlib.ExitStack() as stack:
+            stack.callback(self.registry.db.close)
+            stack.callback(self.db.close)
+            self.backend.close()
 
     def __enter__(self) -> Workspace:
         return self

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import xxhash
 
-from vfs.backends.base import ROOT_INO, Attr, Backend, Handle, StatFs
+from vfs.backends.base import ROOT_INO, Attr, Backend, Handle, StatFs, close_all
 from vfs.backends.host import pid_alive
 from vfs.backends.names import check_name
 
@@ -599,11 +599,12 @@ class DiskBackend(Backend):
     def close(self) -> None:
         with self._lock:
             handles = [h for hs in self._handles.values() for h in hs]
-        for handle in handles:
-            handle.close()
-        if self._root_fd >= 0:
-            os.close(self._root_fd)
-            self._root_fd = -1
+        try:
+            close_all(handles)
+        finally:
+            if self._root_fd >= 0:
+                os.close(self._root_fd)
+                self._root_fd = -1
 
 
 class DiskHandle(Handle):

@@ -585,8 +585,10 @@ class HybridBackend(SqliteBackend):
         return Backend.copy_file(self, ino, parent, name)
 
     def close(self) -> None:
-        super().close()
-        self.lower.close()
+        try:
+            super().close()
+        finally:
+            self.lower.close()
 
 
 __all__ = ["LOWER_INO_BASE", "HybridBackend", "LowerHandle"]

@@ -21,7 +21,7 @@ from typing import Any
 
 import xxhash
 
-from vfs.backends.base import ROOT_INO, Attr, Backend, Handle, StatFs
+from vfs.backends.base import ROOT_INO, Attr, Backend, Handle, StatFs, close_all
 from vfs.backends.chunks import DEFAULT_CHUNK_SIZE, ChunkStore, verified
 from vfs.backends.db import Database
 from vfs.backends.names import check_name, split_path
@@ -725,9 +725,10 @@ class SqliteBackend(Backend):
     def close(self) -> None:
         with self._lock:
             handles = [h for hs in self._handles.values() for h in hs]
-        for handle in handles:
-            handle.close()
-        self.inode_locks.close()
+        try:
+            close_all(handles)
+        finally:
+            self.inode_locks.close()
 
 
 __all__ = ["RENAME_EXCHANGE", "RENAME_NOREPLACE", "SqliteBackend", "SqliteHandle"]
