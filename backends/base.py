@@ -26,16 +26,21 @@ SYMLINK_HOPS = 40  # Linux's MAXSYMLINKS
 SETTABLE = ("mode", "uid", "gid", "size", "atime_ns", "mtime_ns", "ctime_ns")
 
 
+def rename_error(exc: OSError, path: str) -> None:
+    """Make ``exc`` name ``path`` where the engine could name only an inode
+    (``inode N``) or one name in a directory: the caller knows the path the
+    user gave. Absolute paths (a database file, say) stay."""
+    if isinstance(exc.filename, str) and not exc.filename.startswith("/"):
+        exc.filename = path
+
+
 @contextlib.contextmanager
 def naming(path: str) -> Iterator[None]:
-    """Errors raised in the block name ``path`` where the engine could name only
-    an inode (``inode N``) or one name in a directory: the caller knows the
-    path the user gave. Absolute paths (a database file, say) stay."""
+    """Errors raised in the block name ``path`` (see :func:`rename_error`)."""
     try:
         yield
     except OSError as exc:
-        if isinstance(exc.filename, str) and not exc.filename.startswith("/"):
-            exc.filename = path
+        rename_error(exc, path)
         raise
 
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from fsspec.spec import AbstractFileSystem
 from fsspec.transaction import Transaction
 
-from vfs.backends.base import Attr, Backend, naming
+from vfs.backends.base import Attr, Backend, rename_error
 from vfs.fs_file import FILE_MODE, AgentFile
 from vfs.settings import default_home
 from vfs.urls import PROTOCOL, make_url, normalize, split_url
@@ -37,8 +37,11 @@ def _names_path(method: _Method) -> _Method:
 
     @functools.wraps(method)
     def wrapper(self: AgentFileSystem, path: Any, *args: Any, **kwargs: Any) -> Any:
-        with naming(self._strip_protocol(path) if isinstance(path, str) else str(path)):
+        try:
             return method(self, path, *args, **kwargs)
+        except OSError as exc:  # not a with block: this wraps every read
+            rename_error(exc, self._strip_protocol(path) if isinstance(path, str) else str(path))
+            raise
 
     return wrapper  # type: ignore[return-value]
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from fsspec.spec import AbstractBufferedFile
 
-from vfs.backends.base import Handle, naming
+from vfs.backends.base import Handle, rename_error
 
 if TYPE_CHECKING:
     from vfs.fs import AgentFileSystem
@@ -26,8 +26,11 @@ def _names_file(method: _Method) -> _Method:
 
     @functools.wraps(method)
     def wrapper(self: AgentFile, *args: Any, **kwargs: Any) -> Any:
-        with naming(self.path):
+        try:
             return method(self, *args, **kwargs)
+        except OSError as exc:
+            rename_error(exc, self.path)
+            raise
 
     return wrapper  # type: ignore[return-value]
 
