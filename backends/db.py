@@ -86,6 +86,17 @@ def translated_errors(path: str | os.PathLike[str] | None = None) -> Iterator[No
         raise os_error(exc, path) from exc
 
 
+# What this process's writes are recorded as in change journals, unless a
+# Database says otherwise: the front ends name themselves (cli, mount, fsspec).
+process_writer = "python"
+
+
+def name_writer(label: str) -> None:
+    """Record this process's later writes as ``label`` (new Databases only)."""
+    global process_writer
+    process_writer = label
+
+
 def create_private_file(path: Path) -> None:
     """Create ``path`` with mode 0600 if it does not exist (SQLite's -wal and
     -shm files copy the database file's permissions)."""
@@ -132,6 +143,9 @@ class Database:
         self.path = Path(path)
         self.kind = kind
         self.busy_timeout = busy_timeout
+        #: who writes, for the change journal (``<writer>:<pid>``)
+        self.writer = process_writer
+        self._journaled = False
         self._local = threading.local()
         self.create = create
         if create:
@@ -140,7 +154,8 @@ class Database:
         else:
             self._check_exists()
         self.migrate()
-        self.keep_reserve()
+        # Agent databases journal their file tables (schema/agent/0005_change_journal.sql).
+        self._journaled = kind == "agent"
 
     def _check_exists(self) -> None:
         """Refuse a database that should exist but is gone or empty.
@@ -328,6 +343,9 @@ class Database:
         name = f"sp{depth}"
         with self._translated():
             conn.execute(f"SAVEPOINT {name}" if depth else "BEGIN IMMEDIATE")
+            if not depth and self._journaled:
+                # Journal rows past this mark are this transaction's: the write lock is ours.
+                local.journal_mark = conn.execute("SELECT coalesce(max(seq), 0) FROM journal").get
         local.depth = depth + 1
         try:
             yield conn
@@ -345,8 +363,13 @@ class Database:
         with self._translated():
             if depth:
                 conn.execute(f"RELEASE {name}")
-            else:
-                self._commit(conn)
+                return
+            if self._journaled:
+                conn.execute(
+                    "UPDATE journal SET writer = ? WHERE seq > ?",
+                    (f"{self.writer}:{os.getpid()}", local.journal_mark),
+                )
+            self._commit(conn)
 
     def _commit(self, conn: apsw.Connection) -> None:
         # COMMIT can meet SQLITE_BUSY while readers finish a checkpoint; the

@@ -19,6 +19,7 @@ from vfs.state.registry import AgentRecord, Registry
 if TYPE_CHECKING:
     from vfs.fs import AgentFileSystem
     from vfs.stores import Artifacts, Caches, Sessions, Transcripts
+    from vfs.watch import Watcher
 
 
 class Workspace:
@@ -45,6 +46,7 @@ class Workspace:
         self.mode = mode or record.mode
         self.read_only = read_only
         self.db = Database(record.db_path, "agent", create=False)  # only create() makes one
+        self.db.keep_reserve()  # room to open and delete on a full disk
         if self.mode in ("disk", "hybrid"):
             record.workspace.mkdir(parents=True, exist_ok=True)
         # The mode's backend, wrapped so that /.vfs/runs serves run artifacts read-only.
@@ -124,6 +126,12 @@ class Workspace:
         from vfs.stores import Transcripts
 
         return Transcripts(self.db)
+
+    def watch(self, path: str = "/") -> Watcher:
+        """Change events under ``path`` from any writer, within 100 ms (see :mod:`vfs.watch`)."""
+        from vfs.watch import Watcher
+
+        return Watcher(self.db, self.mode, self.record.workspace, path)
 
     def close(self) -> None:
         """Close files and databases; a write that could not land (a full disk)

@@ -39,6 +39,7 @@ class Registry:
         self.home = Path(home).absolute()
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.db = Database(self.home / "state.sqlite", "state")
+        self.db.keep_reserve()
 
     def agent_dir(self, agent: str) -> Path:
         return self.home / "agents" / check_agent_id(agent)
