@@ -4,10 +4,16 @@ A commit is journaled: the whole plan is written to ``overlay_commit_ops``
 before the disk is touched, each step is marked done after it, and the
 database rows are cleared only when every disk step is done. The plan orders
 the steps so that redoing any of them is harmless: all new content is first
-staged (written and fsynced) in a staging directory inside the lower root,
-then deletions are applied, then staged files are renamed into place (one
-atomic replace per file), then metadata is set. A commit killed at any point
-is finished by the next commit (or :func:`resume`).
+staged (written and fsynced) in a staging directory, then deletions are
+applied, then staged files are renamed into place (one atomic replace per
+file), then metadata is set. A commit killed at any point is finished by the
+next commit (or :func:`resume`).
+
+The staging directory is the agent's own (beside its database) when that is
+on the same mount as the lower tree, so that nothing in the lower tree is
+ever created or removed but what the overlay changed. Only when a rename from
+there cannot reach the tree is it a directory in the lower root with a fresh
+random name, recorded in the journal so that only that one is ever removed.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import secrets
 import shutil
 import stat
 import time
@@ -35,7 +42,7 @@ from vfs.backends.hybrid.diff import (
     scan,
     tree_stamp,
 )
-from vfs.backends.hybrid.lower import STAGING_DIR, hash_fd
+from vfs.backends.hybrid.lower import hash_fd
 from vfs.backends.steps import step
 
 if TYPE_CHECKING:
@@ -44,6 +51,11 @@ if TYPE_CHECKING:
 _COLUMNS = (
     "phase", "op", "path", "source", "ino", "parent", "name", "staged", "mode", "mtime_ns", "stamp",
 )  # fmt: skip
+# The journal row that names the staging directory: ``path`` is absolute for the
+# agent's own directory (``name`` HOME), else relative to the lower root (LOWER).
+_STAGING_OP, _HOME, _LOWER = "staging", "home", "lower"
+_LOWER_STAGING_PREFIX = ".agentvfs-staging-"
+_OLD_STAGING = ".agentvfs-commit"  # where journals without a staging row staged
 
 
 @dataclass(frozen=True)
@@ -109,20 +121,27 @@ def _conflict(backend: HybridBackend, check: Check) -> str | None:
         return "created on disk since" if st is not None else None
     if st is None:
         return None if check.deleted else "deleted on disk since the overlay copied it"
+    if check.digest and check.digest.startswith(TREE_STAMP_PREFIX):
+        # The stamp taken when the overlay hid the directory: an exact answer,
+        # where comparing file times with the replacement's birth is not (a tree
+        # made on disk just before the overlay replaced it looks changed after).
+        if not stat.S_ISDIR(st.st_mode) or tree_stamp(backend.lower, check.path) != check.digest:
+            what = "replaced" if check.unchanged_since is not None else "deleted"
+            return f"changed on disk since the overlay {what} it"
+        return None
     if check.unchanged_since is not None and _changed_after(
         backend, check.path, st, check.unchanged_since
     ):
         return "changed on disk since the overlay replaced it"
-    if check.digest and check.digest.startswith(TREE_STAMP_PREFIX):
-        if not stat.S_ISDIR(st.st_mode) or tree_stamp(backend.lower, check.path) != check.digest:
-            return "changed on disk since the overlay deleted it"
-        return None
-    if check.size is None or (st.st_size == check.size and st.st_mtime_ns == check.mtime_ns):
+    if check.size is None:
         return None
     if st.st_size == check.size and check.digest and stat.S_ISREG(st.st_mode):
+        # Size and mtime can both be put back (``touch -d``); the hash cannot.
         with backend.lower.fd(check.path, os.O_RDONLY) as descriptor:
             if hash_fd(descriptor) == check.digest:
-                return None  # touched, not changed
+                return None  # unchanged, or touched only
+    elif st.st_size == check.size and st.st_mtime_ns == check.mtime_ns and not check.digest:
+        return None
     return "changed on disk since the overlay copied it"
 
 
@@ -242,9 +261,14 @@ def _commit(backend: HybridBackend, paths: list[str] | None, force: bool) -> Com
     if not actions:
         return report
     order = sorted(range(len(actions)), key=lambda i: (actions[i].phase, i))
+    staging, where = _choose_staging(backend)
     with backend.db.write():
         if pending(backend):
             raise OSError(errno.EBUSY, "another commit is under way")
+        backend.db.execute(
+            "INSERT INTO overlay_commit_ops (phase, op, path, name, done) VALUES (0, ?, ?, ?, 1)",
+            (_STAGING_OP, staging, where),
+        )
         backend.db.conn.executemany(
             f"INSERT INTO overlay_commit_ops ({', '.join(_COLUMNS)}) VALUES"
             f" ({', '.join('?' * len(_COLUMNS))})",
@@ -268,13 +292,64 @@ def _resume(backend: HybridBackend) -> bool:
     return True
 
 
+def _mount_id(fd: int) -> str | None:
+    """The id of the mount ``fd`` is on: a rename works only within one."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as info:
+            for line in info:
+                if line.startswith("mnt_id:"):
+                    return line.split()[1]
+    except OSError:
+        pass
+    return None
+
+
+def _choose_staging(backend: HybridBackend) -> tuple[str, str]:
+    """Where a new commit stages its files: (location, HOME or LOWER)."""
+    home = backend.db.path.parent / "commit-staging"
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(home)  # left by a commit that was then discarded
+    fd = os.open(home.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        same_device = os.fstat(fd).st_dev == os.fstat(backend.lower.root_fd).st_dev
+        same_mount = _mount_id(fd) == _mount_id(backend.lower.root_fd)
+    finally:
+        os.close(fd)
+    if same_device and same_mount:
+        return str(home), _HOME
+    while True:  # a name nobody has: the commit may remove it, and only it
+        name = _LOWER_STAGING_PREFIX + secrets.token_hex(8)
+        if backend.lower.lstat_or_none(name) is None:
+            return name, _LOWER
+
+
+def _staging_of(backend: HybridBackend) -> tuple[str, str] | None:
+    """Where the pending commit stages its files; None when none is pending."""
+    row = backend.db.one("SELECT path, name FROM overlay_commit_ops WHERE op = ?", (_STAGING_OP,))
+    if row is not None:
+        return row[0], row[1]
+    if pending(backend):  # planned before the journal named its staging directory
+        return _OLD_STAGING, _LOWER
+    return None
+
+
+def _remove_staging(backend: HybridBackend, staging: tuple[str, str] | None) -> None:
+    if staging is None:
+        return
+    location, where = staging
+    with contextlib.suppress(FileNotFoundError):
+        if where == _HOME:
+            shutil.rmtree(location)
+        else:
+            shutil.rmtree(location, dir_fd=backend.lower.root_fd)
+
+
 def _run(backend: HybridBackend) -> None:
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(STAGING_DIR, 0o700, dir_fd=backend.lower.root_fd)
+    staging = _staging_of(backend) or (_OLD_STAGING, _LOWER)
     rows = backend.db.query(
         f"SELECT seq, {', '.join(_COLUMNS)} FROM overlay_commit_ops WHERE done = 0 ORDER BY seq"
     )
-    disk = _Disk(backend)
+    disk = _Disk(backend, staging)
     try:
         for row in rows:
             action = Action(**dict(zip(_COLUMNS, row[1:], strict=True)))
@@ -289,8 +364,7 @@ def _run(backend: HybridBackend) -> None:
     finally:
         disk.close()
     backend.db.execute("DELETE FROM overlay_commit_ops")
-    with contextlib.suppress(OSError):
-        shutil.rmtree(STAGING_DIR, dir_fd=backend.lower.root_fd)
+    _remove_staging(backend, staging)
 
 
 def _mark_done(backend: HybridBackend, seq: int) -> None:
@@ -332,10 +406,12 @@ def _settle(backend: HybridBackend, action: Action) -> None:
 class _Disk:
     """The disk side of each journaled step; every one can be redone safely."""
 
-    def __init__(self, backend: HybridBackend) -> None:
+    def __init__(self, backend: HybridBackend, staging: tuple[str, str]) -> None:
         self.backend = backend
         self.lower = backend.lower
         self._fds: dict[str, int] = {}
+        self._staging_fd = -1
+        self._staging_at = staging
 
     def _parent_fd(self, path: str) -> tuple[int, str]:
         """An open directory descriptor for ``path``'s parent (created if missing)."""
@@ -358,9 +434,20 @@ class _Disk:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
+        if self._staging_fd >= 0:
+            os.close(self._staging_fd)
+            self._staging_fd = -1
 
     def _staging(self) -> int:
-        return self._fd_of(STAGING_DIR)
+        if self._staging_fd < 0:
+            location, where = self._staging_at
+            root = self.lower.root_fd if where == _LOWER else None
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(location, 0o700, dir_fd=root)
+            self._staging_fd = os.open(
+                location, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root
+            )
+        return self._staging_fd
 
     def stage(self, action: Action) -> None:
         name = str(action.staged)
@@ -479,6 +566,7 @@ def _discard(backend: HybridBackend, paths: list[str] | None) -> int:
         c for c in scan(backend).changes if _in_scope(c, [p.strip("/") for p in paths or []])
     ]
     db = backend.db
+    staging = _staging_of(backend)
     with db.write():
         if paths and pending(backend):
             raise OSError(
@@ -496,8 +584,7 @@ def _discard(backend: HybridBackend, paths: list[str] | None) -> int:
                 _discard_path(backend, path.strip("/"))
         _collect(backend)
     if not paths:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(STAGING_DIR, dir_fd=backend.lower.root_fd)
+        _remove_staging(backend, staging)
     return len(changes)
 
 

@@ -29,9 +29,6 @@ class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 
-#: the commit's staging directory in the lower root; the overlay never shows it
-STAGING_DIR = ".agentvfs-commit"
-
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 _have_openat2 = True
@@ -124,8 +121,6 @@ class LowerTree:
             raise
 
     def lstat_or_none(self, path: str) -> os.stat_result | None:
-        if path == STAGING_DIR:
-            return None
         try:
             return self.lstat(path)
         except FileNotFoundError:
@@ -143,8 +138,6 @@ class LowerTree:
             found = []
             with os.scandir(descriptor) as entries:
                 for entry in entries:
-                    if not path and entry.name == STAGING_DIR:
-                        continue
                     try:
                         found.append((entry.name, entry.stat(follow_symlinks=False)))
                     except FileNotFoundError:
