@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,7 +13,11 @@ from vfs.backends import Backend, Database, open_backend
 from vfs.backends.runs_view import ReservedTree
 from vfs.settings import resolve_home
 from vfs.settings.config import check_explicit_mode, resolve_mode
-from vfs.settings.switch import finish_interrupted_switch
+from vfs.settings.switch import (
+    UnfinishedSwitch,
+    UnfinishedSwitchWarning,
+    finish_interrupted_switch,
+)
 from vfs.state.registry import AgentRecord, Registry
 
 if TYPE_CHECKING:
@@ -68,7 +73,12 @@ class Workspace:
         Raises ``FileNotFoundError`` naming the agent when it does not exist.
         """
         registry = Registry(resolve_home(home))
-        finish_interrupted_switch(registry, agent)  # its cleanup would drop new writes
+        try:
+            finish_interrupted_switch(registry, agent)  # its cleanup would drop new writes
+        except UnfinishedSwitch as unfinished:
+            # The agent stays usable: in its old mode, or read-only past the flip.
+            warnings.warn(str(unfinished), UnfinishedSwitchWarning, stacklevel=2)
+            read_only = read_only or unfinished.flipped
         mode = resolve_mode(registry, agent, mode)  # AGENT_VFS_MODE and config.toml
         if create and not registry.exists(agent):
             with contextlib.suppress(FileExistsError):  # another process created it first
