@@ -1,4 +1,4 @@
-"""The background mount process that ``vfs mount`` starts (``python -m mount``)."""
+"""The background mount process that ``vfs mount`` starts (``python -m vfs.mount``)."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,6 @@ import pytest
 from tests.helpers import disk_tree, run_vfs, workspace_tree
 from vfs import Workspace
 from vfs.backends.hybrid.diff import scan
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def make_changes(home: Path, tree: Path, agent: str) -> dict[str, bytes | None]:
@@ -61,7 +60,9 @@ def test_two_commits_at_once_apply_every_change_once(home, tmp_path):
     tree = tmp_path / "tree"
     expected = make_changes(home, tree, "alice")
     commits = [
-        subprocess.Popen([str(REPO / ".venv/bin/vfs"), "commit", "alice"], stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [str(Path(sys.executable).with_name("vfs")), "commit", "alice"], stderr=subprocess.PIPE
+        )
         for _ in range(2)
     ]
     for process in commits:

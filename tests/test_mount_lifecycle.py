@@ -24,7 +24,7 @@ from test_mount_support import (
     require_backend,
 )
 
-import vfs.mount.process
+import vfs.mount.process as mount_process
 from vfs import Workspace
 from vfs.cli import main
 from vfs.mount.operations import kernel_op
@@ -108,7 +108,7 @@ def test_mount_without_dev_fuse_says_so(tmp_path: Path, monkeypatch: pytest.Monk
     home = tmp_path / "home"
     create_agent(home, "sqlite")
     (tmp_path / "mnt").mkdir()
-    monkeypatch.setattr(vfs.mount.process, "FUSE_DEVICE", tmp_path / "no-such-device")
+    monkeypatch.setattr(mount_process, "FUSE_DEVICE", tmp_path / "no-such-device")
     result = CliRunner().invoke(
         main, ["--home", str(home), "mount", "alice", str(tmp_path / "mnt")]
     )
@@ -165,7 +165,7 @@ def test_sigkill_mid_write_then_remount_loses_nothing_committed(tmp_path: Path, 
     home, where, log = tmp_path / "home", tmp_path / "mnt", tmp_path / "written.log"
     create_agent(home, mode)
     where.mkdir()
-    first = vfs.mount.process.start("alice", where, home=home)
+    first = mount_process.start("alice", where, home=home)
     try:
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(where), str(log)])
         try:
@@ -182,10 +182,10 @@ def test_sigkill_mid_write_then_remount_loses_nothing_committed(tmp_path: Path, 
         assert where in mount_table()  # dead, but still mounted
         assert json.loads(vfs("mounts", "--json", home=home).stdout) == []  # stale record dropped
         # The next mount clears the dead mount point itself.
-        remount = vfs.mount.process.start("alice", where, home=home)
-        vfs.mount.process.stop(remount, where)
+        remount = mount_process.start("alice", where, home=home)
+        mount_process.stop(remount, where)
     finally:
-        vfs.mount.process.stop(first, where)
+        mount_process.stop(first, where)
     committed = log.read_text().split()
     assert len(committed) >= 30
     with mount_agent(home, where, mode=mode):
@@ -343,6 +343,6 @@ def test_foreground_mount_stays_attached_until_interrupted(tmp_path: Path) -> No
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
     finally:
-        vfs.mount.process.stop(process, where)  # type: ignore[arg-type]
+        mount_process.stop(process, where)  # type: ignore[arg-type]
     assert where not in mount_table()
     assert read_back(home, "/fg.txt") == b"foreground"
