@@ -144,3 +144,20 @@ def test_a_disk_touch_after_a_copy_up_is_not_an_overlay_change(make_workspace, t
     assert scan(backend).changes == []
     commit(backend, force=True)
     assert (tree / "notes.txt").stat().st_mtime_ns == 1_000_000_000
+
+
+def test_vfs_commit_of_replaced_fresh_lower_directories_reports_no_conflict(home, tmp_path):
+    root = tmp_path / "tree"
+    root.mkdir()
+    Workspace.create("alice", home, mode="hybrid", workspace=root).close()
+    for run in range(10):
+        (root / f"d{run}" / "sub").mkdir(parents=True)
+        (root / f"d{run}" / "sub" / "old.txt").write_text("old")
+        with Workspace.open("alice", home) as ws:
+            ws.fs.rm(f"d{run}", recursive=True)
+            ws.fs.mkdir(f"d{run}")
+            ws.fs.pipe(f"d{run}/fresh.txt", b"fresh")
+        result = run_vfs("commit", "alice", "--json")
+        assert result.returncode == 0, (run, result.stdout, result.stderr)
+        assert json.loads(result.stdout)["conflicts"] == []
+        assert sorted(os.listdir(root / f"d{run}")) == ["fresh.txt"]

@@ -8,6 +8,7 @@ import os
 import resource
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,37 @@ def test_an_interrupted_switch_whose_finish_fails_on_open_leaves_the_agent_reada
     assert "`vfs mode alice disk`" in second.stderr
     assert run_vfs("mode", "alice", "disk").returncode == 0
     assert disk_tree(agent_files(home) / "workspace") == expected
+
+
+def test_a_failed_switch_past_the_mode_flip_opens_read_only_and_can_only_be_finished(home):
+    with Workspace.create("alice", home, mode="sqlite") as ws:
+        ws.fs.pipe("/keep.txt", b"k")
+        expected = workspace_tree(ws)
+    # steps: recorded, root exported, data complete, mode flipped: killed before the cleanup
+    killed = run_vfs("mode", "alice", "disk", kill_after=4)
+    assert killed.returncode == -9, killed.stderr
+    assert run_vfs("mode", "alice").stdout.strip() == "disk"
+    # as a finish that failed on the cleanup leaves it
+    (agent_files(home) / "switch.failed").write_text("Input/output error\n")
+    with (
+        pytest.warns(UnfinishedSwitchWarning, match="read-only"),
+        Workspace.open("alice", home) as ws,
+    ):
+        assert ws.read_only and ws.fs.cat("/keep.txt") == b"k"
+        with pytest.raises(OSError):
+            ws.fs.pipe("/new.txt", b"lost to the cleanup otherwise")
+    result = run_vfs("cat", "alice:/keep.txt")
+    assert (result.returncode, result.stdout) == (0, "k")
+    assert "read-only until it is finished" in result.stderr
+    refused = run_vfs("mode", "alice", "--abort")
+    assert refused.returncode == 1
+    assert "past the point where it can be undone" in refused.stderr
+    finished = run_vfs("mode", "alice", "disk")
+    assert finished.returncode == 0, finished.stderr
+    assert disk_tree(agent_files(home) / "workspace") == expected
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with Workspace.open("alice", home) as ws:
+            assert not ws.read_only
+            ws.fs.pipe("/new.txt", b"new")
+    assert (agent_files(home) / "workspace" / "new.txt").read_bytes() == b"new"
