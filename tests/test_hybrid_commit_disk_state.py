@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -47,9 +49,14 @@ def test_commit_and_discard_through_the_cli_keep_a_users_directory_named_like_st
     with Workspace.create("alice", home, mode="hybrid", workspace=tree) as ws:
         ws.fs.pipe("src/new.py", b"new")
     before = disk_tree(tree)
+    killed = run_vfs("commit", "alice", kill_after=2)  # staged, nothing placed yet
+    assert killed.returncode == -9, killed.stderr
+    assert disk_tree(tree) == before  # staging is in the agent's own directory
+    assert os.listdir(home / "agents" / "alice" / "commit-staging") == ["1"]
     result = run_vfs("commit", "alice")
     assert result.returncode == 0, result.stderr
     assert disk_tree(tree) == {**before, "src/new.py": b"new"}
+    assert not (home / "agents" / "alice" / "commit-staging").exists()
     with Workspace.open("alice", home) as ws:
         ws.fs.pipe("src/later.py", b"later")
     result = run_vfs("discard", "alice")
@@ -161,3 +168,32 @@ def test_vfs_commit_of_replaced_fresh_lower_directories_reports_no_conflict(home
         assert result.returncode == 0, (run, result.stdout, result.stderr)
         assert json.loads(result.stdout)["conflicts"] == []
         assert sorted(os.listdir(root / f"d{run}")) == ["fresh.txt"]
+
+
+SHM = Path("/dev/shm")
+
+
+@pytest.mark.skipif(not SHM.is_dir(), reason="needs /dev/shm, a filesystem apart from the tests'")
+@pytest.mark.parametrize("kill_after", [None, 2, 4])
+def test_a_home_on_another_filesystem_stages_in_a_fresh_lower_directory_and_removes_only_it(
+    tree, monkeypatch, kill_after
+):
+    home = Path(tempfile.mkdtemp(dir=SHM))
+    try:
+        if os.stat(home).st_dev == os.stat(tree).st_dev:
+            pytest.skip("/dev/shm is on the same filesystem as the test tree here")
+        monkeypatch.setenv("AGENT_VFS_HOME", str(home))
+        with Workspace.create("alice", home, mode="hybrid", workspace=tree) as ws:
+            ws.fs.pipe("notes.txt", b"changed\n")
+            ws.fs.pipe("src/new.py", b"new")
+        before = disk_tree(tree)
+        if kill_after is not None:
+            killed = run_vfs("commit", "alice", kill_after=kill_after)
+            assert killed.returncode == -9, killed.stderr
+            staging = [n for n in os.listdir(tree) if n.startswith(".agentvfs-staging-")]
+            assert len(staging) == 1 and len(staging[0]) == len(".agentvfs-staging-") + 16
+        result = run_vfs("commit", "alice")
+        assert result.returncode == 0, result.stderr
+        assert disk_tree(tree) == {**before, "notes.txt": b"changed\n", "src/new.py": b"new"}
+    finally:
+        shutil.rmtree(home)
