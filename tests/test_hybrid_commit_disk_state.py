@@ -123,8 +123,9 @@ def test_a_same_size_disk_edit_with_its_mtime_restored_is_a_conflict(home, tree)
     assert target.read_text() == "one\ntwo\nthree\n"
 
 
+@pytest.mark.parametrize("front_end", ["cli", "api"])
 def test_forced_commit_of_an_overlay_chmod_keeps_the_disk_edits_mtime_and_reports_its_size(
-    home, tree
+    home, tree, front_end
 ):
     with Workspace.create("alice", home, mode="hybrid", workspace=tree) as ws:
         ws.fs.chmod("notes.txt", 0o600)
@@ -132,11 +133,17 @@ def test_forced_commit_of_an_overlay_chmod_keeps_the_disk_edits_mtime_and_report
     target.write_text("edited on disk, longer\n")
     os.utime(target, ns=(2_000_000_000_000_000_000, 2_000_000_000_000_000_000))
     edited = target.stat()
-    refused = run_vfs("commit", "alice", "--json")
-    assert refused.returncode == 1, refused.stderr
-    result = run_vfs("commit", "alice", "--force", "--json")
-    assert result.returncode == 0, result.stderr
-    committed = json.loads(result.stdout)["committed"]
+    if front_end == "cli":
+        refused = run_vfs("commit", "alice", "--json")
+        assert refused.returncode == 1, refused.stderr
+        result = run_vfs("commit", "alice", "--force", "--json")
+        assert result.returncode == 0, result.stderr
+        committed = json.loads(result.stdout)["committed"]
+    else:
+        with Workspace.open("alice", home) as ws:
+            assert [c.path for c in commit(ws.files_backend).conflicts] == ["notes.txt"]
+            report = commit(ws.files_backend, force=True)
+            committed = [c.as_dict() for c in report.committed]
     assert [(c["path"], c["size"]) for c in committed] == [("notes.txt", edited.st_size)]
     st = target.stat()
     assert (st.st_mode & 0o777, st.st_mtime_ns) == (0o600, edited.st_mtime_ns)

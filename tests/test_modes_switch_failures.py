@@ -85,6 +85,26 @@ def test_a_non_utf8_name_on_disk_is_refused_on_the_way_to_sqlite(home, tmp_path,
     assert refused.value.errno == errno.EILSEQ
 
 
+def test_content_larger_than_the_free_space_is_refused_before_the_switch_starts(home, tmp_path):
+    st = os.statvfs(tmp_path)
+    if st.f_bavail * st.f_frsize > 1 << 43:
+        pytest.skip("the test filesystem has more than 8 TiB free: the sparse file would fit")
+    tree = tmp_path / "tree"
+    with Workspace.create("alice", home, mode="disk", workspace=tree) as ws:
+        ws.fs.pipe("/keep.txt", b"k")
+    with open(tree / "sparse.img", "wb") as sparse:
+        sparse.truncate(1 << 43)  # 8 TiB, apparently: more than the disk holds
+    result = run_vfs("mode", "alice", "sqlite")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot switch alice to sqlite mode" in lines[0]
+    assert f"{(1 << 43) + 1} bytes to move" in lines[0]
+    assert_usable_in(home, "disk")
+    with pytest.raises(OSError) as refused:
+        switch_mode("alice", "sqlite", home)
+    assert refused.value.errno == errno.ENOSPC
+
+
 @pytest.mark.parametrize("mode", ["sqlite", "disk", "hybrid"])
 def test_a_path_longer_than_path_max_is_refused_like_a_local_filesystem(home, tmp_path, mode):
     too_long = "/" + "/".join(["d" * 250] * 20) + "/x"
