@@ -86,7 +86,14 @@ class UnfinishedSwitch(Exception):
     be read until the switch is finished.
     """
 
-    def __init__(self, agent: str, switch: PendingSwitch, reason: str, flipped: bool) -> None:
+    def __init__(
+        self,
+        agent: str,
+        switch: PendingSwitch,
+        reason: str,
+        flipped: bool,
+        state: str = "is unfinished",
+    ) -> None:
         self.agent, self.switch, self.reason, self.flipped = agent, switch, reason, flipped
         to = switch.to_mode
         if flipped:
@@ -100,7 +107,7 @@ class UnfinishedSwitch(Exception):
                 f" `vfs mode {agent} {to}`, or `vfs mode {agent} --abort` to undo it"
             )
         super().__init__(
-            f"the switch of {agent} from {switch.from_mode} to {to} mode is unfinished"
+            f"the switch of {agent} from {switch.from_mode} to {to} mode {state}"
             f" ({reason}); {advice}"
         )
 
@@ -192,18 +199,19 @@ def _attempt(
         return None
     try:
         return _finish(registry, agent, db)
-    except OSError as exc:
+    except Exception as exc:  # any failure: retried on every open, it would lock the agent
         if pending_switch(db) is None:
             raise  # refused and forgotten (commit conflicts)
         reason = _reason(exc)
         _failed_marker(registry, agent).write_text(reason + "\n")
-        failed = UnfinishedSwitch(
-            agent, switch, reason, registry.get(agent).mode != switch.from_mode
-        )
-        raise OSError(exc.errno, str(failed).replace(" is unfinished", " stopped")) from exc
+        flipped = registry.get(agent).mode != switch.from_mode
+        failed = UnfinishedSwitch(agent, switch, reason, flipped, state="stopped")
+        raise OSError(getattr(exc, "errno", None) or errno.EIO, str(failed)) from exc
 
 
-def _reason(exc: OSError) -> str:
+def _reason(exc: Exception) -> str:
+    if not isinstance(exc, OSError):
+        return str(exc) or type(exc).__name__
     text = exc.strerror or str(exc)
     return f"{text}: {short_path(str(exc.filename))}" if exc.filename else text
 
@@ -232,7 +240,7 @@ def finish_interrupted_switch(registry: Registry, agent: str) -> bool:
             raise UnfinishedSwitch(agent, unfinished, failed.read_text().strip(), flipped)
         try:
             _finish(registry, agent, db)
-        except OSError as exc:
+        except Exception as exc:  # see _attempt
             reason = _reason(exc)
             failed.write_text(reason + "\n")
             flipped = registry.get(agent).mode != unfinished.from_mode
