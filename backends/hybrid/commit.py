@@ -8,12 +8,7 @@ staged (written and fsynced) in a staging directory, then deletions are
 applied, then staged files are renamed into place (one atomic replace per
 file), then metadata is set. A commit killed at any point is finished by the
 next commit (or :func:`resume`).
-
-The staging directory is the agent's own (beside its database) when that is
-on the same mount as the lower tree, so that nothing in the lower tree is
-ever created or removed but what the overlay changed. Only when a rename from
-there cannot reach the tree is it a directory in the lower root with a fresh
-random name, recorded in the journal so that only that one is ever removed.
+(:mod:`~vfs.backends.hybrid.staging` says where files are staged.)
 """
 
 from __future__ import annotations
@@ -22,7 +17,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import secrets
 import shutil
 import stat
 import time
@@ -31,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from vfs.backends.base import ROOT_INO
+from vfs.backends.hybrid import staging
 from vfs.backends.hybrid.diff import (
     DATABASE_OPS,
     TREE_STAMP_PREFIX,
@@ -51,11 +46,6 @@ if TYPE_CHECKING:
 _COLUMNS = (
     "phase", "op", "path", "source", "ino", "parent", "name", "staged", "mode", "mtime_ns", "stamp",
 )  # fmt: skip
-# The journal row that names the staging directory: ``path`` is absolute for the
-# agent's own directory (``name`` HOME), else relative to the lower root (LOWER).
-_STAGING_OP, _HOME, _LOWER = "staging", "home", "lower"
-_LOWER_STAGING_PREFIX = ".agentvfs-staging-"
-_OLD_STAGING = ".agentvfs-commit"  # where journals without a staging row staged
 
 
 @dataclass(frozen=True)
@@ -261,14 +251,11 @@ def _commit(backend: HybridBackend, paths: list[str] | None, force: bool) -> Com
     if not actions:
         return report
     order = sorted(range(len(actions)), key=lambda i: (actions[i].phase, i))
-    staging, where = _choose_staging(backend)
+    place = staging.choose(backend)
     with backend.db.write():
         if pending(backend):
             raise OSError(errno.EBUSY, "another commit is under way")
-        backend.db.execute(
-            "INSERT INTO overlay_commit_ops (phase, op, path, name, done) VALUES (0, ?, ?, ?, 1)",
-            (_STAGING_OP, staging, where),
-        )
+        place.record(backend)
         backend.db.conn.executemany(
             f"INSERT INTO overlay_commit_ops ({', '.join(_COLUMNS)}) VALUES"
             f" ({', '.join('?' * len(_COLUMNS))})",
@@ -292,64 +279,13 @@ def _resume(backend: HybridBackend) -> bool:
     return True
 
 
-def _mount_id(fd: int) -> str | None:
-    """The id of the mount ``fd`` is on: a rename works only within one."""
-    try:
-        with open(f"/proc/self/fdinfo/{fd}") as info:
-            for line in info:
-                if line.startswith("mnt_id:"):
-                    return line.split()[1]
-    except OSError:
-        pass
-    return None
-
-
-def _choose_staging(backend: HybridBackend) -> tuple[str, str]:
-    """Where a new commit stages its files: (location, HOME or LOWER)."""
-    home = backend.db.path.parent / "commit-staging"
-    with contextlib.suppress(FileNotFoundError):
-        shutil.rmtree(home)  # left by a commit that was then discarded
-    fd = os.open(home.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        same_device = os.fstat(fd).st_dev == os.fstat(backend.lower.root_fd).st_dev
-        same_mount = _mount_id(fd) == _mount_id(backend.lower.root_fd)
-    finally:
-        os.close(fd)
-    if same_device and same_mount:
-        return str(home), _HOME
-    while True:  # a name nobody has: the commit may remove it, and only it
-        name = _LOWER_STAGING_PREFIX + secrets.token_hex(8)
-        if backend.lower.lstat_or_none(name) is None:
-            return name, _LOWER
-
-
-def _staging_of(backend: HybridBackend) -> tuple[str, str] | None:
-    """Where the pending commit stages its files; None when none is pending."""
-    row = backend.db.one("SELECT path, name FROM overlay_commit_ops WHERE op = ?", (_STAGING_OP,))
-    if row is not None:
-        return row[0], row[1]
-    if pending(backend):  # planned before the journal named its staging directory
-        return _OLD_STAGING, _LOWER
-    return None
-
-
-def _remove_staging(backend: HybridBackend, staging: tuple[str, str] | None) -> None:
-    if staging is None:
-        return
-    location, where = staging
-    with contextlib.suppress(FileNotFoundError):
-        if where == _HOME:
-            shutil.rmtree(location)
-        else:
-            shutil.rmtree(location, dir_fd=backend.lower.root_fd)
-
-
 def _run(backend: HybridBackend) -> None:
-    staging = _staging_of(backend) or (_OLD_STAGING, _LOWER)
+    place = staging.recorded(backend)
+    assert place is not None  # called with a commit pending
     rows = backend.db.query(
         f"SELECT seq, {', '.join(_COLUMNS)} FROM overlay_commit_ops WHERE done = 0 ORDER BY seq"
     )
-    disk = _Disk(backend, staging)
+    disk = _Disk(backend, place)
     try:
         for row in rows:
             action = Action(**dict(zip(_COLUMNS, row[1:], strict=True)))
@@ -364,7 +300,7 @@ def _run(backend: HybridBackend) -> None:
     finally:
         disk.close()
     backend.db.execute("DELETE FROM overlay_commit_ops")
-    _remove_staging(backend, staging)
+    place.remove(backend)
 
 
 def _mark_done(backend: HybridBackend, seq: int) -> None:
@@ -406,12 +342,12 @@ def _settle(backend: HybridBackend, action: Action) -> None:
 class _Disk:
     """The disk side of each journaled step; every one can be redone safely."""
 
-    def __init__(self, backend: HybridBackend, staging: tuple[str, str]) -> None:
+    def __init__(self, backend: HybridBackend, place: staging.Staging) -> None:
         self.backend = backend
         self.lower = backend.lower
         self._fds: dict[str, int] = {}
         self._staging_fd = -1
-        self._staging_at = staging
+        self._place = place
 
     def _parent_fd(self, path: str) -> tuple[int, str]:
         """An open directory descriptor for ``path``'s parent (created if missing)."""
@@ -440,13 +376,7 @@ class _Disk:
 
     def _staging(self) -> int:
         if self._staging_fd < 0:
-            location, where = self._staging_at
-            root = self.lower.root_fd if where == _LOWER else None
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(location, 0o700, dir_fd=root)
-            self._staging_fd = os.open(
-                location, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root
-            )
+            self._staging_fd = self._place.open(self.backend)
         return self._staging_fd
 
     def stage(self, action: Action) -> None:
@@ -566,7 +496,7 @@ def _discard(backend: HybridBackend, paths: list[str] | None) -> int:
         c for c in scan(backend).changes if _in_scope(c, [p.strip("/") for p in paths or []])
     ]
     db = backend.db
-    staging = _staging_of(backend)
+    place = staging.recorded(backend)
     with db.write():
         if paths and pending(backend):
             raise OSError(
@@ -583,8 +513,8 @@ def _discard(backend: HybridBackend, paths: list[str] | None) -> int:
             for path in paths:
                 _discard_path(backend, path.strip("/"))
         _collect(backend)
-    if not paths:
-        _remove_staging(backend, staging)
+    if not paths and place is not None:
+        place.remove(backend)
     return len(changes)
 
 
