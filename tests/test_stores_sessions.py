@@ -7,6 +7,7 @@ import multiprocessing
 from pathlib import Path
 
 from vfs import Workspace
+from vfs.stores.sessions import now_ms
 
 
 def test_patch_changes_only_the_named_fields(make_workspace) -> None:
@@ -41,6 +42,30 @@ def test_updated_at_moves_with_each_patch(make_workspace) -> None:
     second = s.patch("k", {"b": 2})
     assert first.updated_at == 1000 < second.updated_at
     assert second.created_at == 1000
+
+
+def test_updated_at_never_moves_backwards(make_workspace) -> None:
+    s = make_workspace().sessions
+    future = now_ms() + 3_600_000  # written by an import from a clock that runs ahead
+    s.put("k", {"label": "legacy"}, updated_at=future)
+    assert s.patch("k", {"label": "api"}).updated_at == future
+    assert s.patch("k", {"label": "older"}, updated_at=5).updated_at == future
+    s.put("k", {"label": "older import"}, updated_at=7)
+    assert s.get("k").updated_at == future
+
+
+def test_an_import_never_replaces_a_row_written_after_an_import(make_workspace) -> None:
+    s = make_workspace().sessions
+    assert s.import_entry("k", {"label": "legacy 1"}, updated_at=2000)
+    assert s.import_entry("k", {"label": "legacy 2"}, updated_at=3000)  # only imports wrote it
+    assert not s.import_entry("k", {"label": "legacy 2"}, updated_at=3000)  # not newer
+    s.patch("k", {"label": "api"}, updated_at=1000)
+    assert s.get("k").written_since_import
+    assert not s.import_entry("k", {"label": "legacy 3"}, updated_at=10**15)
+    assert s.get("k").fields == {"label": "api"}
+    # A row the API made before any import is replaced by a newer imported entry.
+    s.patch("fresh", {"label": "api"}, updated_at=1000)
+    assert s.import_entry("fresh", {"label": "legacy"}, updated_at=2000)
 
 
 def test_list_filters_by_prefix_time_and_fields(make_workspace) -> None:

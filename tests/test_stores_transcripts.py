@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from vfs import Workspace
+from vfs.stores.transcripts import ImportedEntry
 
 PROCESSES = 8
 APPENDS = 500
@@ -91,6 +92,30 @@ def test_branch_follows_parent_links_from_a_leaf(make_workspace) -> None:
     assert t.head("s") == c
 
 
+def test_imported_events_never_move_the_head_of_an_appended_session(make_workspace) -> None:
+    t = make_workspace().transcripts
+    t.import_entries("s", [ImportedEntry("l1", None, {"id": "l1"})])
+    assert t.head("s") == "l1"  # nothing appended yet: the latest event
+    a = t.append("s", {"type": "message"})
+    t.import_entries("s", [ImportedEntry("l2", "l1", {"id": "l2", "parentId": "l1"})])
+    assert t.head("s") == a
+    b = t.append("s", {"type": "message"})
+    assert [e.id for e in t.branch("s")] == ["l1", a, b]
+
+
+def test_import_entries_refuses_an_id_given_twice_with_different_content(make_workspace) -> None:
+    t = make_workspace().transcripts
+    entries = [
+        ImportedEntry("e1", None, {"id": "e1", "n": 1, "m": 2}, line=1),
+        ImportedEntry("e1", None, {"m": 2, "id": "e1", "n": 1}, line=2),  # same object
+        ImportedEntry("e1", None, {"id": "e1", "n": 9}, line=3),
+    ]
+    for _ in range(2):  # the same answer when the first one is already stored
+        outcome = t.import_entries("s", iter(entries))
+        assert outcome.conflicts == 1 and [e.line for e in outcome.first_conflicts] == [3]
+    assert [e.event for e in t.events("s")] == [{"id": "e1", "n": 1, "m": 2}]
+
+
 def test_append_with_unknown_parent_is_refused_and_adds_nothing(make_workspace) -> None:
     t = make_workspace().transcripts
     t.append("s", {"type": "message"})
@@ -117,8 +142,6 @@ def test_export_jsonl_writes_the_header_then_events_in_append_order(make_workspa
         "timestamp": "2024-01-01T00:00:00Z",
         "cwd": "/w",
     }
-    from vfs.stores.transcripts import ImportedEntry
-
     t.import_entries(
         "s", [ImportedEntry("e1", None, {"type": "message", "id": "e1", "parentId": None})], header
     )

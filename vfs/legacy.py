@@ -7,34 +7,43 @@ entry per line (``{"type", "id", "parentId", "timestamp", ...}``).
 
 The rules, each tested:
 
-* merge-safe: a session row newer than the file's entry is kept; transcript
-  events already present are kept; nothing existing is deleted;
+* merge-safe: a session row newer than the file's entry is kept, and so is one
+  the API wrote after an import (by revision, not by clock); transcript events
+  already present are kept; an import never moves the head of a session the
+  API appended to; nothing existing is deleted;
 * idempotent: a second run imports nothing new and says so;
 * lossless: entries and lines are stored as the JSON values they are, header
   included, and export back to equal JSON;
-* source-preserving: a file is moved to ``<agent dir>/archive/`` only after
-  its rows are verified in the database and its bytes are unchanged; a file
-  that cannot be read or parsed in full stays where it is, byte for byte;
-* audited: every run is recorded with per-file size, xxh3 hash, status, counts.
+* source-preserving: a file is moved to ``<agent dir>/archive/`` only when
+  every one of its lines is in the database and its bytes are unchanged; a
+  file that cannot be read or parsed in full, or that gives one id twice with
+  different content, stays where it is, byte for byte, and fails every run;
+* streamed: a transcript is read a line at a time, so memory does not grow
+  with its size (``sessions.json`` is one JSON value and is read whole);
+* audited: every run is recorded with per-file size, xxh3 hash, status,
+  counts; each file's row is committed when the file is done, and a run whose
+  process died is marked ``interrupted`` by the next one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import xxhash
 
+from vfs.backends import steps
 from vfs.state.audit import MigrationAudit
-from vfs.stores.transcripts import ImportedEntry
+from vfs.stores.transcripts import MAX_LISTED, ImportedEntry
 from vfs.workspace import Workspace
 
 SESSIONS_FILE = "sessions.json"
@@ -115,8 +124,9 @@ def find_sources(source_dir: Path) -> list[tuple[Path, str]]:
     return found
 
 
-def read_source(path: Path) -> bytes:
-    """The file's bytes; a FIFO, device, directory or symlink is refused unopened."""
+@contextlib.contextmanager
+def open_source(path: Path) -> Iterator[BinaryIO]:
+    """The file opened for reading; a FIFO, device, directory or symlink is refused unopened."""
     info = os.lstat(path)
     if not stat.S_ISREG(info.st_mode):
         raise OSError(21, "not a regular file", str(path))
@@ -125,9 +135,26 @@ def read_source(path: Path) -> bytes:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(21, "not a regular file", str(path))
         with os.fdopen(fd, "rb", closefd=False) as stream:
-            return stream.read()
+            yield stream
     finally:
         os.close(fd)
+
+
+def read_source(path: Path) -> bytes:
+    """The file's bytes, read whole (``sessions.json`` is one JSON value)."""
+    with open_source(path) as stream:
+        return stream.read()
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    """Size and xxh3-128 hex of the file's bytes, read in blocks."""
+    hasher = xxhash.xxh3_128()
+    size = 0
+    with open_source(path) as stream:
+        while block := stream.read(1 << 20):
+            hasher.update(block)
+            size += len(block)
+    return size, hasher.hexdigest()
 
 
 def digest(data: bytes) -> str:
@@ -154,57 +181,100 @@ def loads(text: str) -> Any:
 # -- parsing ------------------------------------------------------------------------
 
 
-@dataclass
-class ParsedTranscript:
-    session_id: str
-    header: Any
-    entries: list[ImportedEntry]
-    problems: list[str]
+class TranscriptReader:
+    """Reads a transcript line by line, hashing the bytes as they go by.
+
+    Complete, valid lines become entries; anything else is a problem, never a
+    guess. Only one line is held at a time, so memory does not grow with the
+    file. ``size``, ``hexdigest()`` and ``problems`` are final once
+    :meth:`entries` is exhausted.
+    """
+
+    def __init__(
+        self, stream: BinaryIO, stem: str, progress: Callable[[int], None] | None = None
+    ) -> None:
+        self._lines = enumerate(stream, 1)
+        self._hasher = xxhash.xxh3_128()
+        self._progress = progress
+        self._unreported = 0
+        self.size = 0
+        self.problems: list[str] = []  # the first MAX_LISTED
+        self.problem_count = 0
+        self.header: Any = None
+        self.session_id = stem
+        self._first: ImportedEntry | None = None
+        # The header is line 1 if that is a session line; its id names the session.
+        first = self._next()
+        if first is not None:
+            number, raw, value = first
+            if number == 1 and value.get("type") == "session":
+                self.header = value
+                if isinstance(value.get("id"), str) and value["id"]:
+                    self.session_id = value["id"]
+            else:
+                self._first = _entry(number, raw, value)
+
+    def hexdigest(self) -> str:
+        return self._hasher.hexdigest()
+
+    def entries(self) -> Iterator[ImportedEntry]:
+        if self._first is not None:
+            yield self._first
+        while (item := self._next()) is not None:
+            yield _entry(*item)
+        self._report_progress(0, flush=True)
+
+    def _problem(self, text: str) -> None:
+        self.problem_count += 1
+        if len(self.problems) < MAX_LISTED:
+            self.problems.append(text)
+
+    def _report_progress(self, size: int, *, flush: bool = False) -> None:
+        self._unreported += size
+        if (
+            self._progress is not None
+            and self._unreported
+            and (flush or self._unreported >= 1 << 20)
+        ):
+            self._progress(self._unreported)
+            self._unreported = 0
+
+    def _next(self) -> tuple[int, bytes, dict[str, Any]] | None:
+        """The next valid line as (number, bytes, object); problems are recorded."""
+        for number, raw in self._lines:
+            self._hasher.update(raw)
+            self.size += len(raw)
+            self._report_progress(len(raw))
+            terminated = raw.endswith(b"\n")
+            raw = raw[:-1] if terminated else raw
+            if not raw.strip():
+                continue
+            try:
+                value = loads(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
+            except UnicodeDecodeError:
+                self._problem(f"line {number}: invalid UTF-8")
+                continue
+            except json.JSONDecodeError as exc:
+                what = "invalid JSON" if terminated else "truncated"
+                self._problem(f"line {number}: {what} ({exc.msg})")
+                continue
+            except (ValueError, RecursionError) as exc:
+                self._problem(f"line {number}: {exc}")
+                continue
+            if not isinstance(value, dict):
+                self._problem(f"line {number}: not a JSON object")
+                continue
+            return number, raw, value
+        return None
 
 
-def parse_transcript(data: bytes, stem: str) -> ParsedTranscript:
-    """Complete, valid lines become entries; anything else is a problem, never a guess."""
-    lines = data.split(b"\n")
-    unterminated = lines.pop()  # b"" when the file ends with a newline
-    problems: list[str] = []
-    parsed: list[tuple[int, bytes, Any]] = []
-    numbered = list(enumerate(lines, 1))
-    if unterminated.strip():
-        numbered.append((len(lines) + 1, unterminated))
-    for number, raw in numbered:
-        if not raw.strip():
-            continue
-        try:
-            value = loads(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
-        except UnicodeDecodeError:
-            problems.append(f"line {number}: invalid UTF-8")
-            continue
-        except json.JSONDecodeError as exc:
-            last = raw is unterminated
-            problems.append(f"line {number}: {'truncated' if last else 'invalid JSON'} ({exc.msg})")
-            continue
-        except (ValueError, RecursionError) as exc:
-            problems.append(f"line {number}: {exc}")
-            continue
-        if not isinstance(value, dict):
-            problems.append(f"line {number}: not a JSON object")
-            continue
-        parsed.append((number, raw, value))
-    header = None
-    if parsed and parsed[0][0] == 1 and parsed[0][2].get("type") == "session":
-        header = parsed.pop(0)[2]
-    session_id = header.get("id") if header is not None else None
-    if not isinstance(session_id, str) or not session_id:
-        session_id = stem
-    entries = []
-    for number, raw, value in parsed:
-        entry_id = value.get("id")
-        if not isinstance(entry_id, str) or not entry_id:
-            # A line without an id is keyed by its place and bytes, so a rerun finds it again.
-            entry_id = f"legacy-line-{number}-{xxhash.xxh3_64_hexdigest(raw)}"
-        parent = value.get("parentId")
-        entries.append(ImportedEntry(entry_id, parent if isinstance(parent, str) else None, value))
-    return ParsedTranscript(session_id, header, entries, problems)
+def _entry(number: int, raw: bytes, value: dict[str, Any]) -> ImportedEntry:
+    entry_id = value.get("id")
+    if not isinstance(entry_id, str) or not entry_id:
+        # A line without an id is keyed by its place and bytes, so a rerun finds it again.
+        entry_id = f"legacy-line-{number}-{xxhash.xxh3_64_hexdigest(raw)}"
+    parent = value.get("parentId")
+    return ImportedEntry(entry_id, parent if isinstance(parent, str) else None, value, line=number)
 
 
 def parse_sessions(data: bytes) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -238,52 +308,58 @@ def updated_ms(entry: dict[str, Any]) -> int:
 # -- importing ----------------------------------------------------------------------
 
 
-def _import_sessions(ws: Workspace, data: bytes, result: SourceResult) -> None:
+def _import_sessions(
+    ws: Workspace, path: Path, result: SourceResult, progress: Callable[[int], None] | None
+) -> None:
+    data = read_source(path)
+    result.size, result.hash = len(data), digest(data)
+    if progress is not None:
+        progress(len(data))
     entries, problems = parse_sessions(data)
     for problem in problems:
         result.fail(problem)
     result.skipped = len(problems)
+    stored = set()
     with ws.db.write():
         for key, entry in entries.items():
-            stamp = updated_ms(entry)
-            existing = ws.sessions.get(key)
-            if existing is None or existing.updated_at < stamp:
-                ws.sessions.put(key, entry, updated_at=stamp)
-                result.imported += 1
-            else:
-                result.kept += 1
-    # Verified: every entry is in the database, or a row at least as new is.
+            if ws.sessions.import_entry(key, entry, updated_at=updated_ms(entry)):
+                stored.add(key)
+    result.imported, result.kept = len(stored), len(entries) - len(stored)
+    # Verified: every entry is in the database, or a row that wins over it is.
     for key, entry in entries.items():
         row = ws.sessions.get(key)
-        if row is None or (row.fields != entry and row.updated_at < updated_ms(entry)):
+        if row is None or (key in stored and row.fields != entry):
             result.fail(f"session {key!r} did not verify")
 
 
-def _import_transcript(ws: Workspace, data: bytes, path: Path, result: SourceResult) -> None:
-    parsed = parse_transcript(data, path.name.removesuffix(TRANSCRIPT_SUFFIX))
-    for problem in parsed.problems:
+def _import_transcript(
+    ws: Workspace, path: Path, result: SourceResult, progress: Callable[[int], None] | None
+) -> None:
+    with open_source(path) as stream:
+        reader = TranscriptReader(stream, path.name.removesuffix(TRANSCRIPT_SUFFIX), progress)
+        try:
+            outcome = ws.transcripts.import_entries(
+                reader.session_id, reader.entries(), reader.header
+            )
+        finally:
+            result.size, result.hash = reader.size, reader.hexdigest()
+    for problem in reader.problems:
         result.fail(problem)
-    result.skipped = len(parsed.problems)
-    transcripts = ws.transcripts
-    sid = parsed.session_id
-    with ws.db.write():
-        before = {e.id for e in transcripts.events(sid)} if transcripts.exists(sid) else set()
-        added, kept = transcripts.import_entries(sid, parsed.entries, parsed.header)
-        result.imported += added
-        result.kept += kept
-        stored = {e.id: e.event for e in transcripts.events(sid)}
-    for entry in parsed.entries:
-        if entry.id not in stored:
-            result.fail(f"event {entry.id} did not verify")
-        elif entry.id not in before and stored[entry.id] != entry.event:
-            result.fail(f"event {entry.id} appears twice with different content")
-    if parsed.header is not None and transcripts.header(sid) is None:
+    for entry in outcome.first_conflicts:
+        result.fail(f"line {entry.line}: event {entry.id} appears twice with different content")
+    unlisted = reader.problem_count - len(reader.problems)
+    unlisted += outcome.conflicts - len(outcome.first_conflicts)
+    if unlisted:
+        result.fail(f"{unlisted} more lines not stored")
+    result.skipped = reader.problem_count + outcome.conflicts
+    result.imported, result.kept = outcome.added, outcome.kept
+    if reader.header is not None and ws.transcripts.header(reader.session_id) is None:
         result.fail("header did not verify")
 
 
-def _archive(path: Path, archive_dir: Path, data: bytes) -> Path:
-    """Move ``path`` into ``archive_dir``, only if its bytes are still ``data``."""
-    if read_source(path) != data:
+def _archive(path: Path, archive_dir: Path, result: SourceResult) -> Path:
+    """Move ``path`` into ``archive_dir``, only if its bytes are still the ones imported."""
+    if file_digest(path) != (result.size, result.hash):
         raise OSError(16, "changed while it was imported; left in place", str(path))
     archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     target = archive_dir / path.name
@@ -301,62 +377,73 @@ def import_legacy(
 ) -> MigrationReport:
     """Import ``source_dir`` into ``ws``; see the module docstring for the rules.
 
-    ``progress`` is called with the byte size of each file once it is handled.
+    ``progress`` is called with byte counts as the files are read; they add
+    up to the files' sizes.
     """
     root = Path(source_dir).absolute()
     report = MigrationReport(ws.agent, str(root), dry_run, keep_sources)
     sources = find_sources(root)
-    audit = MigrationAudit(ws.registry.db)
-    if not dry_run:
+    audit = None if dry_run else MigrationAudit(ws.registry.db)
+    if audit is not None:
         report.run_id = audit.start(ws.agent, str(root), keep_sources=keep_sources)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     archive_dir = ws.directory / "archive" / f"{stamp}-run{report.run_id}"
+    run = _Run(ws, report, progress, audit, None if keep_sources or dry_run else archive_dir)
     try:
         if dry_run:
             with ws.db.write():
-                _run_all(ws, sources, report, progress, None)
+                run.all(sources)
                 raise _Rollback
         else:
-            _run_all(ws, sources, report, progress, None if keep_sources else archive_dir)
+            run.all(sources)
     except _Rollback:
         pass
     finally:
-        if report.run_id is not None:
-            for result in report.sources:
-                audit.record_source(report.run_id, asdict(result))
+        if audit is not None and report.run_id is not None:
             audit.finish(report.run_id, report.status)
     return report
 
 
-def _run_all(
-    ws: Workspace,
-    sources: list[tuple[Path, str]],
-    report: MigrationReport,
-    progress: Callable[[int], None] | None,
-    archive_dir: Path | None,
-) -> None:
-    for path, kind in sources:
+@dataclass
+class _Run:
+    """One import run over its sources, each audited and archived as it is done."""
+
+    ws: Workspace
+    report: MigrationReport
+    progress: Callable[[int], None] | None
+    audit: MigrationAudit | None
+    archive_dir: Path | None  # None: leave the sources where they are
+
+    def all(self, sources: list[tuple[Path, str]]) -> None:
+        for path, kind in sources:
+            self.one(path, kind)
+            # The source's rows, audit and archive move are durable here.
+            steps.step()
+
+    def one(self, path: Path, kind: str) -> None:
         result = SourceResult(str(path), kind)
-        report.sources.append(result)
-        data = b""
+        self.report.sources.append(result)
         try:
-            data = read_source(path)
-            result.size, result.hash = len(data), digest(data)
             if kind == "sessions":
-                _import_sessions(ws, data, result)
+                _import_sessions(self.ws, path, result, self.progress)
             else:
-                _import_transcript(ws, data, path, result)
+                _import_transcript(self.ws, path, result, self.progress)
         except (OSError, ValueError, OverflowError) as exc:
             result.fail(str(exc) if not isinstance(exc, OSError) else exc.strerror or str(exc))
         if result.status != "failed" and result.imported:
             result.status = "imported"
-        if archive_dir is not None and result.status != "failed":
+        self._record(result)
+        if self.archive_dir is not None and result.status != "failed":
             try:
-                result.archived_to = str(_archive(path, archive_dir, data))
+                result.archived_to = str(_archive(path, self.archive_dir, result))
             except OSError as exc:
                 result.error = f"not archived: {exc.strerror or exc}"
-        if progress is not None:
-            progress(result.size or 0)
+            self._record(result)
+
+    def _record(self, result: SourceResult) -> None:
+        # Committed per source, so a run that is killed still shows what it did.
+        if self.audit is not None and self.report.run_id is not None:
+            self.audit.record_source(self.report.run_id, asdict(result))
 
 
 def history(ws: Workspace, *, limit: int | None = None) -> list[dict[str, Any]]:

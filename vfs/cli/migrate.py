@@ -75,10 +75,11 @@ def migrate(
 ) -> None:
     """Import a legacy sessions directory (sessions.json, <sessionId>.jsonl) into AGENT.
 
-    Newer rows in the database win, a second run imports nothing new, and a
-    file is archived under the agent's directory only after its rows are
-    verified. Files that cannot be read or parsed stay where they are and
-    make the command exit 1.
+    Newer rows in the database win, and so do rows written through the API
+    after an import; a second run imports nothing new, and a file is archived
+    under the agent's directory only when every one of its lines is in the
+    database. Files that cannot be read or parsed, or that give one id twice
+    with different content, stay where they are and make the command exit 1.
     """
     if show_history:
         _history(ctx, agent, as_json)

@@ -1,21 +1,26 @@
 """Transcripts: append-only events per session, linked into a tree by ``parent_id``.
 
-An append with no parent follows the session's head (its latest event). The
+An append with no parent follows the session's head: the event last added by
+``append``, or, in a session nothing was appended to yet, its latest event. The
 head is read and the event inserted in one ``BEGIN IMMEDIATE`` transaction, so
-appends from any number of processes form a single chain. An idempotency key
-that was seen before returns the event it added instead of adding another.
+appends from any number of processes form a single chain, and an import that
+adds older events later never moves it. An idempotency key that was seen
+before returns the event it added instead of adding another.
 """
 
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
+
+import xxhash
 
 from vfs.backends.db import Database
 
@@ -53,6 +58,23 @@ class ImportedEntry:
     parent_id: str | None
     event: Any
     idempotency_key: str | None = None
+    line: int | None = None  # where it came from, for the caller's messages
+
+
+@dataclass
+class ImportOutcome:
+    """What :meth:`Transcripts.import_entries` did."""
+
+    added: int = 0
+    kept: int = 0  # already in the session (or repeated exactly), left as it was
+    conflicts: int = 0  # an id given twice with different content: the later one not stored
+    first_conflicts: list[ImportedEntry] = field(default_factory=list)  # at most MAX_LISTED
+
+
+MAX_LISTED = 20
+# Entries per write transaction: bounds the lock hold time and the WAL growth
+# of a large import, which is idempotent and so safe to commit in parts.
+IMPORT_BATCH = 2000
 
 
 _EVENT_COLUMNS = "seq, session_id, id, parent_id, type, idempotency_key, event, created_at"
@@ -125,42 +147,91 @@ class Transcripts:
                 (session_id, event_id, parent_id, _type_of(stored), idempotency_key,
                  _dumps(stored), time.time()),
             )  # fmt: skip
+            self.db.execute(
+                "UPDATE transcripts SET appended_seq = ? WHERE session_id = ?",
+                (self.db.conn.last_insert_rowid(), session_id),
+            )
         return event_id
 
     def import_entries(
         self, session_id: str, entries: Iterable[ImportedEntry], header: Any = None
-    ) -> tuple[int, int]:
-        """Store entries exactly as given, in order; ones whose id (or
-        idempotency key) the session has are kept as they are.
+    ) -> ImportOutcome:
+        """Store entries exactly as given, in order, reading ``entries`` lazily.
 
-        ``header`` is stored if the session has none. Returns ``(added, kept)``.
+        An entry whose id (or idempotency key) the session has is kept as it
+        is. An id that ``entries`` gives twice with different content is a
+        conflict: the later entry is not stored and is counted (and listed, up
+        to ``MAX_LISTED``) in the outcome. ``header`` is stored if the session
+        has none. Imported events never move the head of a session that
+        ``append`` wrote to. Entries are committed in batches of
+        ``IMPORT_BATCH``, so memory stays bounded whatever their number; inside
+        the caller's transaction they are savepoints of it.
         """
-        with self.db.write() as conn:
+        outcome = ImportOutcome()
+        with self.db.write():
             self._ensure_session(session_id)
             if header is not None:
                 self.db.execute(
                     "UPDATE transcripts SET header = ? WHERE session_id = ? AND header IS NULL",
                     (_dumps(header), session_id),
                 )
-            rows = [
-                (session_id, e.id, e.parent_id, _type_of(e.event), e.idempotency_key,
-                 _dumps(e.event), time.time())
-                for e in entries
-            ]  # fmt: skip
-            before = conn.total_changes()
-            self.db.executemany(
-                "INSERT INTO transcript_events (session_id, id, parent_id, type, idempotency_key,"
-                " event, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                rows,
+            # The ids seen so far, in a temporary table (on disk, per connection)
+            # rather than in memory: a transcript may have millions of lines.
+            self.db.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS import_seen"
+                " (id TEXT PRIMARY KEY, digest BLOB NOT NULL) WITHOUT ROWID"
             )
-            added = conn.total_changes() - before
-        return added, len(rows) - added
+            self.db.execute("DELETE FROM temp.import_seen")
+        try:
+            stream = iter(entries)
+            while batch := list(itertools.islice(stream, IMPORT_BATCH)):
+                with self.db.write():
+                    for entry in batch:
+                        self._import_one(session_id, entry, outcome)
+        finally:
+            with self.db.write():
+                self.db.execute("DELETE FROM temp.import_seen")
+        return outcome
+
+    def _import_one(self, session_id: str, entry: ImportedEntry, outcome: ImportOutcome) -> None:
+        text = _dumps(entry.event)
+        # Key order is not content: two spellings of one object are one entry.
+        digest = xxhash.xxh3_128_digest(json.dumps(entry.event, sort_keys=True).encode())
+        seen = self.db.value("SELECT digest FROM temp.import_seen WHERE id = ?", (entry.id,))
+        if seen is None:
+            self.db.execute(
+                "INSERT INTO temp.import_seen (id, digest) VALUES (?, ?)", (entry.id, digest)
+            )
+        elif seen != digest:
+            outcome.conflicts += 1
+            if len(outcome.first_conflicts) < MAX_LISTED:
+                outcome.first_conflicts.append(entry)
+            return
+        self.db.execute(
+            "INSERT INTO transcript_events (session_id, id, parent_id, type, idempotency_key,"
+            " event, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (session_id, entry.id, entry.parent_id, _type_of(entry.event),
+             entry.idempotency_key, text, time.time()),
+        )  # fmt: skip
+        if self.db.conn.changes():
+            outcome.added += 1
+        elif self.db.value(
+            "SELECT 1 FROM transcript_events WHERE session_id = ? AND id = ?",
+            (session_id, entry.id),
+        ):
+            outcome.kept += 1
+        else:  # its idempotency key belongs to another event: it is not in the session
+            outcome.conflicts += 1
+            if len(outcome.first_conflicts) < MAX_LISTED:
+                outcome.first_conflicts.append(entry)
 
     def head(self, session_id: str) -> str | None:
-        """The id of the session's latest event."""
+        """The id of the event last appended, else (an imported session) the latest event."""
         found = self.db.value(
-            "SELECT id FROM transcript_events WHERE session_id = ? ORDER BY seq DESC LIMIT 1",
-            (session_id,),
+            "SELECT id FROM transcript_events WHERE seq = coalesce("
+            " (SELECT appended_seq FROM transcripts WHERE session_id = ?),"
+            " (SELECT max(seq) FROM transcript_events WHERE session_id = ?))",
+            (session_id, session_id),
         )
         return None if found is None else str(found)
 
