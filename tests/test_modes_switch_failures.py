@@ -253,3 +253,49 @@ def test_a_failed_switch_past_the_mode_flip_opens_read_only_and_can_only_be_fini
             assert not ws.read_only
             ws.fs.pipe("/new.txt", b"new")
     assert (agent_files(home) / "workspace" / "new.txt").read_bytes() == b"new"
+
+
+DIRECTIONS = [
+    ("disk", "sqlite"),
+    ("hybrid", "sqlite"),
+    ("sqlite", "hybrid"),
+    ("hybrid", "disk"),
+]
+
+
+@pytest.mark.parametrize(("source", "target"), DIRECTIONS)
+def test_a_switch_that_fails_midway_in_any_direction_keeps_the_agent_and_completes_later(
+    home, tmp_path, source, target
+):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    # Past the file size limit below: random bytes fill the database, zeros only a file.
+    big = os.urandom(3 << 20) if target == "sqlite" else bytes(3 << 20)
+    if source != "sqlite":
+        (tree / "keep.txt").write_bytes(b"k")
+    if (source, target) == ("hybrid", "sqlite"):  # what moves is the lower tree's
+        (tree / "z").mkdir()
+        (tree / "z" / "big.bin").write_bytes(big)
+    with Workspace.create("alice", home, mode=source, workspace=tree) as ws:
+        ws.fs.pipe("/keep.txt", b"k")
+        if not ws.fs.exists("/z/big.bin"):
+            ws.fs.pipe("/z/big.bin", big)
+        expected = workspace_tree(ws)
+    failed = run_vfs_with_file_size_limit("mode", "alice", target, limit=1 << 20)
+    assert failed.returncode == 1, failed.stderr
+    lines = failed.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in failed.stderr, lines
+    assert f"the switch of alice from {source} to {target} mode stopped" in lines[0]
+    assert f"`vfs mode alice {target}`" in lines[0]
+    read = run_vfs("cat", "alice:/keep.txt")
+    assert (read.returncode, read.stdout) == (0, "k"), read.stderr
+    assert read.stderr.startswith("warning: the switch of alice")
+    assert run_vfs("mode", "alice").stdout.strip() == source
+    with pytest.warns(UnfinishedSwitchWarning), Workspace.open("alice", home) as ws:
+        assert workspace_tree(ws) == expected
+    done = run_vfs("mode", "alice", target)
+    assert done.returncode == 0, done.stderr
+    assert f"alice: {source} -> {target}" in done.stdout
+    with Workspace.open("alice", home) as ws:
+        assert ws.mode == target
+        assert workspace_tree(ws) == expected
