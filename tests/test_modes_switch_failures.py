@@ -4,6 +4,7 @@ midway leaves the agent usable in its old mode, to be completed or undone."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import resource
 import subprocess
@@ -158,7 +159,13 @@ def test_after_a_switch_fails_midway_the_agent_works_in_its_old_mode_with_a_warn
         assert len(warning) == 1 and warning[0].startswith("warning: the switch of alice")
         assert "`vfs mode alice disk`" in warning[0]
     assert run_vfs("cat", "alice:/keep.txt").stdout == "k"
-    assert run_vfs("mode", "alice").stdout.strip() == "sqlite"
+    shown = run_vfs("mode", "alice")
+    assert shown.stdout.strip() == "sqlite"
+    assert shown.stderr.startswith("warning: the switch of alice from sqlite to disk mode")
+    shown = run_vfs("mode", "alice", "--json")
+    assert json.loads(shown.stdout)["unfinished_switch"] == {
+        "from_mode": "sqlite", "to_mode": "disk", "force": False, "error": "File too large"
+    }  # fmt: skip
     with pytest.warns(UnfinishedSwitchWarning), Workspace.open("alice", home) as ws:
         assert workspace_tree(ws) == expected
         assert ws.mode == "sqlite" and not ws.read_only

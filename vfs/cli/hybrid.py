@@ -19,7 +19,7 @@ from vfs.cli.app import main
 from vfs.cli.common import home_of, json_option, open_workspace, print_json
 from vfs.settings import resolve_home
 from vfs.settings.config import requested_mode
-from vfs.settings.switch import abort_switch, switch_mode
+from vfs.settings.switch import abort_switch, switch_mode, unfinished_switch
 from vfs.state.registry import MODES, Registry
 from vfs.workspace import Workspace
 
@@ -193,10 +193,15 @@ def mode(
         info: dict[str, Any] = {"agent": agent, "mode": current}
         if asked is not None:
             info.update(requested=asked.mode, requested_by=asked.source)
+        stopped = unfinished_switch(agent, home)
+        if stopped is not None:
+            info["unfinished_switch"] = {**asdict(stopped.switch), "error": stopped.reason}
         if as_json:
             print_json(info)
             return
         click.echo(current)
+        if stopped is not None:
+            click.echo(f"warning: {stopped}", err=True)
         if asked is not None and asked.mode != current:
             click.echo(
                 f"note: {asked.source} asks for {asked.mode} mode; `vfs mode {agent} --apply`",

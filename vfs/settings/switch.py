@@ -216,6 +216,23 @@ def _reason(exc: Exception) -> str:
     return f"{text}: {short_path(str(exc.filename))}" if exc.filename else text
 
 
+def unfinished_switch(
+    agent: str, home: str | os.PathLike[str] | None = None
+) -> UnfinishedSwitch | None:
+    """``agent``'s switch that stopped on an error, if any (one ``stat`` when none)."""
+    registry = Registry(resolve_home(home))
+    registry.get(agent)
+    failed = _failed_marker(registry, agent)
+    if not failed.exists():
+        return None
+    with _switching(registry, agent) as db:
+        unfinished = pending_switch(db)
+        if unfinished is None or not failed.exists():
+            return None
+        flipped = registry.get(agent).mode != unfinished.from_mode
+        return UnfinishedSwitch(agent, unfinished, failed.read_text().strip(), flipped)
+
+
 def finish_interrupted_switch(registry: Registry, agent: str) -> bool:
     """Finish a switch of ``agent`` that a crash cut short; True if there was one.
 
