@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from vfs.backends import Backend, Database, open_backend
 from vfs.backends.runs_view import ReservedTree
+from vfs.backup.restore import finish_interrupted_restore
 from vfs.settings import resolve_home
 from vfs.settings.config import check_explicit_mode, resolve_mode
 from vfs.settings.switch import (
@@ -73,6 +74,7 @@ class Workspace:
         Raises ``FileNotFoundError`` naming the agent when it does not exist.
         """
         registry = Registry(resolve_home(home))
+        finish_interrupted_restore(registry, agent)  # a restore killed after its swap
         try:
             finish_interrupted_switch(registry, agent)  # its cleanup would drop new writes
         except UnfinishedSwitch as unfinished:

@@ -58,7 +58,7 @@ class MountTable:
         check_agent_id(agent)
         where = str(Path(mountpoint).resolve())
         with self.db.write():
-            self._drop_stale()
+            self.drop_stale()
             row = self.db.one(
                 "SELECT agent, mountpoint FROM mounts WHERE agent = ? OR mountpoint = ?",
                 (agent, where),
@@ -87,19 +87,26 @@ class MountTable:
         records = [MountRecord(r[0], Path(r[1]), r[2], r[3]) for r in rows]
         live = [r for r in records if _serving(r.pid, r.started_at)]
         if len(live) < len(records):
-            with self.db.write():
-                self._drop_stale()
+            self.drop_stale()
         return live
 
     def for_agent(self, agent: str) -> builtins.list[MountRecord]:
         """Live mounts of ``agent`` (at most one)."""
         return [r for r in self.list() if r.agent == agent]
 
-    def _drop_stale(self) -> None:
-        for mountpoint, pid, started_at in self.db.query(
-            "SELECT mountpoint, pid, started_at FROM mounts"
-        ):
-            if not _serving(pid, started_at):
+    def stale(self) -> builtins.list[MountRecord]:
+        """Records whose process is gone (a mount killed without unmounting)."""
+        rows = self.db.query("SELECT agent, mountpoint, pid, started_at FROM mounts")
+        records = [MountRecord(r[0], Path(r[1]), r[2], r[3]) for r in rows]
+        return [r for r in records if not _serving(r.pid, r.started_at)]
+
+    def drop_stale(self) -> int:
+        """Delete the records of mounts whose process is gone; returns how many."""
+        with self.db.write():
+            stale = self.stale()
+            for record in stale:
                 self.db.execute(
-                    "DELETE FROM mounts WHERE mountpoint = ? AND pid = ?", (mountpoint, pid)
+                    "DELETE FROM mounts WHERE mountpoint = ? AND pid = ?",
+                    (str(record.mountpoint), record.pid),
                 )
+        return len(stale)
