@@ -24,6 +24,7 @@ from vfs.state.registry import AgentRecord, Registry
 if TYPE_CHECKING:
     from vfs.fs import AgentFileSystem
     from vfs.stores import Artifacts, Caches, Sessions, Transcripts
+    from vfs.watch import Watcher
 
 
 class Workspace:
@@ -134,6 +135,12 @@ class Workspace:
         from vfs.stores import Transcripts
 
         return Transcripts(self.db)
+
+    def watch(self, path: str = "/") -> Watcher:
+        """Change events under ``path`` from any writer, within 100 ms (see :mod:`vfs.watch`)."""
+        from vfs.watch import Watcher
+
+        return Watcher(self.db, self.mode, self.record.workspace, path)
 
     def close(self) -> None:
         self.backend.close()

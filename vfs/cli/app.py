@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from vfs.backends.db import name_writer
+
 
 def describe(exc: BaseException) -> str:
     """One line for an error a user can act on."""
@@ -46,6 +48,7 @@ class Group(click.Group):
 def main(ctx: click.Context, home: str | None) -> None:
     """agentvfs: virtual filesystems for AI-agent workspaces."""
     ctx.obj = {"home": home}
+    name_writer("cli")
     warnings.showwarning = _warning
 
 

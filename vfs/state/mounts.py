@@ -15,27 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vfs.backends.db import Database
-from vfs.backends.host import pid_alive
+from vfs.backends.host import pid_alive, process_started_at
 from vfs.backends.names import check_agent_id
-
-
-def _started_at(pid: int) -> float | None:
-    """When process ``pid`` started (seconds since the epoch), if /proc says."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as status:
-            ticks = int(status.read().rpartition(b")")[2].split()[19])
-        with open("/proc/stat", "rb") as system:
-            boot = next(int(line.split()[1]) for line in system if line.startswith(b"btime "))
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _serving(pid: int, recorded_at: float) -> bool:
     """The recorded process is alive, and is not a newer process that reuses its pid."""
     if not pid_alive(pid):
         return False
-    started = _started_at(pid)
+    started = process_started_at(pid)
     return started is None or started <= recorded_at + 2.0  # btime has 1 s resolution
 
 
