@@ -59,6 +59,7 @@ from vfs.backends.hybrid.tree_copy import (
     pending_switch,
 )
 from vfs.backends.names import short_path
+from vfs.backends.progress import Progress, no_progress
 from vfs.backends.sqlite.backend import SqliteBackend
 from vfs.backends.steps import step
 from vfs.settings import resolve_home
@@ -121,9 +122,17 @@ def current_mode(agent: str, home: str | os.PathLike[str] | None = None) -> str:
 
 
 def switch_mode(
-    agent: str, mode: str, home: str | os.PathLike[str] | None = None, *, force: bool = False
+    agent: str,
+    mode: str,
+    home: str | os.PathLike[str] | None = None,
+    *,
+    force: bool = False,
+    progress: Progress = no_progress,
 ) -> SwitchReport:
-    """Move ``agent``'s workspace to ``mode``; see the module docstring for what moves."""
+    """Move ``agent``'s workspace to ``mode``; see the module docstring for what moves.
+
+    ``progress`` hears of each file moved (commit steps for hybrid -> disk).
+    """
     check_mode(mode)
     registry = Registry(resolve_home(home))
     registry.get(agent)
@@ -143,7 +152,7 @@ def switch_mode(
                 updated = remember_mode(agent, registry.home, mode)
                 return SwitchReport(agent, mode, mode, False, False, updated, unfinished.to_mode)
             check_switch(db, agent, record.workspace, record.mode, unfinished.to_mode)
-        resumed = _attempt(registry, agent, db, unfinished)
+        resumed = _attempt(registry, agent, db, unfinished, progress)
         start = registry.get(agent).mode
         if resumed is not None and resumed.to_mode == mode == start:  # completed, as asked
             updated = remember_mode(agent, registry.home, mode)
@@ -153,7 +162,7 @@ def switch_mode(
             _mark_pending(registry, agent)
             begin_switch(db, start, mode, force)
             step()
-            _attempt(registry, agent, db, PendingSwitch(start, mode, force))
+            _attempt(registry, agent, db, PendingSwitch(start, mode, force), progress)
         updated = remember_mode(agent, registry.home, mode)
         return SwitchReport(agent, start, mode, start != mode, resumed is not None, updated)
 
@@ -192,13 +201,17 @@ def _undo(db: Database, unfinished: PendingSwitch) -> None:
 
 
 def _attempt(
-    registry: Registry, agent: str, db: Database, switch: PendingSwitch | None
+    registry: Registry,
+    agent: str,
+    db: Database,
+    switch: PendingSwitch | None,
+    progress: Progress = no_progress,
 ) -> PendingSwitch | None:
     """Run the recorded ``switch``; one that fails is marked so that opens stop retrying."""
     if switch is None:
         return None
     try:
-        return _finish(registry, agent, db)
+        return _finish(registry, agent, db, progress)
     except Exception as exc:  # any failure: retried on every open, it would lock the agent
         if pending_switch(db) is None:
             raise  # refused and forgotten (commit conflicts)
@@ -304,12 +317,15 @@ def _switching(registry: Registry, agent: str) -> Iterator[Database]:
         os.close(lock)
 
 
-def _finish(registry: Registry, agent: str, db: Database) -> PendingSwitch | None:
+def _finish(
+    registry: Registry, agent: str, db: Database, progress: Progress = no_progress
+) -> PendingSwitch | None:
     """Finish the switch the database records, if any; returns it."""
     unfinished = pending_switch(db)
     if unfinished is not None:
         record = registry.get(agent)
-        _move(registry, record, db, unfinished.from_mode, unfinished.to_mode, unfinished.force)
+        source, target = unfinished.from_mode, unfinished.to_mode
+        _move(registry, record, db, source, target, unfinished.force, progress)
     return unfinished
 
 
@@ -324,7 +340,13 @@ def _refuse(db: Database, agent: str, found: list[Conflict]) -> NoReturn:
 
 
 def _move(
-    registry: Registry, record: AgentRecord, db: Database, source: str, target: str, force: bool
+    registry: Registry,
+    record: AgentRecord,
+    db: Database,
+    source: str,
+    target: str,
+    force: bool,
+    progress: Progress = no_progress,
 ) -> None:
     """Run (or finish) one switch; each step checks where the registry already is."""
     agent, workspace = record.id, record.workspace
@@ -340,22 +362,22 @@ def _move(
                         _refuse(db, agent, found)
                     # A disk edit between the check and the commit leaves its change in
                     # the overlay, which the flip to disk mode would then drop.
-                    report = commit(overlay, force=force)
+                    report = commit(overlay, force=force, progress=progress)
                     if report.conflicts:
                         _refuse(db, agent, report.conflicts)
                 else:
-                    materialize(overlay)
+                    materialize(overlay, progress)
             finally:
                 overlay.close()
         elif source == "disk":
             clear_files(db)
             if target == "sqlite":
                 workspace.mkdir(parents=True, exist_ok=True)
-                import_tree(db, workspace)
+                import_tree(db, workspace, progress)
         else:  # sqlite -> disk or hybrid: the tree goes out to the directory
             tree = SqliteBackend(db)
             try:
-                export_tree(tree, workspace)
+                export_tree(tree, workspace, progress)
             finally:
                 tree.close()
         step()
