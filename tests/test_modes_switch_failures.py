@@ -66,6 +66,7 @@ def test_a_tree_deeper_than_path_max_is_refused_before_the_switch_starts(home, t
 @pytest.mark.parametrize("source", ["disk", "hybrid"])
 def test_a_non_utf8_name_on_disk_is_refused_on_the_way_to_sqlite(home, tmp_path, source):
     tree = tmp_path / "tree"
+    tree.mkdir()
     with Workspace.create("alice", home, mode=source, workspace=tree) as ws:
         ws.fs.pipe("/keep.txt", b"k")
     if source == "hybrid":
@@ -91,6 +92,7 @@ def test_content_larger_than_the_free_space_is_refused_before_the_switch_starts(
     if st.f_bavail * st.f_frsize > 1 << 43:
         pytest.skip("the test filesystem has more than 8 TiB free: the sparse file would fit")
     tree = tmp_path / "tree"
+    tree.mkdir()
     with Workspace.create("alice", home, mode="disk", workspace=tree) as ws:
         ws.fs.pipe("/keep.txt", b"k")
     with open(tree / "sparse.img", "wb") as sparse:
@@ -109,6 +111,7 @@ def test_content_larger_than_the_free_space_is_refused_before_the_switch_starts(
 @pytest.mark.parametrize("mode", ["sqlite", "disk", "hybrid"])
 def test_a_path_longer_than_path_max_is_refused_like_a_local_filesystem(home, tmp_path, mode):
     too_long = "/" + "/".join(["d" * 250] * 20) + "/x"
+    (tmp_path / "tree").mkdir()
     with Workspace.create("alice", home, mode=mode, workspace=tmp_path / "tree") as ws:
         with pytest.raises(OSError) as refused:
             ws.fs.pipe(too_long, b"x")
