@@ -1,7 +1,8 @@
 """``AgentFileSystem``: an agent's workspace as an fsspec filesystem.
 
 URLs are ``agentvfs://<agent>/<path>``; an instance is bound to one agent and
-its paths are rooted at that agent's ``/``. Every call goes to the workspace's
+its paths are rooted at that agent's ``/``. A URL naming another agent is
+refused, never served from this one. Every call goes to the workspace's
 backend, so the same code serves sqlite, disk and hybrid mode.
 """
 
@@ -14,14 +15,15 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
+from fsspec.spec import AbstractFileSystem
 from fsspec.transaction import Transaction
 
-from vfs.backends.base import Attr, Backend, Handle
+from vfs.backends.base import Attr, Backend
+from vfs.fs_file import FILE_MODE, AgentFile
+from vfs.settings import default_home
+from vfs.urls import PROTOCOL, make_url, normalize, split_url
 from vfs.workspace import Workspace
 
-PROTOCOL = "agentvfs"
-FILE_MODE = 0o644
 DIR_MODE = 0o755
 COPY_BLOCK = 1 << 20
 
@@ -56,27 +58,68 @@ class AgentTransaction(Transaction):
                     raise
 
 
+class _StripProtocol:
+    """``_strip_protocol``, which fsspec calls both on the class and on an instance.
+
+    On the class (fsspec's URL parsing, ``open_files``, universal_pathlib) a URL
+    keeps the agent it names, as ``agentvfs://AGENT/PATH``, so the agent survives
+    until a filesystem sees the path. On an instance it gives the workspace path,
+    after checking that the agent named is this filesystem's own.
+    """
+
+    def __get__(self, fs: AgentFileSystem | None, owner: type) -> Any:
+        return _keep_agent if fs is None else fs._workspace_path
+
+
+def _keep_agent(path: Any) -> Any:
+    if isinstance(path, list):
+        return [_keep_agent(p) for p in path]
+    agent, rest = split_url(os.fspath(path))
+    return make_url(agent, rest) if agent else normalize(rest)
+
+
+class _DefaultHome:
+    """The home an instance without ``home=`` opens, as part of fsspec's cache key:
+    a changed ``AGENT_VFS_HOME`` gets a filesystem over the new home."""
+
+    def __get__(self, fs: object, owner: type) -> str:
+        return str(default_home())
+
+
+STORAGE_OPTIONS = ("agent", "home", "create", "mode", "read_only", "auto_mkdir")
+
+
 class AgentFileSystem(AbstractFileSystem):
     """fsspec filesystem over one agent's workspace.
 
-    Parameters
-    ----------
+    Storage options (anything else is refused with ``TypeError``):
+
     agent:
-        The agent id; taken from the URL's host part for ``agentvfs://`` URLs.
+        The agent id. fsspec takes it from an ``agentvfs://AGENT/...`` URL; naming
+        a different agent in the URL and in ``agent=`` is a ``ValueError``.
     home:
         The state directory (default: ``$AGENT_VFS_HOME`` or the user data dir).
     create:
         Create the agent (in ``mode``, default ``sqlite``) if it does not exist.
     mode:
         Workspace mode for a new agent; an existing agent opens only in its own mode.
+    read_only:
+        Open the workspace read-only: every write fails with ``OSError(EROFS)``.
     auto_mkdir:
         Create missing parent directories when writing a file (default true,
         as object stores and fsspec's local filesystem with auto_mkdir do).
+
+    A path is a workspace path (``/notes/todo.md``) or a URL naming this
+    filesystem's agent; a URL naming another agent raises ``ValueError``, or
+    ``FileNotFoundError`` when no such agent exists.
     """
 
     protocol = PROTOCOL
     root_marker = "/"
     transaction_type = AgentTransaction
+    _strip_protocol = _StripProtocol()
+    _default_home = _DefaultHome()
+    _extra_tokenize_attributes = ("_default_home",)
 
     def __init__(
         self,
@@ -84,17 +127,33 @@ class AgentFileSystem(AbstractFileSystem):
         home: str | os.PathLike[str] | None = None,
         create: bool = False,
         mode: str | None = None,
+        read_only: bool = False,
         auto_mkdir: bool = True,
         workspace: Workspace | None = None,
+        url_agent: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        if kwargs:
+            raise TypeError(
+                f"agentvfs: unknown storage option {', '.join(map(repr, sorted(kwargs)))};"
+                f" accepted: {', '.join(STORAGE_OPTIONS)}"
+            )
+        super().__init__()
+        if agent and url_agent and agent != url_agent:
+            raise ValueError(
+                f"agentvfs: the URL names agent {url_agent!r} but agent={agent!r} was given;"
+                " name the agent once"
+            )
+        agent = agent or url_agent
         if workspace is None:
             if not agent:
                 raise ValueError("agentvfs needs an agent: agentvfs://<agent>/<path>")
-            workspace = Workspace.open(agent, home, create=create, mode=mode)
+            if create and read_only:
+                raise ValueError("agentvfs: create=True and read_only=True exclude each other")
+            workspace = Workspace.open(agent, home, create=create, mode=mode, read_only=read_only)
         self.workspace = workspace
         self.agent = workspace.agent
+        self.read_only = read_only or workspace.read_only
         self.auto_mkdir = auto_mkdir
 
     @property
@@ -103,28 +162,70 @@ class AgentFileSystem(AbstractFileSystem):
 
     # -- paths -------------------------------------------------------------
 
-    @classmethod
-    def _strip_protocol(cls, path: Any) -> Any:
+    def _workspace_path(self, path: Any) -> Any:
         if isinstance(path, list):
-            return [cls._strip_protocol(p) for p in path]
-        path = os.fspath(path)
-        if path.startswith(f"{PROTOCOL}://"):
-            path = path[len(PROTOCOL) + 3 :].partition("/")[2]
-        elif path.startswith(f"{PROTOCOL}:"):
-            path = path[len(PROTOCOL) + 1 :]
-        path = "/" + path.lstrip("/")
-        return path.rstrip("/") or "/"
+            return [self._workspace_path(p) for p in path]
+        agent, rest = split_url(os.fspath(path))
+        if agent is not None and agent != self.agent:
+            raise self._foreign(agent, os.fspath(path))
+        return normalize(rest)
+
+    def _foreign(self, agent: str, url: str) -> Exception:
+        if not self.workspace.registry.exists(agent):
+            return FileNotFoundError(errno.ENOENT, f"no such agent: {agent}", url)
+        return ValueError(
+            f"{url} names agent {agent!r} but this filesystem is bound to agent"
+            f" {self.agent!r}: open the URL with fsspec.open, or use one filesystem per agent"
+        )
 
     @staticmethod
     def _get_kwargs_from_urls(path: str) -> dict[str, Any]:
-        if path.startswith(f"{PROTOCOL}://"):
-            agent = path[len(PROTOCOL) + 3 :].partition("/")[0]
-            if agent:
-                return {"agent": agent}
-        return {}
+        # Under its own key, so that fsspec does not merge it with an agent= option:
+        # __init__ sees both and refuses a conflict.
+        agent, _ = split_url(path)
+        return {"url_agent": agent} if agent else {}
+
+    @classmethod
+    def _parent(cls, path: Any) -> str:
+        agent, rest = split_url(os.fspath(path))
+        parent = normalize(rest).rpartition("/")[0] or "/"
+        return make_url(agent, parent) if agent else parent
 
     def unstrip_protocol(self, name: str) -> str:
-        return f"{PROTOCOL}://{self.agent}{self._strip_protocol(name)}"
+        agent, rest = split_url(name)
+        return make_url(agent or self.agent, rest)
+
+    def _in_reach(self, path: Any) -> bool:
+        """False for a URL of an agent that does not exist; raises for another agent's."""
+        try:
+            self._strip_protocol(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def exists(self, path: Any, **kwargs: Any) -> bool:
+        # fsspec's exists answers False for any error; another agent's URL must say so.
+        return self._in_reach(path) and super().exists(path, **kwargs)
+
+    def lexists(self, path: Any, **kwargs: Any) -> bool:
+        return self._in_reach(path) and super().lexists(path, **kwargs)
+
+    def isfile(self, path: Any) -> bool:
+        return self._in_reach(path) and super().isfile(path)
+
+    def _writable(self, path: str) -> None:
+        if self.read_only:
+            raise OSError(errno.EROFS, "Read-only file system", path)
+
+    def open_many(self, open_files: list[Any]) -> list[Any]:
+        """``with fsspec.open_files(...)``: every path is checked before any file opens,
+        so a list that names another agent writes nothing."""
+        for of in open_files:
+            self._strip_protocol(of.path)
+        return [of.__enter__() for of in open_files]
+
+    def commit_many(self, files: list[Any]) -> None:
+        """Nothing to do: each file published when its ``OpenFile`` closed."""
 
     def _resolve(self, path: str, follow: bool = True) -> Attr:
         return self.backend.resolve(self._strip_protocol(path), follow=follow)
@@ -207,6 +308,7 @@ class AgentFileSystem(AbstractFileSystem):
 
     def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
         path = self._strip_protocol(path)
+        self._writable(path)
         if create_parents:
             self.makedirs(path, exist_ok=False)
             return
@@ -215,6 +317,7 @@ class AgentFileSystem(AbstractFileSystem):
 
     def makedirs(self, path: str, exist_ok: bool = False) -> None:
         path = self._strip_protocol(path)
+        self._writable(path)
         backend = self.backend
         with backend.transaction():
             try:
@@ -239,7 +342,9 @@ class AgentFileSystem(AbstractFileSystem):
                     raise NotADirectoryError(errno.ENOTDIR, "Not a directory", prefix)
 
     def rmdir(self, path: str) -> None:
-        parent, name = self.backend.resolve_parent(self._strip_protocol(path))
+        path = self._strip_protocol(path)
+        self._writable(path)
+        parent, name = self.backend.resolve_parent(path)
         self.backend.rmdir(parent, name)
 
     # -- files ---------------------------------------------------------------
@@ -253,9 +358,12 @@ class AgentFileSystem(AbstractFileSystem):
         cache_options: Any = None,
         **kwargs: Any,
     ) -> AgentFile:
+        path = self._strip_protocol(path)
+        if mode != "rb":
+            self._writable(path)
         return AgentFile(
             self,
-            self._strip_protocol(path),
+            path,
             mode,
             block_size=block_size,
             autocommit=autocommit,
@@ -283,6 +391,7 @@ class AgentFileSystem(AbstractFileSystem):
 
     def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
         path = self._strip_protocol(path)
+        self._writable(path)
         backend = self.backend
         if self._intrans and not backend.transactional:
             # Without a database transaction, defer the write to the commit.
@@ -311,6 +420,7 @@ class AgentFileSystem(AbstractFileSystem):
 
     def touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
         path = self._strip_protocol(path)
+        self._writable(path)
         if not truncate and self.exists(path):
             now = time.time_ns()
             self.backend.setattr(self._resolve(path).ino, atime_ns=now, mtime_ns=now)
@@ -319,6 +429,7 @@ class AgentFileSystem(AbstractFileSystem):
 
     def rm_file(self, path: str) -> None:
         path = self._strip_protocol(path)
+        self._writable(path)
         parent, name = self.backend.resolve_parent(path)
         attr = self.backend.lookup(parent, name)
         if attr.is_dir:
@@ -331,6 +442,7 @@ class AgentFileSystem(AbstractFileSystem):
         self.rm_file(path)
 
     def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
+        self._writable(path)
         paths = self.expand_path(path, recursive=recursive, maxdepth=maxdepth)
         with self.backend.transaction():
             for p in sorted(paths, key=len, reverse=True):
@@ -339,6 +451,7 @@ class AgentFileSystem(AbstractFileSystem):
     def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
         path1 = self._strip_protocol(path1)
         path2 = self._strip_protocol(path2)
+        self._writable(path2)
         source = self._resolve(path1)
         if source.is_dir:
             self.makedirs(path2, exist_ok=True)
@@ -352,6 +465,7 @@ class AgentFileSystem(AbstractFileSystem):
         self, path1: Any, path2: Any, recursive: bool = False, maxdepth: Any = None, **kwargs: Any
     ) -> None:
         """Rename in place when one path moves to one path; else copy and delete."""
+        self._writable(path1)
         if isinstance(path1, str) and isinstance(path2, str) and not self._has_magic(path1):
             source = self._strip_protocol(path1)
             target = self._strip_protocol(path2)
@@ -375,105 +489,11 @@ class AgentFileSystem(AbstractFileSystem):
 
     def symlink(self, target: str, path: str) -> None:
         """Create ``path`` as a symlink to ``target`` (a path relative to ``path``'s directory)."""
-        parent, name = self.backend.resolve_parent(self._strip_protocol(path))
+        path = self._strip_protocol(path)
+        self._writable(path)
+        parent, name = self.backend.resolve_parent(path)
         self.backend.symlink(parent, name, os.fsencode(target), os.getuid(), os.getgid())
 
     def chmod(self, path: str, mode: int) -> None:
+        self._writable(path)
         self.backend.setattr(self._resolve(path).ino, mode=stat.S_IMODE(mode))
-
-
-class AgentFile(AbstractBufferedFile):
-    """A file opened through fsspec.
-
-    Reads fetch byte ranges from an open backend handle (nothing loads the
-    whole file). Writes stream block by block into a nameless file that is
-    published under its name when the file is committed, so a reader sees the
-    old content or the new, never a mix.
-    """
-
-    fs: AgentFileSystem
-
-    def __init__(self, fs: AgentFileSystem, path: str, mode: str = "rb", **kwargs: Any) -> None:
-        self._handle: Handle | None = None
-        self._target: tuple[int, str] | None = None
-        backend = fs.backend
-        if mode == "rb":
-            attr = backend.resolve(path, follow=True)
-            if attr.is_dir:
-                raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
-            self._handle = backend.open(attr.ino)
-            kwargs.setdefault("cache_type", "readahead")
-            super().__init__(fs, path, mode, size=attr.size, **kwargs)
-            return
-        if mode == "xb" and fs.exists(path):
-            raise FileExistsError(errno.EEXIST, "File exists", path)
-        if fs.isdir(path):
-            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
-        super().__init__(fs, path, mode, **kwargs)
-        if mode == "ab":
-            self._open_for_append()
-
-    def _open_for_append(self) -> None:
-        backend = self.fs.backend
-        try:
-            attr = backend.resolve(self.path, follow=True)
-        except FileNotFoundError:
-            parent, name = self.fs._parent_for_write(self.path)
-            self._handle, attr = backend.create(parent, name, FILE_MODE, os.getuid(), os.getgid())
-        else:
-            if attr.is_dir:
-                raise IsADirectoryError(errno.EISDIR, "Is a directory", self.path)
-            self._handle = backend.open(attr.ino, os.O_WRONLY | os.O_APPEND)
-        self.loc = attr.size
-
-    def _fetch_range(self, start: int, end: int) -> bytes:
-        assert self._handle is not None
-        return self._handle.read(start, end - start)
-
-    def _initiate_upload(self) -> None:
-        if self.mode == "ab":
-            return
-        parent, name = self.fs._parent_for_write(self.path)
-        self._target = (parent, name)
-        self._handle = self.fs.backend.tmpfile(parent, FILE_MODE)
-
-    def _upload_chunk(self, final: bool = False) -> bool:
-        assert self._handle is not None
-        data = self.buffer.getvalue()
-        if data:
-            self._handle.write(self.offset, data)
-        # Every block lands in the database now, so memory stays bounded by
-        # the block size whatever the file's size.
-        self._handle.flush()
-        if final and self.autocommit:
-            self.commit()
-        return True
-
-    def commit(self) -> None:
-        handle = self._handle
-        if handle is None:
-            return
-        try:
-            if self.mode != "ab":
-                assert self._target is not None
-                parent, name = self._target
-                with self.fs.backend.transaction():
-                    if self.mode == "xb" and self.fs.backend.lookup_or_none(parent, name):
-                        raise FileExistsError(errno.EEXIST, "File exists", self.path)
-                    self.fs.backend.publish(handle, parent, name)
-        finally:
-            handle.close()
-            self._handle = None
-
-    def discard(self) -> None:
-        if self._handle is not None:
-            self._handle.close()  # a nameless file is freed on close
-            self._handle = None
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            if self.mode == "rb" and self._handle is not None:
-                self._handle.close()
-                self._handle = None

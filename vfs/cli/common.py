@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from vfs.urls import split_target
 from vfs.workspace import Workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -25,18 +26,18 @@ def open_workspace(ctx: click.Context, agent: str, **kwargs: Any) -> Workspace:
 
 def split_agent_path(target: str) -> tuple[str, str]:
     """``agentvfs://AGENT/PATH`` or ``AGENT:PATH`` -> ``(AGENT, PATH)``."""
-    if target.startswith("agentvfs://"):
-        rest = target[len("agentvfs://") :]
-        agent, _, path = rest.partition("/")
-        return agent, "/" + path
-    if ":" in target:
-        agent, _, path = target.partition(":")
-        return agent, "/" + path.lstrip("/")
-    raise click.BadParameter(f"{target!r} is not AGENT:PATH or agentvfs://AGENT/PATH")
+    try:
+        return split_target(target)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def is_agent_path(target: str) -> bool:
-    return target.startswith("agentvfs://") or (":" in target and not target.startswith("/"))
+    try:
+        split_target(target)
+    except ValueError:
+        return False
+    return True
 
 
 def print_json(value: Any) -> None:

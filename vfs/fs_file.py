@@ -1,0 +1,113 @@
+"""``AgentFile``: a file of an agent's workspace opened through fsspec."""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import TYPE_CHECKING, Any
+
+from fsspec.spec import AbstractBufferedFile
+
+from vfs.backends.base import Handle
+
+if TYPE_CHECKING:
+    from vfs.fs import AgentFileSystem
+
+FILE_MODE = 0o644
+
+
+class AgentFile(AbstractBufferedFile):
+    """A file opened through fsspec.
+
+    Reads fetch byte ranges from an open backend handle (nothing loads the
+    whole file). Writes stream block by block into a nameless file that is
+    published under its name when the file is committed, so a reader sees the
+    old content or the new, never a mix.
+    """
+
+    fs: AgentFileSystem
+
+    def __init__(self, fs: AgentFileSystem, path: str, mode: str = "rb", **kwargs: Any) -> None:
+        self._handle: Handle | None = None
+        self._target: tuple[int, str] | None = None
+        backend = fs.backend
+        if mode == "rb":
+            attr = backend.resolve(path, follow=True)
+            if attr.is_dir:
+                raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+            self._handle = backend.open(attr.ino)
+            kwargs.setdefault("cache_type", "readahead")
+            super().__init__(fs, path, mode, size=attr.size, **kwargs)
+            return
+        if mode == "xb" and fs.exists(path):
+            raise FileExistsError(errno.EEXIST, "File exists", path)
+        if fs.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+        super().__init__(fs, path, mode, **kwargs)
+        if mode == "ab":
+            self._open_for_append()
+
+    def _open_for_append(self) -> None:
+        backend = self.fs.backend
+        try:
+            attr = backend.resolve(self.path, follow=True)
+        except FileNotFoundError:
+            parent, name = self.fs._parent_for_write(self.path)
+            self._handle, attr = backend.create(parent, name, FILE_MODE, os.getuid(), os.getgid())
+        else:
+            if attr.is_dir:
+                raise IsADirectoryError(errno.EISDIR, "Is a directory", self.path)
+            self._handle = backend.open(attr.ino, os.O_WRONLY | os.O_APPEND)
+        self.loc = attr.size
+
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        assert self._handle is not None
+        return self._handle.read(start, end - start)
+
+    def _initiate_upload(self) -> None:
+        if self.mode == "ab":
+            return
+        parent, name = self.fs._parent_for_write(self.path)
+        self._target = (parent, name)
+        self._handle = self.fs.backend.tmpfile(parent, FILE_MODE)
+
+    def _upload_chunk(self, final: bool = False) -> bool:
+        assert self._handle is not None
+        data = self.buffer.getvalue()
+        if data:
+            self._handle.write(self.offset, data)
+        # Every block lands in the database now, so memory stays bounded by
+        # the block size whatever the file's size.
+        self._handle.flush()
+        if final and self.autocommit:
+            self.commit()
+        return True
+
+    def commit(self) -> None:
+        handle = self._handle
+        if handle is None:
+            return
+        try:
+            if self.mode != "ab":
+                assert self._target is not None
+                parent, name = self._target
+                with self.fs.backend.transaction():
+                    if self.mode == "xb" and self.fs.backend.lookup_or_none(parent, name):
+                        raise FileExistsError(errno.EEXIST, "File exists", self.path)
+                    self.fs.backend.publish(handle, parent, name)
+        finally:
+            handle.close()
+            self._handle = None
+
+    def discard(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # a nameless file is freed on close
+            self._handle = None
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self.mode == "rb" and self._handle is not None:
+                self._handle.close()
+                self._handle = None
