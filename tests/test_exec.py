@@ -140,3 +140,17 @@ def test_sigterm_to_vfs_exec_ends_the_command_then_unmounts(home: Path, scratch:
     with Workspace.open("alice", home) as ws:
         assert ws.fs.cat("/trapped.txt") == b"stopped"
     assert_nothing_left(home, scratch)
+
+
+def test_a_process_the_command_leaves_behind_cannot_keep_the_mount(
+    home: Path, scratch: Path
+) -> None:
+    Workspace.create("alice", home).close()
+    script = "(printf bg > bg.txt; exec 3>> bg.txt; sleep 20) & printf fg > fg.txt; exit 4"
+    started = time.monotonic()
+    done = vfs_exec(home, "alice", "--", "sh", "-c", script)
+    assert done.returncode == 4, done.stderr
+    assert time.monotonic() - started < 20  # did not wait for the straggler
+    with Workspace.open("alice", home) as ws:
+        assert (ws.fs.cat("/bg.txt"), ws.fs.cat("/fg.txt")) == (b"bg", b"fg")
+    assert_nothing_left(home, scratch)

@@ -18,7 +18,8 @@ from vfs.cli.common import home_of
 def exec_command(ctx: click.Context, agent: str, command: tuple[str, ...], read_only: bool) -> None:
     """Run COMMAND with its working directory in a private mount of AGENT.
 
-    Usage: vfs exec AGENT [--read-only] -- CMD ARGS...
+    Put -- before the command so its options stay its own:
+    vfs exec alice -- make -j4
 
     The mount point is a fresh temporary directory, named to the command in
     $AGENT_VFS_MOUNT; it is unmounted and removed when the command ends, however
