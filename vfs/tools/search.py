@@ -120,10 +120,12 @@ def text_blocks(backend: Backend, ino: int) -> Iterator[str]:
     """
     offset = 0
     rest = b""
-    while data := backend.read(ino, offset, READ_BLOCK):
+    at_end = False
+    while not at_end and (data := backend.read(ino, offset, READ_BLOCK)):
         if offset == 0 and b"\0" in data[:BINARY_SNIFF]:
             return
         offset += len(data)
+        at_end = len(data) < READ_BLOCK  # a short read is the end: spare one more call
         data = rest + data
         cut = data.rfind(b"\n") + 1
         if cut == 0 and len(data) < 4 * READ_BLOCK:
