@@ -301,3 +301,17 @@ def test_hybrid_tools_change_the_overlay_not_the_lower_tree(
     assert tools.call("glob", {"pattern": "**/*.py"})["paths"] == ["/src/new.py"]
     assert disk_tree(lower) == before
     assert os.path.exists(lower / "src" / "main.py")
+
+
+def test_read_and_grep_count_lines_alike(tools: FileTools, ws: Workspace) -> None:
+    # Only "\n" ends a line, as for grep: not "\r", form feeds or other separators.
+    ws.fs.pipe("/odd.txt", "one\r\ntwo\x0cstill two\nthree\u2028same\nfour".encode())
+    found = tools.call("grep", {"pattern": "three|four"})
+    assert [(m["line"], m["text"]) for m in found["matches"]] == [
+        (3, "three\u2028same"),
+        (4, "four"),
+    ]
+    second = tools.call("read", {"path": "odd.txt", "start_line": 2, "end_line": 2})
+    assert second["content"] == "two\x0cstill two\n"
+    last = tools.call("read", {"path": "odd.txt", "start_line": 4})
+    assert last["content"] == "four" and last["end_line"] == 4

@@ -174,7 +174,7 @@ class FileTools:
         lineno = 0
         truncated = False
         for block in search.text_blocks(self.backend, attr.ino):
-            for line in block.splitlines(keepends=True):
+            for line in search.lines_of(block, keepends=True):
                 lineno += 1
                 if lineno < first:
                     continue

@@ -138,6 +138,16 @@ def text_blocks(backend: Backend, ino: int) -> Iterator[str]:
         yield rest.decode("utf-8", "replace")
 
 
+def lines_of(block: str, *, keepends: bool = False) -> list[str]:
+    """The lines of a text block, split at ``\\n`` only, as grep counts them
+    (``str.splitlines`` would also split at form feeds and other separators)."""
+    lines = block.split("\n")
+    last = lines.pop()  # after the final line end: empty, or a line without one
+    if keepends:
+        lines = [line + "\n" for line in lines]
+    return [*lines, last] if last else lines
+
+
 def grep_file(
     backend: Backend, ino: int, regex: re.Pattern[str], context: int, limit: int
 ) -> tuple[list[Match], bool]:
@@ -149,9 +159,7 @@ def grep_file(
     lineno = 0
     more = False
     for block in text_blocks(backend, ino):
-        lines = block.split("\n")
-        if lines[-1] == "":
-            lines.pop()  # the block ended at a line end
+        lines = lines_of(block)
         if not waiting and not regex.search(block):
             lineno += len(lines)  # the common case: nothing here, skip line by line work
             before.extend(lines[-context:] if context else ())
