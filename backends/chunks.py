@@ -8,6 +8,9 @@ its ``refs`` count through triggers declared next to each referencing table.
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Iterator
+
 import xxhash
 
 from vfs.backends.db import Database
@@ -53,3 +56,93 @@ class ChunkStore:
         with self.db.write():
             self.db.execute("DELETE FROM chunks WHERE refs <= 0")
             return int(self.db.conn.changes())
+
+    # -- whole-store access, for backups and checks ---------------------------
+
+    def rows(self) -> Iterator[tuple[int, bytes, int]]:
+        """``(id, hash, size)`` of every chunk, without their bytes."""
+        for chunk_id, digest, size in self.db.query("SELECT id, hash, size FROM chunks"):
+            yield int(chunk_id), bytes(digest), int(size)
+
+    def drop_bytes(self) -> None:
+        """Empty every chunk's bytes, keeping ids, hashes and sizes.
+
+        Only for a private copy of a database (a backup snapshot, whose bytes
+        are stored elsewhere): the files of the copy read wrong until
+        :meth:`fill` puts the bytes back.
+        """
+        with self.db.write():
+            self.db.execute("UPDATE chunks SET data = x''")
+
+    def fill(self, chunk_id: int, data: bytes) -> None:
+        """Put back the bytes of chunk ``chunk_id`` in a copy made by :meth:`drop_bytes`;
+        ``OSError(EIO)`` if they are not the bytes the chunk's hash and size name."""
+        row = self.db.one("SELECT hash, size FROM chunks WHERE id = ?", (chunk_id,))
+        if row is None:
+            raise FileNotFoundError(errno.ENOENT, "no such chunk", str(chunk_id))
+        if len(data) != row[1] or chunk_hash(data) != bytes(row[0]):
+            raise OSError(errno.EIO, "chunk bytes do not match their hash", str(chunk_id))
+        self.db.execute("UPDATE chunks SET data = ? WHERE id = ?", (data, chunk_id))
+
+    # -- checks, for ``vfs doctor`` -------------------------------------------
+
+    def referencing_columns(self) -> list[tuple[str, str]]:
+        """Every ``(table, column)`` with a foreign key to ``chunks``: found in the
+        schema, so a table added later is counted without being listed here."""
+        found = []
+        for (table,) in self.db.query(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        ):
+            for row in self.db.query("SELECT * FROM pragma_foreign_key_list(?)", (table,)):
+                if row[2] == "chunks":
+                    found.append((str(table), str(row[3])))
+        return sorted(found)
+
+    def _counted_refs(self) -> str:
+        counts = " UNION ALL ".join(
+            f"SELECT {column} AS chunk FROM {table}" for table, column in self.referencing_columns()
+        )
+        return f"SELECT chunk, count(*) AS n FROM ({counts}) GROUP BY chunk"
+
+    def damaged(self) -> Iterator[int]:
+        """Ids of chunks whose bytes no longer match their hash or size (bit rot)."""
+        for chunk_id, digest, size, data in self.db.query(
+            "SELECT id, hash, size, data FROM chunks"
+        ):
+            if len(data) != size or chunk_hash(bytes(data)) != bytes(digest):
+                yield int(chunk_id)
+
+    def wrong_refs(self) -> list[tuple[int, int, int]]:
+        """``(chunk, stored refs, real refs)`` where the count is wrong; real 0 is garbage."""
+        return [
+            (int(r[0]), int(r[1]), int(r[2]))
+            for r in self.db.query(
+                f"SELECT c.id, c.refs, coalesce(r.n, 0) FROM chunks c"
+                f" LEFT JOIN ({self._counted_refs()}) r ON r.chunk = c.id"
+                " WHERE c.refs IS NOT coalesce(r.n, 0)"
+            )
+        ]
+
+    def missing(self) -> list[tuple[str, int]]:
+        """``(table, chunk id)`` of references to chunks that do not exist."""
+        found = []
+        for table, column in self.referencing_columns():
+            found += [
+                (table, int(r[0]))
+                for r in self.db.query(
+                    f"SELECT DISTINCT {column} FROM {table}"
+                    f" WHERE {column} NOT IN (SELECT id FROM chunks)"
+                )
+            ]
+        return found
+
+    def fix_refs(self) -> int:
+        """Set every reference count to the real one and free unreferenced chunks."""
+        with self.db.write():
+            wrong = self.wrong_refs()
+            for chunk_id, _stored, real in wrong:
+                if real:
+                    self.db.execute("UPDATE chunks SET refs = ? WHERE id = ?", (real, chunk_id))
+                else:
+                    self.db.execute("DELETE FROM chunks WHERE id = ?", (chunk_id,))
+            return len(wrong)

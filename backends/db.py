@@ -64,6 +64,17 @@ def translated_errors(path: str | os.PathLike[str] | None = None) -> Iterator[No
         raise os_error(exc, path) from exc
 
 
+# What this process's writes are recorded as in change journals, unless a
+# Database says otherwise: the front ends name themselves (cli, mount, fsspec).
+process_writer = "python"
+
+
+def name_writer(label: str) -> None:
+    """Record this process's later writes as ``label`` (new Databases only)."""
+    global process_writer
+    process_writer = label
+
+
 def create_private_file(path: Path) -> None:
     """Create ``path`` with mode 0600 if it does not exist (SQLite's -wal and
     -shm files copy the database file's permissions)."""
@@ -110,6 +121,9 @@ class Database:
         self.path = Path(path)
         self.kind = kind
         self.busy_timeout = busy_timeout
+        #: who writes, for the change journal (``<writer>:<pid>``)
+        self.writer = process_writer
+        self._journaled = False
         self._local = threading.local()
         if not self.path.exists():
             if not create:
@@ -117,6 +131,8 @@ class Database:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             create_private_file(self.path)
         self.migrate()
+        # Agent databases journal their file tables (schema/agent/0005_change_journal.sql).
+        self._journaled = kind == "agent"
 
     # -- connections -----------------------------------------------------
 
@@ -174,6 +190,9 @@ class Database:
         name = f"sp{depth}"
         with translated_errors(self.path):
             conn.execute(f"SAVEPOINT {name}" if depth else "BEGIN IMMEDIATE")
+            if not depth and self._journaled:
+                # Journal rows past this mark are this transaction's: the write lock is ours.
+                local.journal_mark = conn.execute("SELECT coalesce(max(seq), 0) FROM journal").get
         local.depth = depth + 1
         try:
             yield conn
@@ -191,8 +210,13 @@ class Database:
         with translated_errors(self.path):
             if depth:
                 conn.execute(f"RELEASE {name}")
-            else:
-                self._commit(conn)
+                return
+            if self._journaled:
+                conn.execute(
+                    "UPDATE journal SET writer = ? WHERE seq > ?",
+                    (f"{self.writer}:{os.getpid()}", local.journal_mark),
+                )
+            self._commit(conn)
 
     def _commit(self, conn: apsw.Connection) -> None:
         # COMMIT can meet SQLITE_BUSY while readers finish a checkpoint; the
@@ -295,6 +319,36 @@ class Database:
                         backup.step(1024)
             finally:
                 dest.close()
+
+    def copy_to(self, target: str | os.PathLike[str]) -> None:
+        """Write a compact, consistent copy of the database to a new file ``target``.
+
+        ``VACUUM INTO`` reads in one transaction: writers go on meanwhile (WAL),
+        the copy shows the state of one moment, and unlike the backup API it
+        never restarts when another connection commits.
+        """
+        create_private_file(Path(target))
+        Path(target).unlink()  # VACUUM INTO wants to create the file itself
+        with translated_errors(self.path):
+            self.conn.execute("VACUUM INTO ?", (str(target),))
+        os.chmod(target, 0o600)
+
+    def vacuum(self) -> None:
+        """Rebuild the database without its free pages, and fold the WAL back in.
+
+        Waits, up to the busy timeout, for other connections' transactions to end.
+        """
+        with translated_errors(self.path):
+            self.conn.execute("VACUUM")
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def file_bytes(self) -> int:
+        """Bytes the database occupies on disk, its WAL included."""
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(f"{self.path}{suffix}").st_size
+        return total
 
     def migrate(self) -> None:
         """Apply the migrations this database has not seen, in one transaction."""

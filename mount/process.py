@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import select
 import signal
 import subprocess
@@ -20,7 +19,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from vfs.backends.host import pid_alive
+from vfs.backends.host import mount_table, pid_alive
 from vfs.mount.operations import DEFAULT_CACHE_TIMEOUT
 from vfs.mount.session import SUBTYPE
 from vfs.settings import resolve_home
@@ -29,21 +28,7 @@ from vfs.state.registry import Registry
 
 FUSE_DEVICE = Path("/dev/fuse")
 START_TIMEOUT_S = 30.0
-_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 STOP_TIMEOUT_S = 30.0
-
-
-def mount_table() -> dict[Path, str]:
-    """Mount point -> filesystem type, from ``/proc/self/mountinfo``."""
-    found: dict[Path, str] = {}
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as info:
-        for line in info:
-            fields = line.split()
-            separator = fields.index("-")
-            # Space, tab, newline and backslash in paths are octal escapes (\040).
-            where = _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), fields[4])
-            found[Path(where)] = fields[separator + 1]
-    return found
 
 
 def is_agentvfs_mount(where: Path) -> bool:

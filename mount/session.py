@@ -52,6 +52,7 @@ def serve(
     """
     where = Path(mountpoint).resolve()
     workspace = Workspace.open(agent, home, read_only=read_only)
+    workspace.db.writer = "mount"
     table = MountTable(workspace.registry.db)
     table.add(agent, where, os.getpid())
     try:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.backend_contract import given  # noqa: F401 - the contract suite's fixture
 from vfs import Workspace
 from vfs.backends.hybrid.backend import HybridBackend
 from vfs.fs import AgentFileSystem

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import vfs.backends.disk.backend
+import vfs.backends.host
 from vfs.backends.base import ROOT_INO
 from vfs.backends.disk.backend import DiskBackend
 
@@ -226,7 +226,7 @@ def test_directory_replaced_by_an_escaping_symlink_after_lookup_is_not_followed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if without_openat2:  # the fallback that walks one name at a time
-        monkeypatch.setattr(vfs.backends.disk.backend, "_openat2_missing", True)
+        monkeypatch.setattr(vfs.backends.host, "openat2_available", False)
     disk = DiskBackend(root)
     directory = disk.resolve("deep")
     inner = disk.resolve("deep/er")

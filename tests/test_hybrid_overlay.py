@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import vfs.backends.host
 from vfs import Workspace
 from vfs.backends.base import ROOT_INO
 from vfs.backends.hybrid.backend import LOWER_INO_BASE
@@ -197,7 +198,12 @@ def test_a_touched_but_unchanged_disk_file_is_no_conflict(overlay, lower):
     assert (lower / "notes.txt").read_text() == "one\ntwo\nthree\n"
 
 
-def test_symlinks_in_the_lower_tree_are_never_followed_out_of_it(overlay, lower, tmp_path):
+@pytest.mark.parametrize("without_openat2", [False, True])
+def test_symlinks_in_the_lower_tree_are_never_followed_out_of_it(
+    overlay, lower, tmp_path, without_openat2, monkeypatch
+):
+    if without_openat2:  # the fallback that walks one name at a time
+        monkeypatch.setattr(vfs.backends.host, "openat2_available", False)
     ws, backend = overlay
     outside = tmp_path / "outside"
     outside.mkdir()

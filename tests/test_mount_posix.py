@@ -21,7 +21,7 @@ import pytest
 import test_mount_support
 from test_mount_support import Mounted
 
-from vfs.mount.process import mount_table
+from vfs.backends.host import mount_table
 
 _libc = ctypes.CDLL(None, use_errno=True)
 AT_FDCWD = -100

@@ -151,6 +151,8 @@ class AgentFileSystem(AbstractFileSystem):
             if create and read_only:
                 raise ValueError("agentvfs: create=True and read_only=True exclude each other")
             workspace = Workspace.open(agent, home, create=create, mode=mode, read_only=read_only)
+            if workspace.db.writer == "python":
+                workspace.db.writer = "fsspec"
         self.workspace = workspace
         self.agent = workspace.agent
         self.read_only = read_only or workspace.read_only

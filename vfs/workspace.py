@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from vfs.backends import Backend, Database, open_backend
 from vfs.backends.runs_view import ReservedTree
+from vfs.backup.restore import finish_interrupted_restore
 from vfs.settings import resolve_home
 from vfs.settings.config import check_explicit_mode, resolve_mode
 from vfs.settings.switch import finish_interrupted_switch
@@ -18,6 +19,7 @@ from vfs.state.registry import AgentRecord, Registry
 if TYPE_CHECKING:
     from vfs.fs import AgentFileSystem
     from vfs.stores import Artifacts, Caches, Sessions, Transcripts
+    from vfs.watch import Watcher
 
 
 class Workspace:
@@ -68,6 +70,7 @@ class Workspace:
         Raises ``FileNotFoundError`` naming the agent when it does not exist.
         """
         registry = Registry(resolve_home(home))
+        finish_interrupted_restore(registry, agent)  # a restore killed after its swap
         finish_interrupted_switch(registry, agent)  # its cleanup would drop new writes
         mode = resolve_mode(registry, agent, mode)  # AGENT_VFS_MODE and config.toml
         if create and not registry.exists(agent):
@@ -122,6 +125,12 @@ class Workspace:
         from vfs.stores import Transcripts
 
         return Transcripts(self.db)
+
+    def watch(self, path: str = "/") -> Watcher:
+        """Change events under ``path`` from any writer, within 100 ms (see :mod:`vfs.watch`)."""
+        from vfs.watch import Watcher
+
+        return Watcher(self.db, self.mode, self.record.workspace, path)
 
     def close(self) -> None:
         self.backend.close()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import ctypes
 import errno
 import os
 import secrets
@@ -29,7 +28,7 @@ from pathlib import Path
 import xxhash
 
 from vfs.backends.base import ROOT_INO, Attr, Backend, Handle, StatFs
-from vfs.backends.host import pid_alive
+from vfs.backends.host import fd_path, join, open_beneath, pid_alive, renameat2
 from vfs.backends.names import check_name
 
 RENAME_NOREPLACE = 1
@@ -40,72 +39,8 @@ TEMP_PREFIX = ".agentvfs-tmp-"
 #: the inode number reported for a host file whose st_ino is 1 (ROOT_INO is taken)
 HOST_INO_ONE = (1 << 63) - 2
 
-_SYS_OPENAT2 = 437  # the same number on every architecture
-_RESOLVE_NO_MAGICLINKS = 0x02
-_RESOLVE_BENEATH = 0x08
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _LISTINGS_KEPT = 16  # sorted listings kept for readdir continuations
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-_renameat2_call = getattr(_libc, "renameat2", None)  # glibc >= 2.28
-if _renameat2_call is not None:
-    _renameat2_call.restype = ctypes.c_int
-    _renameat2_call.argtypes = [
-        ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint,
-    ]  # fmt: skip
-
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
-
-
-_openat2_missing = False
-
-
-def _open_beneath(root_fd: int, rel: str) -> int:
-    """An ``O_PATH`` descriptor of ``rel`` below ``root_fd``; the last name is not followed."""
-    global _openat2_missing
-    raw = os.fsencode(rel)
-    if not _openat2_missing:
-        how = _OpenHow(_PATH_FLAGS, 0, _RESOLVE_BENEATH | _RESOLVE_NO_MAGICLINKS)
-        for _ in range(16):
-            fd = _libc.syscall(
-                ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(root_fd), ctypes.c_char_p(raw),
-                ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)),
-            )  # fmt: skip
-            if fd >= 0:
-                return int(fd)
-            code = ctypes.get_errno()
-            if code not in (errno.EAGAIN, errno.EINTR):
-                break
-        if code != errno.ENOSYS:
-            raise OSError(code, os.strerror(code), rel)
-        _openat2_missing = True
-    # Without openat2, walk one name at a time and follow no symlink at all.
-    fd = os.dup(root_fd)
-    for name in rel.split("/"):
-        try:
-            next_fd = os.open(name, _PATH_FLAGS, dir_fd=fd)
-        finally:
-            os.close(fd)
-        fd = next_fd
-    return fd
-
-
-def _renameat2(src_fd: int, name: str, dst_fd: int, new_name: str, flags: int) -> None:
-    if not flags:
-        os.rename(name, new_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
-        return
-    if _renameat2_call is None:
-        raise OSError(errno.ENOSYS, "renameat2 is not available in this C library", name)
-    if _renameat2_call(src_fd, os.fsencode(name), dst_fd, os.fsencode(new_name), flags) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code), name)
-
-
-def _join(rel: str, name: str) -> str:
-    return f"{rel}/{name}" if rel else name
 
 
 def _shown(rel: str) -> str:
@@ -159,7 +94,7 @@ class _Node:
 
     @property
     def proc(self) -> str:
-        return f"/proc/self/fd/{self.fd}"
+        return fd_path(self.fd)
 
 
 class DiskBackend(Backend):
@@ -248,7 +183,7 @@ class DiskBackend(Backend):
         escaped = None
         for rel in candidates:
             try:
-                fd = _open_beneath(self._root_fd, rel)
+                fd = open_beneath(self._root_fd, rel, os.O_PATH, inner_symlinks=True)
             except OSError as error:
                 if error.errno in (errno.EXDEV, errno.ELOOP):
                     escaped = rel
@@ -302,7 +237,7 @@ class DiskBackend(Backend):
     def lookup(self, parent: int, name: str) -> Attr:
         _existing_name(name)
         with self._dir(parent) as directory:
-            rel = _join(directory.rel, name)
+            rel = join(directory.rel, name)
             with _reported(rel):
                 st = os.stat(name, dir_fd=directory.fd, follow_symlinks=False)
         return self._learned(st, rel)
@@ -342,7 +277,7 @@ class DiskBackend(Backend):
                     st = os.stat(name, dir_fd=directory.fd, follow_symlinks=False)
                 except FileNotFoundError:
                     continue  # removed since the listing
-                yield name, self._learned(st, _join(directory.rel, name)), keys[index]
+                yield name, self._learned(st, join(directory.rel, name)), keys[index]
 
     def _listing(self, ino: int, directory: _Node, *, fresh: bool) -> tuple[list[int], list[str]]:
         """Names sorted by :func:`_order_key`; a continuation reuses the listing it started."""
@@ -368,12 +303,12 @@ class DiskBackend(Backend):
         self._writable()
         _new_name(name)
         with self._dir(parent) as directory:
-            rel = _join(directory.rel, name)
+            rel = join(directory.rel, name)
             with _reported(rel):
                 os.mkdir(name, 0o700, dir_fd=directory.fd)
                 fd = os.open(name, _PATH_FLAGS | os.O_DIRECTORY, dir_fd=directory.fd)
                 try:
-                    path = f"/proc/self/fd/{fd}"
+                    path = fd_path(fd)
                     self._own(path, uid, gid)
                     os.chmod(path, mode & 0o7777)  # exact: no umask
                     st = os.fstat(fd)
@@ -388,11 +323,11 @@ class DiskBackend(Backend):
         _new_name(name)
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         with self._dir(parent) as directory:
-            rel = _join(directory.rel, name)
+            rel = join(directory.rel, name)
             with _reported(rel):
                 fd = os.open(name, flags, 0o600, dir_fd=directory.fd)
                 try:
-                    self._own(f"/proc/self/fd/{fd}", uid, gid)
+                    self._own(fd_path(fd), uid, gid)
                     os.fchmod(fd, mode & 0o7777)
                     st = os.fstat(fd)
                 except BaseException:
@@ -429,7 +364,7 @@ class DiskBackend(Backend):
         self._writable()
         _existing_name(name)
         with self._dir(parent) as directory:
-            rel = _join(directory.rel, name)
+            rel = join(directory.rel, name)
             with _reported(rel):
                 os.unlink(name, dir_fd=directory.fd)
         self._drop_path(rel)
@@ -438,7 +373,7 @@ class DiskBackend(Backend):
         self._writable()
         _existing_name(name)
         with self._dir(parent) as directory:
-            rel = _join(directory.rel, name)
+            rel = join(directory.rel, name)
             with _reported(rel):
                 os.rmdir(name, dir_fd=directory.fd)
         with self._lock:
@@ -452,9 +387,9 @@ class DiskBackend(Backend):
         _existing_name(name)
         _new_name(new_name)
         with self._dir(parent) as source, self._dir(new_parent) as target:
-            old_rel, new_rel = _join(source.rel, name), _join(target.rel, new_name)
+            old_rel, new_rel = join(source.rel, name), join(target.rel, new_name)
             with _reported(old_rel, new_rel):
-                _renameat2(source.fd, name, target.fd, new_name, flags)
+                renameat2(source.fd, name, target.fd, new_name, flags)
         if flags & RENAME_EXCHANGE:
             self._move_paths([(old_rel, new_rel), (new_rel, old_rel)])
         else:
@@ -464,7 +399,7 @@ class DiskBackend(Backend):
         self._writable()
         _new_name(new_name)
         with self._node(ino) as node, self._dir(new_parent) as directory:
-            rel = _join(directory.rel, new_name)
+            rel = join(directory.rel, new_name)
             if stat.S_ISDIR(node.st.st_mode):
                 raise PermissionError(errno.EPERM, "cannot hard-link a directory", rel)
             with _reported(rel):
@@ -477,7 +412,7 @@ class DiskBackend(Backend):
         self._writable()
         _new_name(name)
         with self._dir(parent) as directory:
-            rel = _join(directory.rel, name)
+            rel = join(directory.rel, name)
             with _reported(rel):
                 os.symlink(os.fsdecode(target), name, dir_fd=directory.fd)
                 if os.geteuid() == 0 and (uid, gid) != (0, 0):
@@ -535,7 +470,7 @@ class DiskBackend(Backend):
             rel = directory.rel
         os.fchmod(fd, mode & 0o7777)
         ino = self._ino_of(os.fstat(fd))
-        return DiskHandle(self, fd, ino, _join(rel, name), writable=True, temp=(dir_fd, name))
+        return DiskHandle(self, fd, ino, join(rel, name), writable=True, temp=(dir_fd, name))
 
     def publish(self, handle: Handle, parent: int, name: str) -> Attr:
         self._writable()
@@ -545,7 +480,7 @@ class DiskBackend(Backend):
         temp_dir_fd, temp_name = handle.temp
         os.fsync(handle.fd)  # the new content is on disk before any name points at it
         with self._dir(parent) as directory:
-            rel = _join(directory.rel, name)
+            rel = join(directory.rel, name)
             with _reported(rel):
                 os.rename(temp_name, name, src_dir_fd=temp_dir_fd, dst_dir_fd=directory.fd)
         handle.temp = None
@@ -651,7 +586,7 @@ class DiskHandle(Handle):
         if not self.writable:
             flags = os.O_RDWR | os.O_CLOEXEC | (os.O_APPEND if self.append else 0)
             with _reported(self.path):
-                fd = os.open(f"/proc/self/fd/{self.fd}", flags)
+                fd = os.open(fd_path(self.fd), flags)
             os.dup2(fd, self.fd)
             os.close(fd)
             self.writable = True

@@ -36,6 +36,7 @@ import xxhash
 
 from vfs.backends.base import ROOT_INO, Attr, Backend, Handle
 from vfs.backends.db import Database
+from vfs.backends.host import join
 from vfs.backends.hybrid.diff import tree_stamp
 from vfs.backends.hybrid.lower import LowerTree, read_at
 from vfs.backends.hybrid.nodes import (
@@ -47,7 +48,6 @@ from vfs.backends.hybrid.nodes import (
     LowerRef,
     OverlayHandle,
     file_layout,
-    join,
     lower_attr,
     rebase_file,
 )

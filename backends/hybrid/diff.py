@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import xxhash
 
 from vfs.backends.base import ROOT_INO
+from vfs.backends.host import join
 
 if TYPE_CHECKING:
     from vfs.backends.hybrid.backend import HybridBackend
@@ -32,10 +33,6 @@ DATABASE_OPS = ("clear_entry", "clear_whiteout", "settle_dir")
 # File times come from the kernel's coarse clock, which may lag the one the
 # overlay stamps its rows with by a tick; compare with this much to spare.
 CLOCK_SLACK_NS = 10_000_000
-
-
-def join(parent: str, name: str) -> str:
-    return f"{parent}/{name}" if parent else name
 
 
 def kind_of(mode: int) -> str:

@@ -10,7 +10,6 @@ a component-by-component walk with ``O_NOFOLLOW``.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import stat
@@ -18,59 +17,13 @@ from collections.abc import Iterator
 
 import xxhash
 
-_SYS_OPENAT2 = 437  # the same number on x86-64 and arm64
-_RESOLVE_NO_MAGICLINKS = 0x02
-_RESOLVE_NO_SYMLINKS = 0x04
-_RESOLVE_BENEATH = 0x08
-_RESOLVE = _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS
-
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
-
+from vfs.backends.host import open_beneath
 
 #: the commit's staging directory in the lower root; the overlay never shows it
 STAGING_DIR = ".agentvfs-commit"
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-_have_openat2 = True
-
 # Errors that mean a lower path no longer leads to what was there.
 _GONE = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.EXDEV)
-
-
-def _openat2(dir_fd: int, path: str, flags: int, mode: int = 0) -> int:
-    how = _OpenHow(flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0, _RESOLVE)
-    fd = _libc.syscall(
-        _SYS_OPENAT2,
-        ctypes.c_int(dir_fd),
-        ctypes.c_char_p(os.fsencode(path)),
-        ctypes.byref(how),
-        ctypes.c_size_t(ctypes.sizeof(how)),
-    )
-    if fd < 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code), path)
-    return int(fd)
-
-
-def _walk_open(dir_fd: int, path: str, flags: int, mode: int = 0) -> int:
-    """``openat2`` for kernels without it: one ``O_NOFOLLOW`` open per component."""
-    parts = [p for p in path.split("/") if p]
-    fd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
-    try:
-        for part in parts[:-1]:
-            if part == "..":
-                raise PermissionError(errno.EXDEV, "path leaves the lower tree", path)
-            nxt = os.open(
-                part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
-            )
-            os.close(fd)
-            fd = nxt
-        return os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=fd)
-    finally:
-        os.close(fd)
 
 
 class LowerTree:
@@ -87,21 +40,15 @@ class LowerTree:
 
     def open(self, path: str, flags: int, mode: int = 0o600) -> int:
         """A descriptor for lower-relative ``path``; the last component is never followed."""
-        global _have_openat2
         if not path:
             return os.open(".", flags | os.O_CLOEXEC, dir_fd=self.root_fd)
-        flags |= os.O_NOFOLLOW
-        if _have_openat2:
-            try:
-                return _openat2(self.root_fd, path, flags, mode)
-            except OSError as exc:
-                if exc.errno != errno.ENOSYS:
-                    if exc.errno == errno.ELOOP and not flags & os.O_PATH:
-                        # A symlink where a file or directory was expected.
-                        raise OSError(errno.ELOOP, "lower path is a symlink", path) from None
-                    raise
-                _have_openat2 = False
-        return _walk_open(self.root_fd, path, flags, mode)
+        try:
+            return open_beneath(self.root_fd, path, flags, mode)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP and not flags & os.O_PATH:
+                # A symlink where a file or directory was expected.
+                raise OSError(errno.ELOOP, "lower path is a symlink", path) from None
+            raise
 
     @contextlib.contextmanager
     def fd(self, path: str, flags: int, mode: int = 0o600) -> Iterator[int]:

@@ -104,10 +104,6 @@ class LowerNumbers:
         return other is not None and (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
 
 
-def join(parent: str, name: str) -> str:
-    return f"{parent}/{name}" if parent else name
-
-
 def lower_attr(ino: int, st: os.stat_result) -> Attr:
     return Attr(
         ino=ino,

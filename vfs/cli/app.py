@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from vfs.backends.db import name_writer
+
 
 def describe(exc: BaseException) -> str:
     """One line for an error a user can act on."""
@@ -45,3 +47,4 @@ class Group(click.Group):
 def main(ctx: click.Context, home: str | None) -> None:
     """agentvfs: virtual filesystems for AI-agent workspaces."""
     ctx.obj = {"home": home}
+    name_writer("cli")

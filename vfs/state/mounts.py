@@ -15,27 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vfs.backends.db import Database
-from vfs.backends.host import pid_alive
+from vfs.backends.host import pid_alive, process_started_at
 from vfs.backends.names import check_agent_id
-
-
-def _started_at(pid: int) -> float | None:
-    """When process ``pid`` started (seconds since the epoch), if /proc says."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as status:
-            ticks = int(status.read().rpartition(b")")[2].split()[19])
-        with open("/proc/stat", "rb") as system:
-            boot = next(int(line.split()[1]) for line in system if line.startswith(b"btime "))
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _serving(pid: int, recorded_at: float) -> bool:
     """The recorded process is alive, and is not a newer process that reuses its pid."""
     if not pid_alive(pid):
         return False
-    started = _started_at(pid)
+    started = process_started_at(pid)
     return started is None or started <= recorded_at + 2.0  # btime has 1 s resolution
 
 
@@ -58,7 +46,7 @@ class MountTable:
         check_agent_id(agent)
         where = str(Path(mountpoint).resolve())
         with self.db.write():
-            self._drop_stale()
+            self.drop_stale()
             row = self.db.one(
                 "SELECT agent, mountpoint FROM mounts WHERE agent = ? OR mountpoint = ?",
                 (agent, where),
@@ -87,19 +75,26 @@ class MountTable:
         records = [MountRecord(r[0], Path(r[1]), r[2], r[3]) for r in rows]
         live = [r for r in records if _serving(r.pid, r.started_at)]
         if len(live) < len(records):
-            with self.db.write():
-                self._drop_stale()
+            self.drop_stale()
         return live
 
     def for_agent(self, agent: str) -> builtins.list[MountRecord]:
         """Live mounts of ``agent`` (at most one)."""
         return [r for r in self.list() if r.agent == agent]
 
-    def _drop_stale(self) -> None:
-        for mountpoint, pid, started_at in self.db.query(
-            "SELECT mountpoint, pid, started_at FROM mounts"
-        ):
-            if not _serving(pid, started_at):
+    def stale(self) -> builtins.list[MountRecord]:
+        """Records whose process is gone (a mount killed without unmounting)."""
+        rows = self.db.query("SELECT agent, mountpoint, pid, started_at FROM mounts")
+        records = [MountRecord(r[0], Path(r[1]), r[2], r[3]) for r in rows]
+        return [r for r in records if not _serving(r.pid, r.started_at)]
+
+    def drop_stale(self) -> int:
+        """Delete the records of mounts whose process is gone; returns how many."""
+        with self.db.write():
+            stale = self.stale()
+            for record in stale:
                 self.db.execute(
-                    "DELETE FROM mounts WHERE mountpoint = ? AND pid = ?", (mountpoint, pid)
+                    "DELETE FROM mounts WHERE mountpoint = ? AND pid = ?",
+                    (str(record.mountpoint), record.pid),
                 )
+        return len(stale)

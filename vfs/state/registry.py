@@ -81,6 +81,18 @@ class Registry:
             )
         return self.get(agent)
 
+    def put_record(self, agent: str, mode: str, db_path: Path, workspace: Path) -> None:
+        """Record where ``agent``'s data now is, creating or replacing its row
+        (a restore that swapped a new copy in); its settings are kept."""
+        check_mode(mode)
+        with self.db.write():
+            self.db.execute(
+                "INSERT INTO agents (id, mode, db_path, workspace, created_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET mode = excluded.mode,"
+                " db_path = excluded.db_path, workspace = excluded.workspace",
+                (check_agent_id(agent), mode, str(db_path), str(workspace), time.time()),
+            )
+
     def set_mode(self, agent: str, mode: str) -> None:
         check_mode(mode)
         with self.db.write():

@@ -1,0 +1,109 @@
+"""``vfs doctor``, ``vfs vacuum``, ``vfs export``, ``vfs import``: the operator's tools."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+
+import click
+
+from vfs.cli.app import main
+from vfs.cli.backup import human_size
+from vfs.cli.common import home_of, json_option, open_workspace, print_json
+from vfs.doctor import doctor as run_doctor
+from vfs.export import export_tree, import_tree
+
+
+@main.command()
+@click.argument("agent", required=False)
+@click.option("--fix", is_flag=True, help="Repair what can be repaired without losing data.")
+@json_option
+@click.pass_context
+def doctor(ctx: click.Context, agent: str | None, fix: bool, as_json: bool) -> None:
+    """Check AGENT (or the home and every agent) for damage; with --fix, repair it.
+
+    Exits 0 when no problem remains, 1 otherwise. A file that lost content is
+    kept, marked with the xattr user.agentvfs.damaged and listed.
+    """
+    report = run_doctor(home_of(ctx), agent, fix=fix)
+    if as_json:
+        print_json([health.as_dict() for health in report])
+    else:
+        checked = [h for h in report if h.agent]
+        if all(h.healthy and not h.repaired for h in report):
+            click.echo(
+                f"ok: {len(checked)} agent{'s' if len(checked) != 1 else ''} checked, no problems"
+            )
+        for health in report:
+            name = health.agent or "home"
+            for action in health.repaired:
+                click.echo(f"{name}: repaired: {action}")
+            for finding in health.remaining:
+                hint = " (--fix repairs it)" if finding.repairable and not fix else ""
+                click.echo(f"{name}: {finding.kind}: {finding.detail}{hint}")
+    if any(not h.healthy for h in report):
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("agent")
+@json_option
+@click.pass_context
+def vacuum(ctx: click.Context, agent: str, as_json: bool) -> None:
+    """Reclaim the free space in AGENT's database, online; prints bytes before and after."""
+    with open_workspace(ctx, agent) as ws:
+        before = ws.db.file_bytes()
+        ws.db.vacuum()
+        after = ws.db.file_bytes()
+    if as_json:
+        print_json({"agent": agent, "bytes_before": before, "bytes_after": after})
+    else:
+        click.echo(f"{agent}: {human_size(before)} -> {human_size(after)}")
+
+
+@main.command("export")
+@click.argument("agent")
+@click.argument("dest")
+@json_option
+@click.pass_context
+def export_command(ctx: click.Context, agent: str, dest: str, as_json: bool) -> None:
+    """Write AGENT's workspace tree to DEST: a directory or a .tar/.tar.gz, local or a URL.
+
+    Modes, times and symlinks are kept in a local directory and in tar files;
+    hybrid mode exports the merged view.
+    """
+    with open_workspace(ctx, agent, read_only=True) as ws:
+        report = export_tree(ws, dest)
+    if as_json:
+        print_json(asdict(report))
+    else:
+        click.echo(
+            f"exported {report.files} files ({human_size(report.bytes)}),"
+            f" {report.directories} directories, {report.symlinks} symlinks to {dest}"
+        )
+
+
+@main.command("import")
+@click.argument("agent")
+@click.argument("source")
+@click.option("--overwrite", is_flag=True, help="Replace workspace files newer than the source's.")
+@json_option
+@click.pass_context
+def import_command(
+    ctx: click.Context, agent: str, source: str, overwrite: bool, as_json: bool
+) -> None:
+    """Bring a directory or tar file SOURCE into AGENT's workspace, merging.
+
+    A workspace file newer than the imported one is kept and listed, unless --overwrite.
+    """
+    with open_workspace(ctx, agent) as ws:
+        report = import_tree(ws, source, overwrite=overwrite)
+    if as_json:
+        print_json(asdict(report))
+        return
+    click.echo(
+        f"imported {report.files} files ({human_size(report.bytes)}),"
+        f" {report.directories} directories, {report.symlinks} symlinks"
+    )
+    for path in report.skipped_newer:
+        click.echo(f"kept {path}: the workspace copy is newer (--overwrite replaces it)")
