@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -315,3 +316,32 @@ def test_read_and_grep_count_lines_alike(tools: FileTools, ws: Workspace) -> Non
     assert second["content"] == "two\x0cstill two\n"
     last = tools.call("read", {"path": "odd.txt", "start_line": 4})
     assert last["content"] == "four" and last["end_line"] == 4
+
+
+@pytest.mark.parametrize("transactional_mode", ["sqlite", "hybrid"])
+def test_concurrent_edits_lose_no_update_where_the_engine_has_transactions(
+    transactional_mode: str, make_workspace: Callable[..., Workspace], tmp_path: Path
+) -> None:
+    require_mode(transactional_mode)
+    ws = make_workspace(transactional_mode, workspace=tmp_path / "lower")
+    FileTools(ws).call("write", {"path": "log.txt", "content": "<END>"})
+    errors: list[BaseException] = []
+
+    def worker(number: int) -> None:
+        tools = FileTools(ws)  # the same workspace: one database connection per thread
+        try:
+            for i in range(25):
+                line = f"{number}-{i}\n<END>"
+                tools.call("edit", {"path": "log.txt", "old_string": "<END>", "new_string": line})
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    lines = FileTools(ws).call("read", {"path": "log.txt"})["content"].splitlines()
+    assert lines[-1] == "<END>"
+    assert sorted(lines[:-1]) == sorted(f"{n}-{i}" for n in range(4) for i in range(25))
