@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -345,3 +346,22 @@ def test_concurrent_edits_lose_no_update_where_the_engine_has_transactions(
     lines = FileTools(ws).call("read", {"path": "log.txt"})["content"].splitlines()
     assert lines[-1] == "<END>"
     assert sorted(lines[:-1]) == sorted(f"{n}-{i}" for n in range(4) for i in range(25))
+
+
+def test_grep_and_line_reads_stream_a_large_file(tools: FileTools, ws: Workspace) -> None:
+    line = b"x" * 1023 + b"\n"
+    with ws.fs.open("/large.log", "wb") as f:
+        for _ in range(48):
+            f.write(line * 1024)  # 1 MiB
+        f.write(b"the needle\n")
+    size = ws.fs.size("/large.log")
+    tracemalloc.start()
+    try:
+        found = tools.call("grep", {"pattern": "needle", "output": "count"})
+        tail = tools.call("read", {"path": "large.log", "start_line": 48 * 1024 + 1})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert found["counts"] == [{"path": "/large.log", "count": 1}]
+    assert tail["content"] == "the needle\n"
+    assert peak < 12 * (1 << 20), f"peak {peak} bytes for a {size}-byte file"

@@ -174,6 +174,10 @@ class FileTools:
         lineno = 0
         truncated = False
         for block in search.text_blocks(self.backend, attr.ino):
+            ends = block.count("\n")
+            if lineno + ends < first and block.endswith("\n"):
+                lineno += ends  # wholly before the range: no need to split it
+                continue
             for line in search.lines_of(block, keepends=True):
                 lineno += 1
                 if lineno < first:
