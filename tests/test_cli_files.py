@@ -105,4 +105,4 @@ def test_console_script_is_installed_and_reports_errors_without_traceback(home: 
         [str(script), "--home", str(home), "cat", "nobody:/x"], capture_output=True, text=True
     )
     assert result.returncode == 1
-    assert result.stderr.strip() == "Error: nobody: no such agent: nobody"
+    assert result.stderr.strip() == "Error: no such agent: nobody"

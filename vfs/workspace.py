@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,8 +14,9 @@ from vfs.backends import Backend, Database, open_backend
 from vfs.backends.runs_view import ReservedTree
 from vfs.backup.restore import finish_interrupted_restore
 from vfs.settings import resolve_home
-from vfs.settings.config import check_explicit_mode, resolve_mode
+from vfs.settings.config import DEFAULT_MODE, check_explicit_mode, new_agent_mode, resolve_mode
 from vfs.settings.switch import finish_interrupted_switch
+from vfs.state.mounts import MountTable
 from vfs.state.registry import AgentRecord, Registry
 
 if TYPE_CHECKING:
@@ -75,7 +78,7 @@ class Workspace:
         mode = resolve_mode(registry, agent, mode)  # AGENT_VFS_MODE and config.toml
         if create and not registry.exists(agent):
             with contextlib.suppress(FileExistsError):  # another process created it first
-                registry.create(agent, mode or "sqlite", workspace)
+                registry.create(agent, mode or DEFAULT_MODE, workspace)
         return cls(registry, registry.get(agent), mode=mode, read_only=read_only)
 
     @classmethod
@@ -84,13 +87,60 @@ class Workspace:
         agent: str,
         home: str | os.PathLike[str] | None = None,
         *,
-        mode: str = "sqlite",
+        mode: str | None = None,
         workspace: str | os.PathLike[str] | None = None,
     ) -> Workspace:
-        """Create a new agent; ``FileExistsError`` if it exists."""
+        """Create a new agent; ``FileExistsError`` if it exists.
+
+        ``mode`` defaults to the mode that applies to a new agent:
+        ``AGENT_VFS_MODE``, then ``config.toml`` (``[agents.<id>]``, then
+        ``[defaults]``), then sqlite. ``workspace`` must be an existing directory.
+        """
         registry = Registry(resolve_home(home))
-        record = registry.create(agent, mode, workspace)
+        record = registry.create(agent, mode or new_agent_mode(agent, registry.home), workspace)
         return cls(registry, record)
+
+    @staticmethod
+    def delete(
+        agent: str,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        workspace_too: bool = False,
+    ) -> None:
+        """Delete ``agent``: its registry entry, settings and directory under the home.
+
+        Refused (``OSError(EBUSY)``) while the agent is mounted. A workspace
+        directory given at creation (outside the home) belongs to the user and
+        is kept unless ``workspace_too``. ``FileNotFoundError`` if there is no
+        such agent.
+        """
+        registry = Registry(resolve_home(home))
+        try:
+            record = registry.get(agent)
+            mounts = MountTable(registry.db).for_agent(agent)
+            if mounts:
+                where = mounts[0].mountpoint
+                raise OSError(
+                    errno.EBUSY,
+                    f"agent {agent} is mounted at {where}; unmount it first (vfs umount {where})",
+                )
+            directory = registry.agent_dir(agent)
+            # Out of the way first, under a name no agent id can take, so that a
+            # new agent of this name never finds the old database.
+            trash = directory.with_name(f".deleted-{agent}-{os.getpid()}")
+            if directory.exists():
+                directory.rename(trash)
+            try:
+                registry.delete(agent)
+            except BaseException:
+                if trash.exists():
+                    trash.rename(directory)
+                raise
+        finally:
+            registry.db.close()
+        shutil.rmtree(trash, ignore_errors=True)
+        if workspace_too and not record.workspace.is_relative_to(directory):
+            shutil.rmtree(record.workspace)
 
     @property
     def directory(self) -> Path:

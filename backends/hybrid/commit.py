@@ -36,6 +36,7 @@ from vfs.backends.hybrid.diff import (
     tree_stamp,
 )
 from vfs.backends.hybrid.lower import STAGING_DIR, hash_fd
+from vfs.backends.progress import Progress, no_progress
 from vfs.backends.steps import step
 
 if TYPE_CHECKING:
@@ -215,19 +216,26 @@ def pending(backend: HybridBackend) -> bool:
 
 
 def commit(
-    backend: HybridBackend, paths: list[str] | None = None, *, force: bool = False
+    backend: HybridBackend,
+    paths: list[str] | None = None,
+    *,
+    force: bool = False,
+    progress: Progress = no_progress,
 ) -> CommitReport:
     """Apply the overlay's changes (at or under ``paths``, default all) to the disk tree.
 
     A change whose disk file changed since the overlay first saw it is left in
-    the overlay and reported in ``conflicts``, unless ``force``.
+    the overlay and reported in ``conflicts``, unless ``force``. ``progress``
+    hears of each step applied to the disk (of all steps).
     """
     backend._writable()
     with exclusive(backend):
-        return _commit(backend, paths, force)
+        return _commit(backend, paths, force, progress)
 
 
-def _commit(backend: HybridBackend, paths: list[str] | None, force: bool) -> CommitReport:
+def _commit(
+    backend: HybridBackend, paths: list[str] | None, force: bool, progress: Progress
+) -> CommitReport:
     report = CommitReport(resumed=_resume(backend))
     scopes = [p.strip("/") for p in paths or []]
     plan = scan(backend)
@@ -251,7 +259,7 @@ def _commit(backend: HybridBackend, paths: list[str] | None, force: bool) -> Com
             [tuple(getattr(actions[i], c) for c in _COLUMNS) for i in order],
         )
     step()
-    _run(backend)
+    _run(backend, progress)
     return report
 
 
@@ -268,7 +276,7 @@ def _resume(backend: HybridBackend) -> bool:
     return True
 
 
-def _run(backend: HybridBackend) -> None:
+def _run(backend: HybridBackend, progress: Progress = no_progress) -> None:
     with contextlib.suppress(FileExistsError):
         os.mkdir(STAGING_DIR, 0o700, dir_fd=backend.lower.root_fd)
     rows = backend.db.query(
@@ -276,7 +284,7 @@ def _run(backend: HybridBackend) -> None:
     )
     disk = _Disk(backend)
     try:
-        for row in rows:
+        for done, row in enumerate(rows, 1):
             action = Action(**dict(zip(_COLUMNS, row[1:], strict=True)))
             if action.op in DATABASE_OPS:
                 with backend.db.write():
@@ -285,6 +293,7 @@ def _run(backend: HybridBackend) -> None:
             else:
                 getattr(disk, action.op)(action)
                 _mark_done(backend, row[0])
+            progress(done, len(rows))
             step()
     finally:
         disk.close()
@@ -463,7 +472,9 @@ class _Disk:
 # -- discard -------------------------------------------------------------------
 
 
-def discard(backend: HybridBackend, paths: list[str] | None = None) -> int:
+def discard(
+    backend: HybridBackend, paths: list[str] | None = None, progress: Progress = no_progress
+) -> int:
     """Drop the overlay's changes at or under ``paths`` (default: all); returns how many.
 
     Discarding everything also drops an interrupted commit's journal; discarding
@@ -471,10 +482,10 @@ def discard(backend: HybridBackend, paths: list[str] | None = None) -> int:
     """
     backend._writable()
     with exclusive(backend):
-        return _discard(backend, paths)
+        return _discard(backend, paths, progress)
 
 
-def _discard(backend: HybridBackend, paths: list[str] | None) -> int:
+def _discard(backend: HybridBackend, paths: list[str] | None, progress: Progress) -> int:
     changes = [
         c for c in scan(backend).changes if _in_scope(c, [p.strip("/") for p in paths or []])
     ]
@@ -492,8 +503,9 @@ def _discard(backend: HybridBackend, paths: list[str] | None) -> int:
             db.execute("DELETE FROM overlay_whiteouts")
             db.execute("UPDATE overlay_nodes SET lower_path = '' WHERE ino = ?", (ROOT_INO,))
         else:
-            for path in paths:
+            for done, path in enumerate(paths, 1):
                 _discard_path(backend, path.strip("/"))
+                progress(done, len(paths))
         _collect(backend)
     if not paths:
         with contextlib.suppress(OSError):

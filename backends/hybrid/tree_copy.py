@@ -18,6 +18,7 @@ from vfs.backends.base import ROOT_INO, Backend
 from vfs.backends.db import Database
 from vfs.backends.hybrid.backend import HybridBackend
 from vfs.backends.hybrid.lower import LowerTree
+from vfs.backends.progress import Progress, no_progress
 from vfs.backends.sqlite.backend import SqliteBackend
 from vfs.backends.steps import step
 
@@ -71,7 +72,9 @@ def drop_overlay(db: Database) -> None:
 # -- disk -> database --------------------------------------------------------------
 
 
-def import_tree(db: Database, directory: os.PathLike[str] | str) -> int:
+def import_tree(
+    db: Database, directory: os.PathLike[str] | str, progress: Progress = no_progress
+) -> int:
     """Copy a disk tree into an empty sqlite-mode file table; returns files copied.
 
     Symlinks are copied as symlinks and never followed.
@@ -105,6 +108,7 @@ def import_tree(db: Database, directory: os.PathLike[str] | str) -> int:
                                 handle.write(offset, data)
                                 offset += len(data)
                         copied += 1
+                        progress(copied, None)
                     else:
                         continue  # devices, fifos and sockets have no content to keep
                     backend.setattr(attr.ino, atime_ns=st.st_atime_ns, mtime_ns=st.st_mtime_ns)
@@ -121,7 +125,9 @@ def import_tree(db: Database, directory: os.PathLike[str] | str) -> int:
 # -- database -> disk --------------------------------------------------------------
 
 
-def export_tree(backend: Backend, directory: os.PathLike[str] | str) -> int:
+def export_tree(
+    backend: Backend, directory: os.PathLike[str] | str, progress: Progress = no_progress
+) -> int:
     """Make ``directory`` hold exactly ``backend``'s tree; returns files written.
 
     Each file is written to a temporary name and renamed over the old one;
@@ -168,6 +174,7 @@ def export_tree(backend: Backend, directory: os.PathLike[str] | str) -> int:
                     elif attr.is_file:
                         _write_file(backend, attr.ino, temp, parent, attr.mode, attr.mtime_ns)
                         written += 1
+                        progress(written, None)
                     else:
                         continue
                     os.rename(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
@@ -214,7 +221,7 @@ def _write_file(backend: Backend, ino: int, temp: str, parent: int, mode: int, m
 # -- overlay -> database -------------------------------------------------------------
 
 
-def materialize(backend: HybridBackend) -> int:
+def materialize(backend: HybridBackend, progress: Progress = no_progress) -> int:
     """Copy every lower object and byte into the upper layer; returns files filled in.
 
     After each file the overlay is still valid and shows the same tree; at the
@@ -250,6 +257,7 @@ def materialize(backend: HybridBackend) -> int:
                     "UPDATE overlay_nodes SET lower_limit = 0 WHERE ino = ?", (attr.ino,)
                 )
                 filled += 1
+            progress(filled, None)
             step()
     with backend.db.write():
         backend.db.execute("UPDATE overlay_nodes SET lower_path = NULL, lower_limit = 0")

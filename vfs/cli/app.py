@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 import sys
 from typing import Any
 
@@ -15,12 +16,17 @@ def describe(exc: BaseException) -> str:
     """One line for an error a user can act on."""
     if isinstance(exc, OSError):
         text = exc.strerror or str(exc)
-        if exc.filename:
+        if exc.filename and not _names(text, str(exc.filename)):
             text = f"{exc.filename}: {text}"
         if exc.errno and not exc.strerror:
             text = f"{text} ({errno.errorcode.get(exc.errno, exc.errno)})"
         return text
     return str(exc) or type(exc).__name__
+
+
+def _names(text: str, name: str) -> bool:
+    """``text`` already names ``name`` as a word of its own (said once is enough)."""
+    return re.search(rf"(?<![\w/.-]){re.escape(name)}(?![\w/-]|\.\w)", text) is not None
 
 
 class Group(click.Group):

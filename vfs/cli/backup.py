@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import click
 
@@ -19,7 +18,16 @@ from vfs.backup import (
     restore_agent,
 )
 from vfs.cli.app import main
-from vfs.cli.common import home_of, json_option, print_json
+from vfs.cli.common import (
+    AGENT,
+    home_of,
+    human_size,
+    json_option,
+    plural,
+    print_json,
+    print_table,
+    show_time,
+)
 
 
 @contextlib.contextmanager
@@ -40,15 +48,6 @@ def progress_bar(enabled: bool) -> Iterator[Progress]:
             bar.update(tasks[what], completed=done, total=total)
 
         yield update
-
-
-def human_size(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 @main.command()
@@ -92,12 +91,15 @@ def backup(
             click.echo(f"  left out {path}: it kept changing while it was read", err=True)
         if r.agent in pruned and pruned[r.agent][0]:
             ids, objects = pruned[r.agent]
-            click.echo(f"  pruned {len(ids)} older backups and {objects} unused objects")
+            click.echo(
+                f"  pruned {plural(len(ids), 'older backup')}"
+                f" and {plural(objects, 'unused object')}"
+            )
 
 
 @main.command()
 @click.argument("dest")
-@click.argument("agent", required=False)
+@click.argument("agent", required=False, metavar="[AGENT]", type=AGENT)
 @json_option
 def backups(dest: str, agent: str | None, as_json: bool) -> None:
     """List the complete backups at DEST, of AGENT or of every agent."""
@@ -119,14 +121,19 @@ def backups(dest: str, agent: str | None, as_json: bool) -> None:
         return
     if not found:
         click.echo(f"no backups at {dest}")
-    for b in found:
-        when = datetime.fromtimestamp(b.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        click.echo(f"{b.agent}  {b.id}  {when}  {b.mode}  {human_size(b.logical_bytes)}")
+        return
+    print_table(
+        ["AGENT", "BACKUP", "CREATED", "MODE", "SIZE"],
+        [
+            [b.agent, b.id, show_time(b.created_at), b.mode, human_size(b.logical_bytes)]
+            for b in found
+        ],
+    )
 
 
 @main.command()
 @click.argument("source")
-@click.argument("agent", required=False)
+@click.argument("agent", required=False, metavar="[AGENT]", type=AGENT)
 @click.option("--as", "as_name", help="Restore under this agent id instead.")
 @click.option("--id", "backup_id", help="Which backup (default: the latest).")
 @click.option("--force", is_flag=True, help="Replace an existing agent of that name.")

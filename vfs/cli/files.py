@@ -1,23 +1,37 @@
 """Agent and file commands: ``init``, ``agents``, ``info``, ``ls``, ``cat``, ``put``,
 ``get``, ``rm``, ``mv``, ``cp``, ``mkdir``, ``stat``, ``tree``.
 
-Remote paths are ``agentvfs://AGENT/PATH`` or ``AGENT:PATH``; each command opens
-the agent's filesystem, makes one call, and prints.
+Remote paths are ``agentvfs://AGENT/PATH`` or ``AGENT:PATH`` (``AGENT`` alone is
+its root); each command opens the agent's filesystem, makes one call, and prints.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat as stat_module
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import click
+from fsspec.callbacks import Callback
 
 from vfs.cli.app import main
-from vfs.cli.common import home_of, json_option, print_json, split_agent_path
+from vfs.cli.common import (
+    agent_argument,
+    home_of,
+    json_option,
+    print_json,
+    print_table,
+    progress,
+    show_size,
+    show_time,
+    split_agent_path,
+)
 from vfs.fs import AgentFileSystem
 from vfs.state.registry import MODES
 from vfs.workspace import Workspace
@@ -46,8 +60,12 @@ def _agent_json(ws: Workspace) -> dict[str, Any]:
 
 
 @main.command()
-@click.argument("agent")
-@click.option("--mode", type=click.Choice(MODES), default="sqlite", show_default=True)
+@agent_argument()
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    help="Default: AGENT_VFS_MODE, else config.toml ([agents.AGENT], then [defaults]), else sqlite.",
+)
 @click.option(
     "--workspace",
     type=click.Path(file_okay=False),
@@ -55,20 +73,24 @@ def _agent_json(ws: Workspace) -> dict[str, Any]:
 )
 @json_option
 @click.pass_context
-def init(ctx: click.Context, agent: str, mode: str, workspace: str | None, as_json: bool) -> None:
+def init(
+    ctx: click.Context, agent: str, mode: str | None, workspace: str | None, as_json: bool
+) -> None:
     """Create AGENT with a workspace in MODE."""
     with Workspace.create(agent, home_of(ctx), mode=mode, workspace=workspace) as ws:
         if as_json:
             print_json(_agent_json(ws))
         else:
-            click.echo(f"created agent {agent} ({mode} mode) at {ws.directory}")
+            click.echo(f"created agent {agent} ({ws.mode} mode) at {ws.directory}")
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @json_option
 @click.pass_context
 def agents(ctx: click.Context, as_json: bool) -> None:
-    """List agents."""
+    """List agents (and remove one with `vfs agents rm`)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from vfs.settings import resolve_home
     from vfs.state.registry import Registry
 
@@ -76,12 +98,49 @@ def agents(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         print_json([{"id": r.id, "mode": r.mode, "workspace": str(r.workspace)} for r in records])
         return
-    for r in records:
-        click.echo(f"{r.id}\t{r.mode}\t{r.workspace}")
+    print_table(["AGENT", "MODE", "WORKSPACE"], [[r.id, r.mode, r.workspace] for r in records])
+
+
+@agents.command("rm")
+@agent_argument()
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--workspace-too",
+    is_flag=True,
+    help="Also delete a workspace directory given at `vfs init --workspace`"
+    " (kept by default: it is yours).",
+)
+@click.pass_context
+def agents_rm(ctx: click.Context, agent: str, yes: bool, workspace_too: bool) -> None:
+    """Delete AGENT: its registry entry and its directory under the home.
+
+    Refused while AGENT is mounted. A disk or hybrid workspace directory that
+    lives outside the home is left alone unless --workspace-too is given.
+    """
+    from vfs.settings import resolve_home
+    from vfs.state.registry import Registry
+
+    home = resolve_home(home_of(ctx))
+    registry = Registry(home)
+    try:
+        record = registry.get(agent)
+    finally:
+        registry.db.close()
+    own = registry.agent_dir(agent)
+    outside = not record.workspace.is_relative_to(own)
+    what = f"agent {agent} and {own}"
+    if workspace_too and outside:
+        what += f" and its workspace {record.workspace}"
+    if not yes:
+        click.confirm(f"Delete {what}?", abort=True, err=True)
+    Workspace.delete(agent, home, workspace_too=workspace_too)
+    click.echo(f"deleted {what}")
+    if outside and not workspace_too:
+        click.echo(f"kept {record.workspace}", err=True)
 
 
 @main.command()
-@click.argument("agent")
+@agent_argument()
 @json_option
 @click.pass_context
 def info(ctx: click.Context, agent: str, as_json: bool) -> None:
@@ -91,11 +150,19 @@ def info(ctx: click.Context, agent: str, as_json: bool) -> None:
         data["database_bytes"] = sum(
             p.stat().st_size for p in ws.record.db_path.parent.glob("agent.sqlite*")
         )
-        if as_json:
-            print_json(data)
-            return
-        for key, value in data.items():
-            click.echo(f"{key}: {value}")
+        files = ws.fs.find("/", detail=True, withdirs=False)
+        data["files"] = len(files)
+        data["content_bytes"] = sum(entry["size"] for entry in files.values())
+    if as_json:
+        print_json(data)
+        return
+    created = show_time(ws.record.created_at)
+    for key, value in data.items():
+        if key.endswith("_bytes"):
+            value = show_size(value)
+        elif key == "created":
+            value = created
+        click.echo(f"{key}: {value}")
 
 
 @main.command()
@@ -110,13 +177,21 @@ def ls(ctx: click.Context, target: str, long: bool, as_json: bool) -> None:
     if as_json:
         print_json(entries)
         return
-    for entry in entries:
-        name = entry["name"].rsplit("/", 1)[-1] + ("/" if entry["type"] == "directory" else "")
-        if long:
-            mode = stat_module.filemode(entry["mode"])
-            click.echo(f"{mode} {entry['size']:>10} {_when(entry['mtime'])} {name}")
-        else:
+    names = [
+        entry["name"].rsplit("/", 1)[-1] + ("/" if entry["type"] == "directory" else "")
+        for entry in entries
+    ]
+    if not long:
+        for name in names:
             click.echo(name)
+        return
+    print_table(
+        ["MODE", "SIZE", "MODIFIED", "NAME"],
+        [
+            [stat_module.filemode(e["mode"]), show_size(e["size"]), show_time(e["mtime"]), name]
+            for e, name in zip(entries, names, strict=True)
+        ],
+    )
 
 
 @main.command()
@@ -141,7 +216,10 @@ def put(ctx: click.Context, source: str, target: str, recursive: bool) -> None:
         with fs.open(path, "wb") as f:
             shutil.copyfileobj(sys.stdin.buffer, f)
         return
-    fs.put(source, path, recursive=recursive)
+    if os.path.isdir(source) and not recursive:
+        raise IsADirectoryError(errno.EISDIR, "is a directory; use -r", source)
+    with _file_progress("uploading", recursive) as callback:
+        fs.put(source, path, recursive=recursive, callback=callback)
 
 
 @main.command()
@@ -152,7 +230,27 @@ def put(ctx: click.Context, source: str, target: str, recursive: bool) -> None:
 def get(ctx: click.Context, source: str, target: str, recursive: bool) -> None:
     """Copy a workspace file to a local path."""
     fs, path = _fs(ctx, source)
-    fs.get(path, target, recursive=recursive)
+    if not recursive and fs.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "is a directory; use -r", source)
+    with _file_progress("downloading", recursive) as callback:
+        fs.get(path, target, recursive=recursive, callback=callback)
+
+
+class _FileCount(Callback):
+    """fsspec's per-transfer callback, passed on as files done of files in all."""
+
+    def __init__(self, report: Any) -> None:
+        super().__init__()
+        self.report = report
+
+    def call(self, *args: Any, **kwargs: Any) -> None:
+        self.report(self.value, self.size or 0)
+
+
+@contextmanager
+def _file_progress(label: str, recursive: bool) -> Iterator[Callback]:
+    with progress(label, enabled=recursive) as report:
+        yield Callback() if report is None else _FileCount(report)
 
 
 @main.command()
@@ -189,6 +287,8 @@ def cp(ctx: click.Context, source: str, target: str, recursive: bool) -> None:
     """Copy within an agent (sharing content) or between agents."""
     fs1, path1 = _fs(ctx, source)
     fs2, path2 = _fs(ctx, target)
+    if not recursive and fs1.isdir(path1):
+        raise IsADirectoryError(errno.EISDIR, "is a directory; use -r", source)
     if fs1.agent == fs2.agent:
         fs1.copy(path1, path2, recursive=recursive)
         return
@@ -227,7 +327,9 @@ def stat_(ctx: click.Context, target: str, as_json: bool) -> None:
         if key == "mode":
             value = f"{stat_module.filemode(value)} ({oct(stat_module.S_IMODE(value))})"
         elif key in ("mtime", "created"):
-            value = _when(value)
+            value = show_time(value)
+        elif key == "size":
+            value = show_size(value)
         click.echo(f"{key}: {value}")
     if entry.get("islink"):
         click.echo(f"destination: {entry['destination']}")
@@ -243,6 +345,10 @@ def tree(ctx: click.Context, target: str, as_json: bool) -> None:
     root = fs._strip_protocol(path)
     if as_json:
         print_json(sorted(fs.find(root, withdirs=True)))
+        return
+    if not fs.isdir(root):
+        fs.info(root)  # a missing path fails here, before any line is printed
+        click.echo(root)
         return
     click.echo(root)
     _print_tree(fs, root, 1)

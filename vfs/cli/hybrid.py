@@ -15,8 +15,19 @@ from vfs.backends.hybrid.backend import HybridBackend
 from vfs.backends.hybrid.commit import commit as commit_overlay
 from vfs.backends.hybrid.commit import discard as discard_overlay
 from vfs.backends.hybrid.diff import Change, scan
+from vfs.backends.progress import no_progress
 from vfs.cli.app import main
-from vfs.cli.common import home_of, json_option, open_workspace, print_json
+from vfs.cli.common import (
+    agent_argument,
+    home_of,
+    json_option,
+    on_terminal,
+    open_workspace,
+    plural,
+    print_json,
+    progress,
+    show_size,
+)
 from vfs.settings import resolve_home
 from vfs.settings.config import requested_mode
 from vfs.settings.switch import switch_mode
@@ -40,12 +51,14 @@ def _line(change: Change) -> str:
     name = change.path + ("/" if change.type == "dir" else "")
     if change.old_path:
         name = f"{change.old_path} -> {name}"
-    sizes = ""
-    if change.type == "file":
-        old = "" if change.old_size is None else f"{change.old_size} -> "
-        new = "" if change.size is None else str(change.size)
-        sizes = f"  ({old}{new} bytes)" if old or new else ""
-    return f"{mark} {name}{sizes}"
+    sizes = [_size(n) for n in (change.old_size, change.size) if n is not None]
+    if change.type != "file" or not sizes:
+        return f"{mark} {name}"
+    return f"{mark} {name}  ({' -> '.join(sizes)})"
+
+
+def _size(n: int) -> str:
+    return show_size(n) if on_terminal() else f"{n} bytes"
 
 
 def _text(data: bytes | None) -> list[str] | None:
@@ -91,7 +104,7 @@ def _patch(backend: HybridBackend, change: Change) -> str:
 
 
 @main.command()
-@click.argument("agent")
+@agent_argument()
 @click.option("--patch", is_flag=True, help="Show unified diffs of changed text files.")
 @json_option
 @click.pass_context
@@ -108,7 +121,7 @@ def diff(ctx: click.Context, agent: str, patch: bool, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("agent")
+@agent_argument()
 @click.argument("paths", nargs=-1)
 @click.option("--force", is_flag=True, help="Commit over files that changed on disk meanwhile.")
 @json_option
@@ -117,8 +130,8 @@ def commit(
     ctx: click.Context, agent: str, paths: tuple[str, ...], force: bool, as_json: bool
 ) -> None:
     """Apply AGENT's overlay changes (all, or those at or under PATHS) to its disk tree."""
-    with open_workspace(ctx, agent) as ws:
-        report = commit_overlay(_overlay(ws), list(paths), force=force)
+    with open_workspace(ctx, agent) as ws, progress("committing", enabled=not as_json) as bar:
+        report = commit_overlay(_overlay(ws), list(paths), force=force, progress=bar or no_progress)
     if as_json:
         print_json(report.as_dict())
     else:
@@ -130,28 +143,28 @@ def commit(
             click.echo(f"conflict: {conflict.path}: {conflict.reason}", err=True)
     if report.conflicts:
         raise click.ClickException(
-            f"{len(report.conflicts)} path(s) not committed because the disk changed;"
+            f"{plural(len(report.conflicts), 'path')} not committed because the disk changed;"
             " see `vfs diff`, then `vfs discard` them or commit with --force"
         )
 
 
 @main.command()
-@click.argument("agent")
+@agent_argument()
 @click.argument("paths", nargs=-1)
 @json_option
 @click.pass_context
 def discard(ctx: click.Context, agent: str, paths: tuple[str, ...], as_json: bool) -> None:
     """Drop AGENT's overlay changes (all, or those at or under PATHS)."""
-    with open_workspace(ctx, agent) as ws:
-        dropped = discard_overlay(_overlay(ws), list(paths))
+    with open_workspace(ctx, agent) as ws, progress("discarding", enabled=not as_json) as bar:
+        dropped = discard_overlay(_overlay(ws), list(paths), bar or no_progress)
     if as_json:
         print_json({"discarded": dropped})
     else:
-        click.echo(f"discarded {dropped} change(s)")
+        click.echo(f"discarded {plural(dropped, 'change')}")
 
 
 @main.command()
-@click.argument("agent")
+@agent_argument()
 @click.argument("new_mode", metavar="[MODE]", required=False, type=click.Choice(MODES))
 @click.option("--apply", "apply_setting", is_flag=True,
               help="Switch to the mode AGENT_VFS_MODE or config.toml asks for.")  # fmt: skip
@@ -190,7 +203,8 @@ def mode(
                 err=True,
             )
         return
-    report = switch_mode(agent, new_mode, home, force=force)
+    with progress(f"moving {agent} to {new_mode} mode", enabled=not as_json) as bar:
+        report = switch_mode(agent, new_mode, home, force=force, progress=bar or no_progress)
     if as_json:
         print_json(asdict(report))
         return

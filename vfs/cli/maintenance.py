@@ -8,14 +8,22 @@ from dataclasses import asdict
 import click
 
 from vfs.cli.app import main
-from vfs.cli.backup import human_size
-from vfs.cli.common import home_of, json_option, open_workspace, print_json
+from vfs.cli.common import (
+    AGENT,
+    agent_argument,
+    home_of,
+    human_size,
+    json_option,
+    open_workspace,
+    plural,
+    print_json,
+)
 from vfs.doctor import doctor as run_doctor
 from vfs.export import export_tree, import_tree
 
 
 @main.command()
-@click.argument("agent", required=False)
+@click.argument("agent", required=False, metavar="[AGENT]", type=AGENT)
 @click.option("--fix", is_flag=True, help="Repair what can be repaired without losing data.")
 @json_option
 @click.pass_context
@@ -31,9 +39,7 @@ def doctor(ctx: click.Context, agent: str | None, fix: bool, as_json: bool) -> N
     else:
         checked = [h for h in report if h.agent]
         if all(h.healthy and not h.repaired for h in report):
-            click.echo(
-                f"ok: {len(checked)} agent{'s' if len(checked) != 1 else ''} checked, no problems"
-            )
+            click.echo(f"ok: {plural(len(checked), 'agent')} checked, no problems")
         for health in report:
             name = health.agent or "home"
             for action in health.repaired:
@@ -46,7 +52,7 @@ def doctor(ctx: click.Context, agent: str | None, fix: bool, as_json: bool) -> N
 
 
 @main.command()
-@click.argument("agent")
+@agent_argument()
 @json_option
 @click.pass_context
 def vacuum(ctx: click.Context, agent: str, as_json: bool) -> None:
@@ -62,7 +68,7 @@ def vacuum(ctx: click.Context, agent: str, as_json: bool) -> None:
 
 
 @main.command("export")
-@click.argument("agent")
+@agent_argument()
 @click.argument("dest")
 @json_option
 @click.pass_context
@@ -78,13 +84,14 @@ def export_command(ctx: click.Context, agent: str, dest: str, as_json: bool) -> 
         print_json(asdict(report))
     else:
         click.echo(
-            f"exported {report.files} files ({human_size(report.bytes)}),"
-            f" {report.directories} directories, {report.symlinks} symlinks to {dest}"
+            f"exported {plural(report.files, 'file')} ({human_size(report.bytes)}),"
+            f" {plural(report.directories, 'directory', 'directories')},"
+            f" {plural(report.symlinks, 'symlink')} to {dest}"
         )
 
 
 @main.command("import")
-@click.argument("agent")
+@agent_argument()
 @click.argument("source")
 @click.option("--overwrite", is_flag=True, help="Replace workspace files newer than the source's.")
 @json_option
@@ -102,8 +109,9 @@ def import_command(
         print_json(asdict(report))
         return
     click.echo(
-        f"imported {report.files} files ({human_size(report.bytes)}),"
-        f" {report.directories} directories, {report.symlinks} symlinks"
+        f"imported {plural(report.files, 'file')} ({human_size(report.bytes)}),"
+        f" {plural(report.directories, 'directory', 'directories')},"
+        f" {plural(report.symlinks, 'symlink')}"
     )
     for path in report.skipped_newer:
         click.echo(f"kept {path}: the workspace copy is newer (--overwrite replaces it)")

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
+from vfs.backends.progress import Progress
 from vfs.cli.app import main
-from vfs.cli.common import json_option, open_workspace, print_json
+from vfs.cli.common import (
+    agent_argument,
+    json_option,
+    open_workspace,
+    plural,
+    print_json,
+    print_table,
+    progress,
+    show_time,
+)
 from vfs.legacy import MigrationReport, find_sources, history, import_legacy
 
 
@@ -17,22 +26,26 @@ def _summary(report: MigrationReport) -> None:
     if not report.sources:
         click.echo("nothing to import: no sessions.json or *.jsonl in the directory")
         return
-    width = max([len(Path(s.path).name) for s in report.sources] + [6])
-    click.echo(
-        f"{'source':<{width}}  {'status':<9} {'imported':>8} {'kept':>6} {'skipped':>7}  note"
+    print_table(
+        ["SOURCE", "STATUS", "IMPORTED", "KEPT", "SKIPPED", "NOTE"],
+        [
+            [
+                Path(s.path).name,
+                s.status,
+                s.imported,
+                s.kept,
+                s.skipped,
+                s.error or (f"archived to {s.archived_to}" if s.archived_to else ""),
+            ]
+            for s in report.sources
+        ],
     )
-    for s in report.sources:
-        note = s.error or (f"archived to {s.archived_to}" if s.archived_to else "")
-        click.echo(
-            f"{Path(s.path).name:<{width}}  {s.status:<9} {s.imported:>8} {s.kept:>6}"
-            f" {s.skipped:>7}  {note}"
-        )
     prefix = "dry run: would import" if report.dry_run else "imported"
     if report.imported == 0 and not report.failed:
         click.echo("nothing new to import: everything is already in the database")
     else:
         click.echo(
-            f"{prefix} {report.imported} rows from {len(report.sources)} files;"
+            f"{prefix} {plural(report.imported, 'row')} from {plural(len(report.sources), 'file')};"
             f" {len(report.failed)} failed (left in place)"
         )
 
@@ -46,7 +59,7 @@ def _history(ctx: click.Context, agent: str, as_json: bool) -> None:
     if not runs:
         click.echo(f"no imports recorded for {agent}")
     for run in runs:
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["started_at"]))
+        started = show_time(run["started_at"])
         click.echo(f"run {run['id']}  {started}  {run['status']}  {run['source_dir']}")
         for s in run["sources"]:
             click.echo(
@@ -56,8 +69,21 @@ def _history(ctx: click.Context, agent: str, as_json: bool) -> None:
             )
 
 
+def _bytes_read(bar: Progress, sources: list[tuple[Path, str]]) -> Callable[[int], None]:
+    """The import reports bytes as it reads them; the bar shows bytes of all sources."""
+    total = sum(path.stat().st_size for path, _ in sources if path.is_file())
+    done = 0
+
+    def advance(size: int) -> None:
+        nonlocal done
+        done += size
+        bar(done, total)
+
+    return advance
+
+
 @main.command()
-@click.argument("agent")
+@agent_argument()
 @click.argument("source_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Report what would be imported; write nothing.")
 @click.option("--keep-sources", is_flag=True, help="Never move source files to the archive.")
@@ -88,14 +114,17 @@ def migrate(
         raise click.UsageError("SOURCE_DIR is required (or use --history)")
     # Checked before the agent is opened, so a wrong path creates nothing.
     sources = find_sources(source_dir)
-    with open_workspace(ctx, agent, create=not dry_run) as ws:
-        total = sum(p.stat().st_size for p, _ in sources if p.is_file())
-        with click.progressbar(
-            length=total, label="importing", file=sys.stderr, show_pos=False
-        ) as bar:
-            report = import_legacy(
-                ws, source_dir, dry_run=dry_run, keep_sources=keep_sources, progress=bar.update
-            )
+    with (
+        open_workspace(ctx, agent, create=not dry_run) as ws,
+        progress("importing", enabled=not as_json) as bar,
+    ):
+        report = import_legacy(
+            ws,
+            source_dir,
+            dry_run=dry_run,
+            keep_sources=keep_sources,
+            progress=None if bar is None else _bytes_read(bar, sources),
+        )
     if as_json:
         print_json(report.as_dict())
     else:

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
-import time
-
 import click
 
 from vfs.cli.app import main
-from vfs.cli.common import home_of, json_option, print_json
+from vfs.cli.common import agent_argument, home_of, json_option, print_json, print_table, show_time
 from vfs.settings import resolve_home
 from vfs.state.mounts import MountTable
 from vfs.state.registry import Registry
 
 DEFAULT_CACHE_TIMEOUT = 1.0
+FUSE_MODULES = ("pyfuse3", "trio")
+
+
+def _need_fuse() -> None:
+    """Fail in one line, not a traceback, when the ``fuse`` extra is not installed."""
+    try:
+        import pyfuse3  # noqa: F401
+        import trio  # noqa: F401
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or "pyfuse3"
+        raise click.ClickException(
+            f"mounting needs the fuse extra ({missing} is not installed):"
+            " pip install 'agentvfs[fuse]' (needs the system packages fuse3 and libfuse3-dev)"
+        ) from None
 
 
 @main.command("mount")
-@click.argument("agent")
+@agent_argument()
 @click.argument("mountpoint", type=click.Path(file_okay=False))
 @click.option("--foreground", "-f", is_flag=True, help="Serve in this process until unmounted.")
 @click.option("--read-only", "-r", is_flag=True, help="Refuse every change (EROFS).")
@@ -48,8 +60,9 @@ def mount_command(
     """Mount AGENT's workspace at MOUNTPOINT (an empty directory).
 
     Returns once the mount is ready and serves it in the background; stop it
-    with `vfs umount MOUNTPOINT`.
+    with `vfs umount MOUNTPOINT`. Needs the fuse extra: pip install 'agentvfs[fuse]'.
     """
+    _need_fuse()
     from vfs.mount.process import check_mountable, start
     from vfs.mount.session import serve
 
@@ -85,6 +98,7 @@ def mount_command(
 @click.pass_context
 def umount_command(ctx: click.Context, mountpoint: str, lazy: bool) -> None:
     """Unmount MOUNTPOINT after every open file is flushed."""
+    _need_fuse()
     from vfs.mount.process import unmount
 
     unmount(mountpoint, home=home_of(ctx), lazy=lazy)
@@ -109,6 +123,7 @@ def mounts_command(ctx: click.Context, as_json: bool) -> None:
             ]
         )
         return
-    for r in records:
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at))
-        click.echo(f"{r.agent}\t{r.mountpoint}\tpid {r.pid}\tsince {started}")
+    print_table(
+        ["AGENT", "MOUNT POINT", "PID", "SINCE"],
+        [[r.agent, r.mountpoint, r.pid, show_time(r.started_at)] for r in records],
+    )

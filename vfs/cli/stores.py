@@ -4,6 +4,7 @@ call and prints."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
@@ -13,8 +14,19 @@ from typing import Any
 
 import click
 
+from vfs.backends.progress import no_progress
 from vfs.cli.app import main
-from vfs.cli.common import json_option, open_workspace, print_json
+from vfs.cli.common import (
+    agent_argument,
+    json_option,
+    open_workspace,
+    plural,
+    print_json,
+    print_table,
+    progress,
+    show_size,
+    show_time,
+)
 
 _UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _UNITS_B = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -37,14 +49,20 @@ def parse_size(text: str) -> int:
 
 
 def _when(t: float | None) -> str:
-    return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+    return show_time(t)
 
 
 def _table(rows: list[list[Any]], header: list[str]) -> None:
-    cells = [header] + [["-" if c is None else str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    for row in cells:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print_table(header, rows)
+
+
+def _value(value: Any) -> str:
+    """One field of a record as a person reads it: JSON for data, text for text."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 # -- artifacts ------------------------------------------------------------------------
@@ -56,7 +74,7 @@ def artifacts() -> None:
 
 
 @artifacts.command("ls")
-@click.argument("agent")
+@agent_argument()
 @click.option("--tool", help="Only runs of this tool.")
 @click.option("--session", "session_key", help="Only runs of this session key.")
 @click.option("--status", type=click.Choice(["pending", "ok", "error"]))
@@ -103,7 +121,7 @@ def artifacts_ls(
 
 
 @artifacts.command("show")
-@click.argument("agent")
+@agent_argument()
 @click.argument("run_id")
 @json_option
 @click.pass_context
@@ -116,16 +134,23 @@ def artifacts_show(ctx: click.Context, agent: str, run_id: str, as_json: bool) -
         print_json({**run.as_dict(), "outputs": [o.as_dict() for o in outputs]})
         return
     for name, value in run.as_dict().items():
-        click.echo(f"{name}: {value}")
+        if name.endswith("_at") and isinstance(value, int | float):
+            value = show_time(value)
+        elif name == "duration" and isinstance(value, int | float):
+            value = f"{value:.3f}s"
+        click.echo(f"{name}: {_value(value)}")
+    if not outputs:
+        click.echo("outputs: none")
+        return
     click.echo("outputs:")
     _table(
-        [[o.name, o.size, o.digest, o.source] for o in outputs],
-        ["  NAME", "SIZE", "DIGEST", "SOURCE"],
+        [[o.name, show_size(o.size), o.digest, o.source] for o in outputs],
+        ["NAME", "SIZE", "DIGEST", "SOURCE"],
     )
 
 
 @artifacts.command("get")
-@click.argument("agent")
+@agent_argument()
 @click.argument("run_id")
 @click.argument("name")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here.")
@@ -151,7 +176,7 @@ def cache() -> None:
 
 
 @cache.command("ls")
-@click.argument("agent")
+@agent_argument()
 @click.option("--scope", help="Only this scope.")
 @click.option("--limit", type=int, default=100, show_default=True)
 @json_option
@@ -165,7 +190,7 @@ def cache_ls(ctx: click.Context, agent: str, scope: str | None, limit: int, as_j
         return
     _table(
         [
-            [e.scope, e.key, e.kind, e.size, _when(e.expires_at), _when(e.accessed_at)]
+            [e.scope, e.key, e.kind, show_size(e.size), _when(e.expires_at), _when(e.accessed_at)]
             for e in entries
         ],
         ["SCOPE", "KEY", "KIND", "SIZE", "EXPIRES", "USED"],
@@ -173,7 +198,7 @@ def cache_ls(ctx: click.Context, agent: str, scope: str | None, limit: int, as_j
 
 
 @cache.command("clear")
-@click.argument("agent")
+@agent_argument()
 @click.argument("scope", required=False)
 @click.option("--all", "everything", is_flag=True, help="Clear every scope.")
 @json_option
@@ -189,11 +214,11 @@ def cache_clear(
     if as_json:
         print_json({"removed": removed})
     else:
-        click.echo(f"removed {removed} entries")
+        click.echo(f"removed {plural(removed, 'entry', 'entries')}")
 
 
 @cache.command("stats")
-@click.argument("agent")
+@agent_argument()
 @click.option("--budget", help="Set the size budget first (e.g. 256M).")
 @json_option
 @click.pass_context
@@ -207,7 +232,7 @@ def cache_stats(ctx: click.Context, agent: str, budget: str | None, as_json: boo
         print_json(stats)
         return
     for name, value in stats.items():
-        click.echo(f"{name}: {value}")
+        click.echo(f"{name}: {show_size(value) if name in ('bytes', 'budget') else value}")
 
 
 # -- sessions -----------------------------------------------------------------------------
@@ -219,7 +244,7 @@ def sessions() -> None:
 
 
 @sessions.command("ls")
-@click.argument("agent")
+@agent_argument()
 @click.option("--prefix", help="Only keys starting with this.")
 @click.option("--since", help="Only sessions updated within this long (e.g. 2h, 7d).")
 @click.option("--limit", type=int, default=100, show_default=True)
@@ -247,7 +272,7 @@ def sessions_ls(
 
 
 @sessions.command("show")
-@click.argument("agent")
+@agent_argument()
 @click.argument("key")
 @json_option
 @click.pass_context
@@ -273,7 +298,7 @@ def transcript() -> None:
 
 
 @transcript.command("show")
-@click.argument("agent")
+@agent_argument()
 @click.argument("session_id")
 @click.option("--branch", "leaf", help="Only the branch ending at this event id.")
 @click.option("--head", is_flag=True, help="Only the branch ending at the head.")
@@ -293,15 +318,17 @@ def transcript_show(
     if as_json:
         print_json([e.as_dict() for e in events])
         return
+    rows = []
     for e in events:
         body = e.event.get("message", e.event)
         text = body.get("content") if isinstance(body, dict) else body
-        summary = str(text).replace("\n", " ")
-        click.echo(f"{e.id}  {e.parent_id or '-'}  {e.type or '-'}  {summary[:100]}")
+        summary = (text if isinstance(text, str) else _value(text)).replace("\n", " ")
+        rows.append([e.id, e.parent_id, e.type, summary[:100]])
+    _table(rows, ["EVENT", "PARENT", "TYPE", "CONTENT"])
 
 
 @transcript.command("export")
-@click.argument("agent")
+@agent_argument()
 @click.argument("session_id")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here.")
 @click.pass_context
@@ -319,7 +346,7 @@ def transcript_export(ctx: click.Context, agent: str, session_id: str, output: P
 
 
 @main.command()
-@click.argument("agent")
+@agent_argument()
 @click.option("--older-than", help="Remove runs started longer ago than this (e.g. 30d).")
 @click.option("--keep-last", type=int, help="Keep only the newest N finished runs.")
 @click.option("--max-size", help="Remove the oldest runs until outputs fit (e.g. 1G).")
@@ -336,12 +363,13 @@ def gc(
     as_json: bool,
 ) -> None:
     """Apply artifact retention, free unreferenced chunks, drop expired cache entries."""
-    with open_workspace(ctx, agent) as ws:
+    with open_workspace(ctx, agent) as ws, progress("removing runs", enabled=not as_json) as bar:
         report = ws.artifacts.gc(
             older_than=None if older_than is None else parse_duration(older_than),
             keep_last=keep_last,
             max_bytes=None if max_size is None else parse_size(max_size),
             dry_run=dry_run,
+            progress=bar or no_progress,
         )
         expired = 0 if dry_run else ws.caches.purge_expired()
         orphans = 0 if dry_run else ws.backend.reclaim_orphans()
@@ -356,7 +384,14 @@ def gc(
         return
     verb = "would remove" if dry_run else "removed"
     click.echo(
-        f"{verb} {report.runs} runs ({report.outputs} outputs, {report.output_bytes} bytes);"
-        f" {report.chunks_freed} chunks ({report.bytes_freed} bytes) freed;"
-        f" {expired} expired cache entries dropped; {orphans} abandoned partial writes reclaimed"
+        f"{verb} {plural(report.runs, 'run')} ({plural(report.outputs, 'output')},"
+        f" {_bytes(report.output_bytes)}); {plural(report.chunks_freed, 'chunk')}"
+        f" ({_bytes(report.bytes_freed)}) freed;"
+        f" {plural(expired, 'expired cache entry', 'expired cache entries')} dropped;"
+        f" {plural(orphans, 'abandoned partial write')} reclaimed"
     )
+
+
+def _bytes(n: int) -> str:
+    text = show_size(n)
+    return text if not text.isdigit() else plural(n, "byte")

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 import click
 
 from vfs.cli.app import main
-from vfs.cli.common import open_workspace
+from vfs.cli.common import agent_argument, open_workspace
 
 
 @main.command()
-@click.argument("agent")
+@agent_argument()
 @click.argument("path", default="/")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts.")
 @click.option("--count", type=int, help="Exit after this many events.")

@@ -13,14 +13,15 @@ Which mode applies, highest first:
 1. an explicit ``mode=`` argument (Python API, fsspec storage option);
 2. the ``AGENT_VFS_MODE`` environment variable;
 3. ``[agents.<id>] mode`` in the settings file;
-4. ``[defaults] mode`` in the settings file;
+4. ``[defaults] mode`` in the settings file (new agents only);
 5. ``sqlite``.
 
-A new agent is created in the mode that applies. An existing agent's data is
-in one mode (the registry says which); an explicit mode or a setting (2-4)
-that asks for another mode is never applied behind the user's back, because
-moving data can be slow, can meet commit conflicts and is refused while the
-agent is mounted. Opening the agent then fails with a message that names both
+A new agent is created in the mode that applies. ``[defaults] mode`` is meant
+for new agents only: it never speaks for an agent that exists. An existing
+agent's data is in one mode (the registry says which); an explicit mode or a
+setting (2-3) that asks for another mode is never applied behind the user's
+back, because moving data can be slow, can meet commit conflicts and is
+refused while the agent is mounted. Opening the agent then fails with a message that names both
 modes and the command that moves the data: ``vfs mode <agent> --apply`` for a
 setting, ``vfs mode <agent> <mode>`` for an explicit mode.
 """
@@ -88,25 +89,40 @@ def _mode_in(table: Any, where: str) -> RequestedMode | None:
         raise ValueError(f"{where}: {exc}") from None
 
 
-def file_mode(agent: str, home: str | os.PathLike[str]) -> RequestedMode | None:
-    """The mode the settings file asks for ``agent`` (its own section, then defaults)."""
+def file_mode(
+    agent: str, home: str | os.PathLike[str], *, new: bool = False
+) -> RequestedMode | None:
+    """The mode the settings file asks for ``agent``: its own section, then (for a
+    ``new`` agent only) ``[defaults]``."""
     settings = load(home)
     name = config_path(home)
     agents = settings.get("agents", {})
     own = _mode_in(agents.get(agent) if isinstance(agents, dict) else None,
                    f"{name} [agents.{agent}]")  # fmt: skip
-    return own or _mode_in(settings.get("defaults"), f"{name} [defaults]")
+    defaults = _mode_in(settings.get("defaults"), f"{name} [defaults]")  # validated always
+    return own or (defaults if new else None)
 
 
-def requested_mode(agent: str, home: str | os.PathLike[str]) -> RequestedMode | None:
-    """The mode the environment or the settings file asks for, or None if neither does."""
+def requested_mode(
+    agent: str, home: str | os.PathLike[str], *, new: bool = False
+) -> RequestedMode | None:
+    """The mode the environment or the settings file asks for, or None if neither does.
+
+    ``new``: for an agent about to be created, so ``[defaults] mode`` counts too.
+    """
     env = os.environ.get(MODE_ENV)
     if env:
         try:
             return RequestedMode(check_mode(env), MODE_ENV)
         except ValueError as exc:
             raise ValueError(f"{MODE_ENV}: {exc}") from None
-    return file_mode(agent, home)
+    return file_mode(agent, home, new=new)
+
+
+def new_agent_mode(agent: str, home: str | os.PathLike[str]) -> str:
+    """The mode a new ``agent`` is created in when no mode is given."""
+    requested = requested_mode(agent, home, new=True)
+    return DEFAULT_MODE if requested is None else requested.mode
 
 
 def resolve_mode(registry: Registry, agent: str, explicit: str | None) -> str | None:
@@ -118,9 +134,12 @@ def resolve_mode(registry: Registry, agent: str, explicit: str | None) -> str | 
     if explicit is not None:
         check_explicit_mode(registry, agent, explicit)
         return explicit
-    requested = requested_mode(agent, registry.home)
-    if requested is None or not registry.exists(agent):
+    if not registry.exists(agent):
+        requested = requested_mode(agent, registry.home, new=True)
         return None if requested is None else requested.mode
+    requested = requested_mode(agent, registry.home)
+    if requested is None:
+        return None
     current = registry.get(agent).mode
     if requested.mode != current:
         raise ModeMismatch(

@@ -50,6 +50,7 @@ from vfs.backends.hybrid.tree_copy import (
     materialize,
     pending_switch,
 )
+from vfs.backends.progress import Progress, no_progress
 from vfs.backends.sqlite.backend import SqliteBackend
 from vfs.backends.steps import step
 from vfs.settings import resolve_home
@@ -73,9 +74,17 @@ def current_mode(agent: str, home: str | os.PathLike[str] | None = None) -> str:
 
 
 def switch_mode(
-    agent: str, mode: str, home: str | os.PathLike[str] | None = None, *, force: bool = False
+    agent: str,
+    mode: str,
+    home: str | os.PathLike[str] | None = None,
+    *,
+    force: bool = False,
+    progress: Progress = no_progress,
 ) -> SwitchReport:
-    """Move ``agent``'s workspace to ``mode``; see the module docstring for what moves."""
+    """Move ``agent``'s workspace to ``mode``; see the module docstring for what moves.
+
+    ``progress`` hears of each file moved (commit steps for hybrid -> disk).
+    """
     check_mode(mode)
     registry = Registry(resolve_home(home))
     registry.get(agent)
@@ -93,7 +102,7 @@ def switch_mode(
             _mark_pending(registry, agent)
             begin_switch(db, start, mode, force)
             step()
-            _move(registry, registry.get(agent), db, start, mode, force)
+            _move(registry, registry.get(agent), db, start, mode, force, progress)
         updated = remember_mode(agent, registry.home, mode)
         return SwitchReport(agent, start, mode, start != mode, resumed, updated)
 
@@ -169,7 +178,13 @@ def _refuse(db: Database, agent: str, found: list[Conflict]) -> NoReturn:
 
 
 def _move(
-    registry: Registry, record: AgentRecord, db: Database, source: str, target: str, force: bool
+    registry: Registry,
+    record: AgentRecord,
+    db: Database,
+    source: str,
+    target: str,
+    force: bool,
+    progress: Progress = no_progress,
 ) -> None:
     """Run (or finish) one switch; each step checks where the registry already is."""
     agent, workspace = record.id, record.workspace
@@ -185,22 +200,22 @@ def _move(
                         _refuse(db, agent, found)
                     # A disk edit between the check and the commit leaves its change in
                     # the overlay, which the flip to disk mode would then drop.
-                    report = commit(overlay, force=force)
+                    report = commit(overlay, force=force, progress=progress)
                     if report.conflicts:
                         _refuse(db, agent, report.conflicts)
                 else:
-                    materialize(overlay)
+                    materialize(overlay, progress)
             finally:
                 overlay.close()
         elif source == "disk":
             clear_files(db)
             if target == "sqlite":
                 workspace.mkdir(parents=True, exist_ok=True)
-                import_tree(db, workspace)
+                import_tree(db, workspace, progress)
         else:  # sqlite -> disk or hybrid: the tree goes out to the directory
             tree = SqliteBackend(db)
             try:
-                export_tree(tree, workspace)
+                export_tree(tree, workspace, progress)
             finally:
                 tree.close()
         step()

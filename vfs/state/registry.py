@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import errno
 import json
 import os
@@ -23,6 +24,10 @@ class AgentRecord:
     db_path: Path
     workspace: Path
     created_at: float
+
+
+class NoSuchAgent(FileNotFoundError):
+    """The registry has no agent of that id; the message suggests close ids."""
 
 
 def check_mode(mode: str) -> str:
@@ -51,8 +56,14 @@ class Registry:
             "SELECT id, mode, db_path, workspace, created_at FROM agents WHERE id = ?", (agent,)
         )
         if row is None:
-            raise FileNotFoundError(errno.ENOENT, f"no such agent: {agent}", agent)
+            raise NoSuchAgent(errno.ENOENT, self._unknown(agent), agent)
         return self._record(row)
+
+    def _unknown(self, agent: str) -> str:
+        ids = [r[0] for r in self.db.query("SELECT id FROM agents")]
+        close = difflib.get_close_matches(agent, ids, n=3)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        return f"no such agent: {agent}{hint}"
 
     def exists(self, agent: str) -> bool:
         check_agent_id(agent)
@@ -67,10 +78,18 @@ class Registry:
     def create(
         self, agent: str, mode: str, workspace: str | os.PathLike[str] | None = None
     ) -> AgentRecord:
-        """Register ``agent``; ``workspace`` defaults to ``agents/<agent>/workspace``."""
+        """Register ``agent``; ``workspace`` (an existing directory) defaults to
+        ``agents/<agent>/workspace``."""
         check_mode(mode)
         directory = self.agent_dir(agent)
-        ws = Path(workspace).resolve() if workspace is not None else directory / "workspace"
+        ws = directory / "workspace"
+        if workspace is not None:
+            # A typo'd path must not become an empty tree that hides the real one.
+            ws = Path(workspace).expanduser().resolve()
+            if not ws.exists():
+                raise FileNotFoundError(errno.ENOENT, "no such directory", str(workspace))
+            if not ws.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(workspace))
         with self.db.write():
             if self.exists(agent):
                 raise FileExistsError(errno.EEXIST, f"agent already exists: {agent}", agent)

@@ -22,6 +22,7 @@ from vfs.backends.base import Backend
 from vfs.backends.chunks import DEFAULT_CHUNK_SIZE
 from vfs.backends.db import Database
 from vfs.backends.names import check_name
+from vfs.backends.progress import Progress, no_progress
 from vfs.backends.runs_view import RunDir, RunFile
 from vfs.stores.content import ChunkedContent, Content, ContentReader, content_digest
 
@@ -404,6 +405,7 @@ class Artifacts:
         max_bytes: int | None = None,
         dry_run: bool = False,
         now: float | None = None,
+        progress: Progress = no_progress,
     ) -> GcReport:
         """Delete runs by policy and free the chunks nothing references any more.
 
@@ -411,6 +413,7 @@ class Artifacts:
         ``keep_last`` keeps only the newest N runs; ``max_bytes`` removes the
         oldest runs until their outputs fit the budget. A pending run is only
         removed by ``older_than``: it may still be receiving outputs.
+        ``progress`` hears of each run removed (of all to remove).
         """
         now = time.time() if now is None else now
         try:
@@ -436,23 +439,24 @@ class Artifacts:
                         total += size
                         if total > max_bytes:
                             doomed.add(seq)
-                report = self._delete_runs(sorted(doomed))
+                report = self._delete_runs(sorted(doomed), progress)
                 if dry_run:
                     raise _DryRun(report)
         except _DryRun as dry:
             return dry.args[0]  # type: ignore[no-any-return]
         return report
 
-    def _delete_runs(self, seqs: builtins.list[int]) -> GcReport:
+    def _delete_runs(self, seqs: builtins.list[int], progress: Progress = no_progress) -> GcReport:
         before = self.db.one("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM chunks")
         outputs, output_bytes = 0, 0
-        for seq in seqs:
+        for done, seq in enumerate(seqs, 1):
             count, size = self.db.one(
                 "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM run_outputs WHERE run = ?", (seq,)
             )
             outputs += count
             output_bytes += size
             self.db.execute("DELETE FROM runs WHERE seq = ?", (seq,))
+            progress(done, len(seqs))
         # Chunks whose count reached zero are freed by the triggers; catch any
         # left at zero by an interrupted writer too.
         self.db.execute("DELETE FROM chunks WHERE refs <= 0")
