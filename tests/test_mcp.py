@@ -66,6 +66,8 @@ def test_tools_are_listed_with_the_library_schemas(home: Path) -> None:
 def test_every_tool_can_be_called(home: Path, tmp_path: Path, mode: str) -> None:
     require_mode(mode)
     workspace = tmp_path / "tree" if mode == "hybrid" else None
+    if workspace is not None:
+        workspace.mkdir()
     Workspace.create("alice", home, mode=mode, workspace=workspace).close()
 
     async def scenario(session: ClientSession) -> None:

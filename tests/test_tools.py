@@ -27,6 +27,7 @@ def mode(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def ws(mode: str, make_workspace: Callable[..., Workspace], tmp_path: Path) -> Workspace:
     if mode == "hybrid":
+        (tmp_path / "lower").mkdir()
         return make_workspace(mode, workspace=tmp_path / "lower")
     return make_workspace(mode)
 
@@ -324,7 +325,11 @@ def test_concurrent_edits_lose_no_update_where_the_engine_has_transactions(
     transactional_mode: str, make_workspace: Callable[..., Workspace], tmp_path: Path
 ) -> None:
     require_mode(transactional_mode)
-    ws = make_workspace(transactional_mode, workspace=tmp_path / "lower")
+    lower = tmp_path / "lower"
+    lower.mkdir()
+    ws = make_workspace(
+        transactional_mode, workspace=lower if transactional_mode == "hybrid" else None
+    )
     FileTools(ws).call("write", {"path": "log.txt", "content": "<END>"})
     errors: list[BaseException] = []
 
