@@ -204,6 +204,21 @@ def test_grep_filters_paths_caps_results_and_reports_files_or_counts(tools: File
     fails(tools, "grep", "invalid_argument", pattern="(unclosed")
 
 
+def test_special_files_in_a_disk_tree_are_refused_not_read(
+    make_workspace: Callable[..., Workspace], tmp_path: Path
+) -> None:
+    require_mode("disk")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    os.mkfifo(tree / "pipe")
+    (tree / "ok.txt").write_text("pipe ok\n")
+    tools = FileTools(make_workspace("disk", workspace=tree))
+    assert "not a regular file" in fails(tools, "read", "not_a_file", path="pipe")
+    fails(tools, "edit", "not_a_file", path="pipe", old_string="a", new_string="b")
+    assert [m["path"] for m in tools.call("grep", {"pattern": "pipe"})["matches"]] == ["/ok.txt"]
+    assert tools.call("stat", {"path": "pipe"})["type"] == "other"
+
+
 def test_grep_skips_binary_files(tools: FileTools, ws: Workspace) -> None:
     ws.fs.pipe("/blob.bin", b"\x00\x01needle")
     ws.fs.pipe("/text.txt", b"needle")

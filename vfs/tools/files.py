@@ -105,6 +105,8 @@ class FileTools:
         attr = self.backend.resolve(path, follow=True)
         if attr.is_dir:
             raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+        if not attr.is_file:  # a FIFO or device in a disk tree: reading it could block
+            raise ToolError("not_a_file", f"{path}: not a regular file")
         return attr
 
     def _text(self, path: str) -> tuple[str, Attr]:
