@@ -301,6 +301,15 @@ def test_bad_calls_are_tool_errors(tools: FileTools) -> None:
     fails(tools, "grep", "invalid_argument", pattern="x", output="lines")
     fails(tools, "multi_edit", "invalid_argument", path="a", edits=[])
     fails(tools, "read", "invalid_argument", path="bad\0name")
+    fails(tools, "read", "invalid_argument", path=None)
+
+
+def test_null_optional_arguments_count_as_left_out(tools: FileTools) -> None:
+    tools.call("write", {"path": "a.txt", "content": "abc"})
+    assert (
+        tools.call("read", {"path": "a.txt", "offset": None, "start_line": None})["content"]
+        == "abc"
+    )
 
 
 def test_hybrid_tools_change_the_overlay_not_the_lower_tree(

@@ -76,7 +76,13 @@ class FileTools:
         spec = SPECS.get(name)
         if spec is None:
             raise ToolError("unknown_tool", f"no tool named {name!r}")
-        arguments = {} if arguments is None else arguments
+        # Models often send null for an optional argument they mean to leave out.
+        required = spec.input_schema["required"]
+        arguments = {
+            key: value
+            for key, value in (arguments or {}).items()
+            if value is not None or key in required
+        }
         check_arguments(spec.input_schema, arguments)
         return self._table[name](**arguments)
 
