@@ -10,10 +10,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import fsspec.config
 import pytest
 
 from tests.helpers import REPO, disk_tree, run_vfs, workspace_tree
-from tests.support.s3_server import apply, s3_server
+from tests.support.s3_server import s3_server
 from vfs import Workspace
 from vfs.backends import Database
 from vfs.backup import backup_agent, list_backups, open_destination, prune, restore_agent
@@ -216,7 +217,8 @@ def s3() -> Iterator[dict[str, str]]:
 def test_backup_to_and_restore_from_s3(s3, home, tmp_path, monkeypatch) -> None:
     for key, value in s3.items():
         monkeypatch.setenv(key, value)
-    apply(s3)
+    # fsspec reads its configuration once: point it at the server for this test only.
+    monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": s3["FSSPEC_S3_ENDPOINT_URL"]})
     import s3fs
 
     s3fs.S3FileSystem.clear_instance_cache()

@@ -38,9 +38,8 @@ def test_every_command_of_the_operations_guide_runs(home: Path, tmp_path: Path) 
         import s3fs
 
         s3fs.S3FileSystem(
-            client_kwargs={"endpoint_url": environment["FSSPEC_S3_ENDPOINT_URL"]},
-            key="testing", secret="testing",
-        ).mkdir("team-backups")  # fmt: skip
+            endpoint_url=environment["FSSPEC_S3_ENDPOINT_URL"], key="testing", secret="testing"
+        ).mkdir("team-backups")
         for line in lines:
             assert line.startswith("vfs "), line
             result = subprocess.run(

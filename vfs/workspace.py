@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import shutil
+import warnings
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,7 +16,11 @@ from vfs.backends.runs_view import ReservedTree
 from vfs.backup.restore import finish_interrupted_restore
 from vfs.settings import resolve_home
 from vfs.settings.config import DEFAULT_MODE, check_explicit_mode, new_agent_mode, resolve_mode
-from vfs.settings.switch import finish_interrupted_switch
+from vfs.settings.switch import (
+    UnfinishedSwitch,
+    UnfinishedSwitchWarning,
+    finish_interrupted_switch,
+)
 from vfs.state.mounts import MountTable
 from vfs.state.registry import AgentRecord, Registry
 
@@ -75,7 +80,12 @@ class Workspace:
         """
         registry = Registry(resolve_home(home))
         finish_interrupted_restore(registry, agent)  # a restore killed after its swap
-        finish_interrupted_switch(registry, agent)  # its cleanup would drop new writes
+        try:
+            finish_interrupted_switch(registry, agent)  # its cleanup would drop new writes
+        except UnfinishedSwitch as unfinished:
+            # The agent stays usable: in its old mode, or read-only past the flip.
+            warnings.warn(str(unfinished), UnfinishedSwitchWarning, stacklevel=2)
+            read_only = read_only or unfinished.flipped
         mode = resolve_mode(registry, agent, mode)  # AGENT_VFS_MODE and config.toml
         if create and not registry.exists(agent):
             with contextlib.suppress(FileExistsError):  # another process created it first

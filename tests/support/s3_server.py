@@ -59,7 +59,8 @@ def s3_server() -> Iterator[dict[str, str]]:
 
 
 def apply(environment: dict[str, str]) -> None:
-    """Point this process's fsspec at the server (its config reads the environment)."""
+    """Point this whole process's fsspec at the server (for benchmarks; tests
+    patch the configuration for one test instead)."""
     import fsspec.config
 
     os.environ.update(environment)
