@@ -53,7 +53,8 @@ class Workspace:
         self.home = registry.home
         self.mode = mode or record.mode
         self.read_only = read_only
-        self.db = Database(record.db_path, "agent")
+        self.db = Database(record.db_path, "agent", create=False)  # only create() makes one
+        self.db.keep_reserve()  # room to open and delete on a full disk
         if self.mode in ("disk", "hybrid"):
             record.workspace.mkdir(parents=True, exist_ok=True)
         # The mode's backend, wrapped so that /.vfs/runs serves run artifacts read-only.
@@ -193,9 +194,12 @@ class Workspace:
         return Watcher(self.db, self.mode, self.record.workspace, path)
 
     def close(self) -> None:
-        self.backend.close()
-        self.db.close()
-        self.registry.db.close()
+        """Close files and databases; a write that could not land (a full disk)
+        is raised once, after everything is closed."""
+        with contextlib.ExitStack() as stack:
+            stack.callback(self.registry.db.close)
+            stack.callback(self.db.close)
+            self.backend.close()
 
     def __enter__(self) -> Workspace:
         return self

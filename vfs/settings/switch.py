@@ -305,7 +305,7 @@ def _switching(registry: Registry, agent: str) -> Iterator[Database]:
     lock = os.open(registry.agent_dir(agent) / "switch.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        db = Database(registry.get(agent).db_path, "agent")
+        db = Database(registry.get(agent).db_path, "agent", create=False)
         try:
             yield db
         finally:
