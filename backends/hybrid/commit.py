@@ -22,27 +22,14 @@ import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
 
 from vfs.backends.base import ROOT_INO
 from vfs.backends.hybrid import staging
-from vfs.backends.hybrid.diff import (
-    DATABASE_OPS,
-    TREE_STAMP_PREFIX,
-    Action,
-    Change,
-    Check,
-    Scan,
-    related,
-    scan,
-    tree_stamp,
-)
-from vfs.backends.hybrid.lower import hash_fd
+from vfs.backends.hybrid.backend import HybridBackend
+from vfs.backends.hybrid.diff import DATABASE_OPS, Action, Change, Check, Scan, related, scan
+from vfs.backends.hybrid.lower import TREE_STAMP_PREFIX, hash_fd, tree_stamp
 from vfs.backends.progress import Progress, no_progress
 from vfs.backends.steps import step
-
-if TYPE_CHECKING:
-    from vfs.backends.hybrid.backend import HybridBackend
 
 _COLUMNS = (
     "phase", "op", "path", "source", "ino", "parent", "name", "staged", "mode", "mtime_ns", "stamp",
@@ -237,7 +224,7 @@ def commit(
     the overlay and reported in ``conflicts``, unless ``force``. ``progress``
     hears of each step applied to the disk (of all steps).
     """
-    backend._writable()
+    backend.check_writable()
     with exclusive(backend):
         return _commit(backend, paths, force, progress)
 
@@ -345,7 +332,7 @@ def _settle(backend: HybridBackend, action: Action) -> None:
             "DELETE FROM overlay_whiteouts WHERE parent = ? AND name = ?",
             (action.parent, action.name),
         )
-        backend._drop_link(int(action.ino or 0), time.time_ns())
+        backend.tables.drop_link(int(action.ino or 0), time.time_ns())
 
 
 class _Disk:
@@ -497,7 +484,7 @@ def discard(
     Discarding everything also drops an interrupted commit's journal; discarding
     some paths while one is pending is refused, as its plan may still need them.
     """
-    backend._writable()
+    backend.check_writable()
     with exclusive(backend):
         return _discard(backend, paths, progress)
 
