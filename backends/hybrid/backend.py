@@ -38,7 +38,7 @@ from vfs.backends.chunks import chunk_hash, content_checksum
 from vfs.backends.db import Database
 from vfs.backends.host import join
 from vfs.backends.hybrid.handles import LowerHandle, OverlayHandle
-from vfs.backends.hybrid.lower import LowerTree, tree_stamp
+from vfs.backends.hybrid.lower import LowerTree
 from vfs.backends.hybrid.nodes import (
     LOWER_INO_BASE,
     Backing,
@@ -77,15 +77,8 @@ class HybridBackend(Backend):
         self.upper = SqliteBackend(db, read_only=read_only, tables=self.tables)
         self.chunks = self.tables.chunks
         self.chunk_size = self.tables.chunk_size
-        if (
-            not read_only
-            and self.db.value("SELECT 1 FROM overlay_nodes WHERE ino = ?", (ROOT_INO,)) is None
-        ):
-            with self.db.write():
-                self.db.execute(
-                    "INSERT OR IGNORE INTO overlay_nodes (ino, lower_path) VALUES (?, '')",
-                    (ROOT_INO,),
-                )
+        if not read_only:
+            self.tables.merge_root()
 
     # -- the two layers ----------------------------------------------------
 
@@ -95,10 +88,9 @@ class HybridBackend(Backend):
     def _merged_lower(self, ino: int) -> str | None:
         """The lower directory merged into directory ``ino``, if any."""
         if ino < LOWER_INO_BASE or self._is_upper(ino):
-            row = self.db.one("SELECT lower_path FROM overlay_nodes WHERE ino = ?", (ino,))
-            if row is None and ino == ROOT_INO and self.read_only:
-                return ""
-            return None if row is None else row[0]
+            # A read-only overlay of a new database has no root row yet: all merges.
+            default = "" if ino == ROOT_INO and self.read_only else None
+            return self.tables.merged_dir(ino, default)
         return self._ref(ino).path
 
     def _ref(self, ino: int) -> LowerRef:
@@ -151,34 +143,7 @@ class HybridBackend(Backend):
                 return
             ref = self._ref(ino)
             self.copy_up(ref.parent)
-            st = self.lower.lstat(ref.path)
-            base_hash = None
-            target = None
-            size = 0
-            if stat.S_ISREG(st.st_mode):
-                size = st.st_size
-                base_hash = self.lower.content_hash(ref.path)
-            elif stat.S_ISLNK(st.st_mode):
-                target = self.lower.readlink(ref.path)
-                size = len(target)
-            nlink = st.st_nlink if stat.S_ISDIR(st.st_mode) else 1
-            self.db.execute(
-                "INSERT INTO inodes (ino, mode, nlink, uid, gid, size, rdev, atime_ns, mtime_ns,"
-                " ctime_ns, btime_ns, target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    ino, st.st_mode, nlink, st.st_uid, st.st_gid, size, st.st_rdev,
-                    st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns, st.st_ctime_ns, target,
-                ),
-            )  # fmt: skip
-            self.db.execute(
-                "INSERT INTO overlay_nodes (ino, lower_path, lower_limit, base_size,"
-                " base_mtime_ns, base_hash) VALUES (?, ?, ?, ?, ?, ?)",
-                (ino, ref.path, size if base_hash else 0, st.st_size, st.st_mtime_ns, base_hash),
-            )
-            self.db.execute(
-                "INSERT INTO entries (parent, name, ino) VALUES (?, ?, ?)",
-                (ref.parent, ref.name, ino),
-            )
+            self.tables.copy_up(ino, ref.parent, ref.name, ref.path)
 
     def _hide_lower(self, parent: int, name: str, *, replaced: bool = False) -> None:
         """Whiteout the lower entry ``name`` of upper directory ``parent``, if there is one.
@@ -188,24 +153,8 @@ class HybridBackend(Backend):
         file is checked by size and mtime only.
         """
         lower_dir = self._merged_lower(parent)
-        if lower_dir is None:
-            return
-        path = join(lower_dir, name)
-        st = self.lower.lstat_or_none(path)
-        if st is None:
-            return
-        digest = None
-        if stat.S_ISDIR(st.st_mode):
-            # Commit removes the whole tree: it must be able to tell whether
-            # anything inside changed on disk since the overlay deleted it.
-            digest = tree_stamp(self.lower, path)
-        elif replaced and stat.S_ISREG(st.st_mode):
-            digest = self.lower.content_hash(path)
-        self.db.execute(
-            "INSERT OR IGNORE INTO overlay_whiteouts (parent, name, base_size, base_mtime_ns,"
-            " base_hash) VALUES (?, ?, ?, ?, ?)",
-            (parent, name, st.st_size, st.st_mtime_ns, digest),
-        )
+        if lower_dir is not None:
+            self.tables.add_whiteout(parent, name, join(lower_dir, name), replaced=replaced)
 
     def _must_not_exist(self, parent: int, name: str) -> None:
         check_name(name)
@@ -270,12 +219,7 @@ class HybridBackend(Backend):
         if offset < _UPPER_OFFSET:
             hidden: set[str] = set()
             if upper:
-                hidden = {
-                    r[0]
-                    for r in self.db.query(
-                        "SELECT name FROM overlay_whiteouts WHERE parent = ?", (ino,)
-                    )
-                }
+                hidden = self.tables.whiteouts(ino)
             for position, (name, st) in enumerate(listing[offset:], start=offset + 1):
                 attr = self.tables.entry(ino, name) if upper else None
                 if attr is None:

@@ -41,7 +41,7 @@ class LowerHandle(Handle):
 
     def read(self, offset: int, size: int) -> bytes:
         if self.tables.exists(self.ino):
-            self.tables.flush(self.ino)
+            self.tables.open_files.flush(self.ino)
             return self.tables.read(self.ino, offset, size)
         return read_at(self.descriptor, offset, size)
 

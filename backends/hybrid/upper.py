@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import stat
 
+from vfs.backends.base import ROOT_INO
 from vfs.backends.chunks import verified
 from vfs.backends.db import Database
-from vfs.backends.hybrid.lower import LowerTree, read_at
+from vfs.backends.hybrid.lower import LowerTree, read_at, tree_stamp
 from vfs.backends.hybrid.nodes import LOWER_INO_BASE, Backing, Layout
 from vfs.backends.sqlite.tables import FileTables
 
@@ -42,6 +43,86 @@ class OverlayTables(FileTables):
             (now, now, nlink_delta, ino),
         )
 
+    # -- overlay rows -------------------------------------------------------------------
+
+    def merge_root(self) -> None:
+        """Make the root directory merge the whole lower tree (once, on first use)."""
+        if self.db.value("SELECT 1 FROM overlay_nodes WHERE ino = ?", (ROOT_INO,)) is None:
+            with self.db.write():
+                self.db.execute(
+                    "INSERT OR IGNORE INTO overlay_nodes (ino, lower_path) VALUES (?, '')",
+                    (ROOT_INO,),
+                )
+
+    def merged_dir(self, ino: int, default: str | None = None) -> str | None:
+        """The lower directory merged into upper directory ``ino``; None if it is
+        opaque, ``default`` if it has no overlay row at all."""
+        row = self.db.one("SELECT lower_path FROM overlay_nodes WHERE ino = ?", (ino,))
+        return default if row is None else row[0]
+
+    def copy_up(self, ino: int, parent: int, name: str, path: str) -> None:
+        """Record lower object ``path`` as upper inode ``ino`` named ``parent/name``.
+
+        Metadata only: a file keeps reading its bytes from the lower file, and
+        its size, mtime and hash are recorded as the base commit checks against.
+        """
+        st = self.lower.lstat(path)
+        base_hash = None
+        target = None
+        size = 0
+        if stat.S_ISREG(st.st_mode):
+            size = st.st_size
+            base_hash = self.lower.content_hash(path)
+        elif stat.S_ISLNK(st.st_mode):
+            target = self.lower.readlink(path)
+            size = len(target)
+        nlink = st.st_nlink if stat.S_ISDIR(st.st_mode) else 1
+        self.db.execute(
+            "INSERT INTO inodes (ino, mode, nlink, uid, gid, size, rdev, atime_ns, mtime_ns,"
+            " ctime_ns, btime_ns, target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                ino, st.st_mode, nlink, st.st_uid, st.st_gid, size, st.st_rdev,
+                st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns, st.st_ctime_ns, target,
+            ),
+        )  # fmt: skip
+        self.db.execute(
+            "INSERT INTO overlay_nodes (ino, lower_path, lower_limit, base_size,"
+            " base_mtime_ns, base_hash) VALUES (?, ?, ?, ?, ?, ?)",
+            (ino, path, size if base_hash else 0, st.st_size, st.st_mtime_ns, base_hash),
+        )
+        self.db.execute(
+            "INSERT INTO entries (parent, name, ino) VALUES (?, ?, ?)", (parent, name, ino)
+        )
+
+    def add_whiteout(self, parent: int, name: str, path: str, *, replaced: bool) -> None:
+        """Hide lower object ``path``, entry ``name`` of upper directory ``parent``,
+        if it exists.
+
+        A replaced file records its hash and a directory a stamp of its whole
+        tree, so commit can tell whether the disk changed since; a deleted
+        file is checked by size and mtime only.
+        """
+        st = self.lower.lstat_or_none(path)
+        if st is None:
+            return
+        digest = None
+        if stat.S_ISDIR(st.st_mode):
+            # Commit removes the whole tree: it must be able to tell whether
+            # anything inside changed on disk since the overlay deleted it.
+            digest = tree_stamp(self.lower, path)
+        elif replaced and stat.S_ISREG(st.st_mode):
+            digest = self.lower.content_hash(path)
+        self.db.execute(
+            "INSERT OR IGNORE INTO overlay_whiteouts (parent, name, base_size, base_mtime_ns,"
+            " base_hash) VALUES (?, ?, ?, ?, ?)",
+            (parent, name, st.st_size, st.st_mtime_ns, digest),
+        )
+
+    def whiteouts(self, parent: int) -> set[str]:
+        """The names of the lower entries upper directory ``parent`` hides."""
+        rows = self.db.query("SELECT name FROM overlay_whiteouts WHERE parent = ?", (parent,))
+        return {r[0] for r in rows}
+
     # -- where a file's bytes come from ---------------------------------------------
 
     def backing(self, ino: int) -> Backing | None:
@@ -59,7 +140,11 @@ class OverlayTables(FileTables):
         if row is None:
             return None
         path, limit, base_size, base_mtime_ns, size, mtime_ns, has_chunks = row
-        if limit == base_size == size and not has_chunks and not self.has_pending_writes(ino):
+        if (
+            limit == base_size == size
+            and not has_chunks
+            and not self.open_files.has_pending_writes(ino)
+        ):
             st = self.lower.lstat_or_none(path)
             if st is not None and stat.S_ISREG(st.st_mode):
                 shown_mtime = st.st_mtime_ns if mtime_ns == base_mtime_ns else mtime_ns

@@ -85,7 +85,7 @@ class SqliteBackend(Backend):
         attr = self.tables.get(ino)
         # Buffered writes show in size and mtime without being committed: the
         # kernel asks for attributes between a file's writes all the time.
-        pending = [h for h in self.tables.handles(ino) if h.end]
+        pending = [h for h in self.tables.open_files.handles(ino) if h.end]
         if pending:
             when = max(h.written_ns for h in pending)
             size = max(attr.size, *(h.end for h in pending))
@@ -95,7 +95,7 @@ class SqliteBackend(Backend):
     def setattr(self, ino: int, **fields: int | None) -> Attr:
         self.check_writable()
         tables = self.tables
-        tables.flush(ino)
+        tables.open_files.flush(ino)
         with self.db.write():
             attr = tables.get(ino)
             now = time.time_ns()
@@ -327,12 +327,12 @@ class SqliteBackend(Backend):
     # -- content -----------------------------------------------------------
 
     def read(self, ino: int, offset: int, size: int) -> bytes:
-        self.tables.flush(ino)
+        self.tables.open_files.flush(ino)
         return self.tables.read(ino, offset, size)
 
     def flush_inode(self, ino: int) -> None:
         """Store the writes this process's open handles buffered for ``ino``."""
-        self.tables.flush(ino)
+        self.tables.open_files.flush(ino)
 
     def write_file(self, parent: int, name: str, data: bytes, mode: int = 0o644) -> Attr:
         """The whole-file write in one transaction with as few statements as it takes."""
@@ -395,12 +395,12 @@ class SqliteBackend(Backend):
             return tables.get(handle.ino)
 
     def checksum(self, ino: int) -> str:
-        self.tables.flush(ino)
+        self.tables.open_files.flush(ino)
         return self.tables.checksum(ino)
 
     def shared_chunks(self, ino: int) -> SharedChunks:
         """The file's chunk rows, with the writes buffered in this process stored first."""
-        self.tables.flush(ino)
+        self.tables.open_files.flush(ino)
         with self.db.read():
             attr = self.tables.get(ino)
             if not attr.is_file:
@@ -410,7 +410,7 @@ class SqliteBackend(Backend):
     def copy_file(self, ino: int, parent: int, name: str) -> Attr:
         """Share the source's chunks: no content bytes are copied."""
         tables = self.tables
-        tables.flush(ino)
+        tables.open_files.flush(ino)
         with self.db.write():
             source = tables.get(ino)
             if not source.is_file:

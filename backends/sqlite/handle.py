@@ -38,13 +38,13 @@ class SqliteHandle(Handle):
         self.end = 0  # largest end offset among buffered writes
         self.written_ns = 0  # when the last buffered write happened
         self.closed = False
-        tables.register(self)  # tells other processes it is open
+        tables.open_files.register(self)  # tells other processes it is open
 
     def _size(self) -> int:
         return max(self.tables.size(self.ino), self.end)
 
     def read(self, offset: int, size: int) -> bytes:
-        self.tables.flush(self.ino)
+        self.tables.open_files.flush(self.ino)
         return self.tables.read(self.ino, offset, size)
 
     def write(self, offset: int, data: bytes) -> int:
@@ -106,7 +106,7 @@ class SqliteHandle(Handle):
 
     def truncate(self, size: int) -> None:
         self.tables.check_writable()
-        self.tables.flush(self.ino)
+        self.tables.open_files.flush(self.ino)
         with self.tables.db.write():
             old = self._size()
             self.tables.truncate(self.ino, old, size, time.time_ns())
@@ -122,7 +122,7 @@ class SqliteHandle(Handle):
         finally:
             self.closed = True
             tables = self.tables
-            last = tables.unregister(self)
+            last = tables.open_files.unregister(self)
             # Only a nameless inode needs freeing; the common close takes no write lock.
             if last and tables.nlink(self.ino) == 0:
                 with tables.db.write():

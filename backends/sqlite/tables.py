@@ -3,8 +3,8 @@
 Both database engines keep their files here: sqlite mode is these tables and
 nothing else; hybrid mode keeps its upper layer in them (see
 ``vfs.backends.hybrid.upper``). :class:`FileTables` is the one place that
-knows their rows: the row operations every file operation is built from,
-which inodes this process has open, and file content as chunk rows.
+knows their rows: the row operations every file operation is built from, and
+file content as chunk rows.
 
 Chunk ``idx`` of a file covers bytes ``[idx * chunk_size, (idx + 1) *
 chunk_size)``; its stored bytes have trailing zeros trimmed, so a missing or
@@ -21,12 +21,11 @@ import errno
 import functools
 import os
 import stat
-import threading
 import time
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any
 
-from vfs.backends.base import ROOT_INO, Attr, close_all
+from vfs.backends.base import ROOT_INO, Attr
 from vfs.backends.chunks import (
     DEFAULT_CHUNK_SIZE,
     ChunkRef,
@@ -37,6 +36,7 @@ from vfs.backends.chunks import (
 from vfs.backends.db import Database
 from vfs.backends.names import split_path
 from vfs.backends.sqlite.inode_locks import InodeLocks
+from vfs.backends.sqlite.open_files import OpenFiles
 
 #: the ``inodes`` columns that make an :class:`Attr`, in its field order
 INODE_COLUMNS = "ino, mode, nlink, uid, gid, size, atime_ns, mtime_ns, ctime_ns, btime_ns, rdev"
@@ -51,20 +51,6 @@ _FAST_DEPTH = 24  # deeper paths resolve name by name
 def attr_of(row: Any) -> Attr:
     """An :class:`Attr` from the :data:`INODE_COLUMNS` of a row."""
     return Attr(*row)
-
-
-class BufferedFile(Protocol):
-    """An open file that may hold writes not yet in the tables."""
-
-    ino: int
-    #: the largest end offset among buffered writes; 0 when nothing is buffered
-    end: int
-    #: when the last buffered write happened (ns)
-    written_ns: int
-
-    def flush(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 # Hot-path queries use subqueries, not joins: this SQLite build plans joins
@@ -87,10 +73,9 @@ class FileTables:
         self.db = db
         self.read_only = read_only
         self.chunks = ChunkStore(db)
-        #: which inodes some process has open, across processes
-        self.inode_locks = InodeLocks(db.path.with_name(db.path.name + ".locks"))
-        self._handles: dict[int, list[BufferedFile]] = {}
-        self._lock = threading.RLock()
+        #: the files this process has open, and which inodes any process has open
+        self.open_files = OpenFiles(InodeLocks(db.path.with_name(db.path.name + ".locks")))
+        self.inode_locks = self.open_files.locks
         self.chunk_size = self._setup()
 
     def _setup(self) -> int:
@@ -227,7 +212,7 @@ class FileTables:
         nlink = self.db.value("SELECT nlink FROM inodes WHERE ino = ?", (ino,))
         if nlink is None or nlink > 0:
             return
-        if self.is_open(ino) or self.inode_locks.held_elsewhere(ino):
+        if self.open_files.is_open(ino) or self.inode_locks.held_elsewhere(ino):
             self.db.execute(
                 "INSERT OR REPLACE INTO orphans (ino, pid) VALUES (?, ?)", (ino, os.getpid())
             )
@@ -310,7 +295,7 @@ class FileTables:
         """Free nameless inodes that no process has open any more; returns how many."""
         with self.db.write():
             nameless = [r[0] for r in self.db.query("SELECT ino FROM inodes WHERE nlink = 0")]
-            unused = [ino for ino in nameless if not self.is_open(ino)]
+            unused = [ino for ino in nameless if not self.open_files.is_open(ino)]
             dead = [ino for ino in unused if not self.inode_locks.held_elsewhere(ino)]
             for ino in dead:
                 self.db.execute("DELETE FROM inodes WHERE ino = ? AND nlink = 0", (ino,))
@@ -339,7 +324,7 @@ class FileTables:
         if not parts or len(parts) > _FAST_DEPTH:
             return None
         row = self.db.one(self._path_sql(len(parts), with_data), parts)
-        if row is None or (follow and stat.S_ISLNK(row[1])) or self.is_open(row[0]):
+        if row is None or (follow and stat.S_ISLNK(row[1])) or self.open_files.is_open(row[0]):
             return None
         return row
 
@@ -361,55 +346,9 @@ class FileTables:
             verified(data, row[-1], path)
         return attr, data + bytes(attr.size - len(data))  # trailing zeros are not stored
 
-    # -- open files ----------------------------------------------------------------
-
-    def register(self, handle: BufferedFile) -> None:
-        """``handle`` opened its inode; other processes see it open from now on."""
-        with self._lock:
-            handles = self._handles.setdefault(handle.ino, [])
-            if not handles:
-                self.inode_locks.hold(handle.ino)
-            handles.append(handle)
-
-    def unregister(self, handle: BufferedFile) -> bool:
-        """``handle`` closed; returns whether it was the last of its inode here."""
-        with self._lock:
-            handles = self._handles.get(handle.ino, [])
-            if handle in handles:
-                handles.remove(handle)
-            if not handles:
-                self._handles.pop(handle.ino, None)
-                self.inode_locks.release(handle.ino)
-            return not handles
-
-    def is_open(self, ino: int) -> bool:
-        """Whether this process has ``ino`` open."""
-        with self._lock:
-            return bool(self._handles.get(ino))
-
-    def handles(self, ino: int | None = None) -> list[BufferedFile]:
-        """The open handles of ``ino`` in this process (of every inode with None)."""
-        with self._lock:
-            if ino is None:
-                return [h for hs in self._handles.values() for h in hs]
-            return list(self._handles.get(ino, ()))
-
-    def has_pending_writes(self, ino: int) -> bool:
-        """Whether writes to ``ino`` wait in a buffer: its stored size is not final."""
-        return any(h.end for h in self.handles(ino))
-
-    def flush(self, ino: int) -> None:
-        """Store the writes this process's handles buffered for ``ino``."""
-        for handle in self.handles(ino):
-            handle.flush()
-
     def close(self) -> None:
-        """Close every handle this process holds, then the inode lock file; the first
-        failure to close (a write that could not land) is raised after all that."""
-        try:
-            close_all(self.handles())
-        finally:
-            self.inode_locks.close()
+        """Close every file this process has open, then the inode lock file."""
+        self.open_files.close()
 
     # -- content ----------------------------------------------------------------
 
