@@ -410,7 +410,9 @@ class HybridBackend(Backend):
         # upper file, wrong for one whose bytes come partly from the lower tree.
         found = self.tables.walk(path, follow=True)
         if found is not None and self._layout(found.ino) is None:
-            return self.upper.read_file(path)
+            small = self.tables.walk_small_file(path)
+            if small is not None:
+                return small[1]
         attr = self._shown(found) if found is not None else super().resolve(path, follow=True)
         if attr.is_dir:
             raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
