@@ -30,9 +30,7 @@ import xxhash
 from vfs.backends.base import ROOT_INO, Attr, Backend, Handle, StatFs, close_all
 from vfs.backends.host import fd_path, join, open_beneath, pid_alive, renameat2
 from vfs.backends.names import check_name
-
-RENAME_NOREPLACE = 1
-RENAME_EXCHANGE = 2
+from vfs.backends.renames import RENAME_EXCHANGE, RENAME_NOREPLACE
 
 #: temp files of :meth:`DiskBackend.tmpfile` start with this; listings never show them
 TEMP_PREFIX = ".agentvfs-tmp-"
@@ -641,3 +639,13 @@ class DiskHandle(Handle):
                 self.temp = None
         finally:
             os.close(self.fd)
+
+
+__all__ = [
+    "HOST_INO_ONE",
+    "RENAME_EXCHANGE",
+    "RENAME_NOREPLACE",
+    "TEMP_PREFIX",
+    "DiskBackend",
+    "DiskHandle",
+]
