@@ -41,7 +41,6 @@ from vfs.backends.hybrid.handles import LowerHandle, OverlayHandle
 from vfs.backends.hybrid.lower import LowerTree
 from vfs.backends.hybrid.nodes import (
     LOWER_INO_BASE,
-    Backing,
     Layout,
     LowerNumbers,
     LowerRef,
@@ -110,10 +109,6 @@ class HybridBackend(Backend):
         self._refs[ino] = LowerRef(parent, name, path)
         return lower_attr(ino, st) if upper is None else self._shown(upper)
 
-    def backing(self, ino: int) -> Backing | None:
-        """The lower file under upper file ``ino`` and how much of it still shows."""
-        return self.tables.backing(ino)
-
     def _layout(self, ino: int) -> Layout | None:
         return self.tables.layout(ino)
 
@@ -125,18 +120,13 @@ class HybridBackend(Backend):
             return attr
         return attr.with_(size=layout.size, mtime_ns=layout.mtime_ns or attr.mtime_ns)
 
-    def rebase(self, ino: int) -> bool:
-        """Before the first change to the content of upper file ``ino``, take the
-        lower file as it is now as its base: that is what the overlay showed."""
-        return self.tables.rebase(ino)
-
     # -- copy-up -----------------------------------------------------------
 
     def copy_up(self, ino: int) -> None:
         """Make ``ino`` (and its ancestors) upper objects; copies metadata, never content."""
         self.check_writable()
         if self._is_upper(ino):
-            self.rebase(ino)
+            self.tables.rebase(ino)  # its content may change next
             return
         with self.db.write():
             if self._is_upper(ino):
