@@ -330,10 +330,6 @@ class SqliteBackend(Backend):
         self.tables.open_files.flush(ino)
         return self.tables.read(ino, offset, size)
 
-    def flush_inode(self, ino: int) -> None:
-        """Store the writes this process's open handles buffered for ``ino``."""
-        self.tables.open_files.flush(ino)
-
     def write_file(self, parent: int, name: str, data: bytes, mode: int = 0o644) -> Attr:
         """The whole-file write in one transaction with as few statements as it takes."""
         self.check_writable()
