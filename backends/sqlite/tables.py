@@ -60,6 +60,11 @@ def attr_of(row: Any) -> Attr:
 class FileTables:
     """The inode, entry and chunk rows of one agent database, and its open files.
 
+    A layer whose files keep bytes elsewhere overrides :meth:`read`,
+    :meth:`chunk`, :meth:`store_chunk`, :meth:`truncate` and :meth:`touch_dir`
+    (hybrid's ``OverlayTables`` does); the handles and the sqlite engine reach
+    content through those only.
+
     Parameters
     ----------
     db:
