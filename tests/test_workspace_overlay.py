@@ -129,3 +129,36 @@ def test_a_lower_directory_cannot_move_into_its_own_lower_child(
     assert caught.value.errno == errno.EINVAL
     assert ws.overlay.diff() == []  # the refused rename copied nothing up
     assert os.path.isdir(tree / "outer" / "inner")
+
+
+def test_files_and_outputs_of_equal_content_have_one_checksum_in_sqlite_and_hybrid(
+    make_workspace: Callable[..., Workspace], tmp_path: Path
+) -> None:
+    data = os.urandom(200_000) + bytes(150_000) + b"tail"  # a chunk of zeros stores nothing
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "lower.bin").write_bytes(data)
+    sqlite = make_workspace("sqlite", agent="s")
+    hybrid = make_workspace("hybrid", agent="h", workspace=tree)
+    sqlite.fs.pipe("/f.bin", data)
+    hybrid.fs.pipe("/f.bin", data)
+    want = sqlite.backend.checksum(sqlite.backend.resolve("/f.bin").ino)
+    assert hybrid.backend.checksum(hybrid.backend.resolve("/f.bin").ino) == want
+    assert hybrid.backend.checksum(hybrid.backend.resolve("/lower.bin").ino) == want
+    for ws in (sqlite, hybrid):
+        run = ws.artifacts.start("t")
+        assert ws.artifacts.attach(run.id, "bytes", data).digest == want
+        assert ws.artifacts.attach_file(run.id, "file", "/f.bin").digest == want
+
+
+def test_attaching_a_file_shares_the_writes_an_open_handle_still_buffers(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    ws = make_workspace("sqlite")
+    backend = ws.files_backend
+    handle, _ = backend.create(ROOT_INO, "f", 0o644)
+    with handle:
+        handle.write(0, b"buffered")
+        run = ws.artifacts.start("t")
+        out = ws.artifacts.attach_file(run.id, "f", "/f")
+    assert (out.size, ws.artifacts.read(run.id, "f")) == (8, b"buffered")
