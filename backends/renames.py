@@ -40,6 +40,8 @@ def check_rename(
 
     Raises
     ------
+    OSError
+        ``EINVAL`` for flags other than these two, or both at once.
     FileNotFoundError
         ``RENAME_EXCHANGE`` with no target.
     FileExistsError
@@ -50,6 +52,8 @@ def check_rename(
     NotADirectoryError, IsADirectoryError
         a directory over a non-directory, or the other way round.
     """
+    if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) or flags == RENAME_NOREPLACE | RENAME_EXCHANGE:
+        raise OSError(errno.EINVAL, "Invalid argument: rename flags", new_name)
     if flags & RENAME_EXCHANGE:
         if target is None:
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", new_name)

@@ -1,5 +1,5 @@
-"""``Workspace.overlay``: diff, commit and discard from Python, and the rename
-rules every engine applies in the same order."""
+"""``Workspace.overlay``: diff, commit and discard from Python; what hybrid shares
+with sqlite mode: the rename rules over lower objects and one checksum scheme."""
 
 from __future__ import annotations
 
@@ -12,9 +12,6 @@ import pytest
 
 from vfs import Workspace
 from vfs.backends.base import ROOT_INO
-from vfs.backends.renames import RENAME_EXCHANGE, RENAME_NOREPLACE
-
-MODES = ("sqlite", "disk", "hybrid")
 
 
 def test_overlay_diff_commit_and_discard_from_python(
@@ -69,51 +66,6 @@ def test_overlay_outside_hybrid_mode_is_a_clear_error(
     ws = make_workspace(mode)
     with pytest.raises(ValueError, match=f"in {mode} mode: diff, commit and discard need hybrid"):
         ws.overlay.diff()
-
-
-@pytest.fixture(params=MODES)
-def backend_of(
-    request: pytest.FixtureRequest, make_workspace: Callable[..., Workspace], tmp_path: Path
-) -> Workspace:
-    tree = tmp_path / "tree"
-    tree.mkdir()
-    return make_workspace(request.param, workspace=tree)
-
-
-def test_noreplace_onto_another_name_of_the_same_file_is_eexist(backend_of: Workspace) -> None:
-    backend = backend_of.files_backend
-    backend.write_file(ROOT_INO, "a", b"x")
-    backend.link(backend.resolve("a").ino, ROOT_INO, "b")
-    with pytest.raises(FileExistsError):
-        backend.rename(ROOT_INO, "a", ROOT_INO, "b", RENAME_NOREPLACE)
-    backend.rename(ROOT_INO, "a", ROOT_INO, "b")  # without the flag: nothing happens
-    assert {name for name, _, _ in backend.readdir(ROOT_INO)} >= {"a", "b"}
-
-
-def test_moving_a_directory_into_itself_is_einval_before_any_type_check(
-    backend_of: Workspace,
-) -> None:
-    backend = backend_of.files_backend
-    outer = backend.mkdir(ROOT_INO, "outer", 0o755)
-    inner = backend.mkdir(outer.ino, "inner", 0o755)
-    backend.write_file(inner.ino, "file", b"x")
-    for new_parent, new_name in ((outer.ino, "copy"), (inner.ino, "file")):
-        with pytest.raises(OSError) as caught:
-            backend.rename(ROOT_INO, "outer", new_parent, new_name)
-        assert caught.value.errno == errno.EINVAL
-    with pytest.raises(OSError) as caught:
-        backend.rename(outer.ino, "inner", inner.ino, "x", RENAME_EXCHANGE)
-    assert caught.value.errno in (errno.EINVAL, errno.ENOENT)
-
-
-def test_exchange_needs_both_names(backend_of: Workspace) -> None:
-    backend = backend_of.files_backend
-    backend.write_file(ROOT_INO, "a", b"a")
-    with pytest.raises(FileNotFoundError):
-        backend.rename(ROOT_INO, "a", ROOT_INO, "missing", RENAME_EXCHANGE)
-    backend.write_file(ROOT_INO, "b", b"b")
-    backend.rename(ROOT_INO, "a", ROOT_INO, "b", RENAME_EXCHANGE)
-    assert backend.read_file("a") == b"b" and backend.read_file("b") == b"a"
 
 
 def test_a_lower_directory_cannot_move_into_its_own_lower_child(
