@@ -1,7 +1,8 @@
 """Core benchmark: agentvfs modes side by side with fsspec's LocalFileSystem.
 
 Prints one table. Each column runs in its own process (so that its peak RSS
-is its own), --repeat times, interleaved; each cell is the median. Usage::
+is its own), --repeat times, interleaved; each cell is the median. The scale
+rows (--scale files in one directory, --agent-files in the agent) run once. Usage::
 
     python bench/bench.py [--files 1000] [--stream-mib 256] [--modes sqlite,disk,hybrid]
     python bench/bench.py --quick                          # a minute: 200 files, one run
