@@ -53,6 +53,15 @@ CAPABILITY_XATTR = b"security.capability"
 IO_BLOCK_SIZE = 128 * 1024
 
 
+def dump_request_counts() -> None:
+    """Write the request counts so far to the file named by :data:`COUNT_ENV`."""
+    path = os.environ.get(COUNT_ENV)
+    if request_counts is not None and path:
+        with open(f"{path}.tmp", "w") as out:
+            json.dump(dict(request_counts), out)
+        os.replace(f"{path}.tmp", path)
+
+
 def kernel_op(
     method: Callable[P, Coroutine[Any, Any, R]],
 ) -> Callable[P, Coroutine[Any, Any, R]]:
@@ -241,10 +250,7 @@ class AgentOperations(pyfuse3.Operations):
 
     def close_all(self) -> None:
         """Flush and close every file still open (at unmount or shutdown)."""
-        counts_path = os.environ.get(COUNT_ENV)
-        if request_counts is not None and counts_path:
-            with open(counts_path, "w") as out:
-                json.dump(dict(request_counts), out)
+        dump_request_counts()
         pinned = list(self._pins.items())
         self._pins.clear()
         while self._files or pinned:
@@ -274,6 +280,8 @@ class AgentOperations(pyfuse3.Operations):
         return self._looked_up(attr, parent_inode, name)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        if request_counts is not None:
+            request_counts["forget"] += 1
         for ino, count in inode_list:
             left = self._lookups.get(ino, 0) - count
             if left > 0:

@@ -15,7 +15,13 @@ import trio
 
 from vfs.backends.journal import Follower, Journal
 from vfs.mount.follow import follow_journal
-from vfs.mount.operations import DEFAULT_CACHE_TIMEOUT, JOURNALED_CACHE_TIMEOUT, AgentOperations
+from vfs.mount.operations import (
+    DEFAULT_CACHE_TIMEOUT,
+    JOURNALED_CACHE_TIMEOUT,
+    AgentOperations,
+    dump_request_counts,
+    request_counts,
+)
 from vfs.state.mounts import MountTable
 from vfs.workspace import Workspace
 
@@ -113,6 +119,8 @@ async def _serve_until_stopped(
 ) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_stop_on_signal, where if operations.enable_writeback_cache else None)
+        if request_counts is not None:
+            nursery.start_soon(_dump_counts_on_signal)
         if follower is not None:
             nursery.start_soon(follow_journal, operations, follower)
         await pyfuse3.main(min_tasks=1, max_tasks=1)
@@ -130,6 +138,13 @@ async def _stop_on_signal(writeback_at: Path | None) -> None:
                     await trio.to_thread.run_sync(_syncfs, writeback_at, abandon_on_cancel=True)
             pyfuse3.terminate()
             return
+
+
+async def _dump_counts_on_signal() -> None:
+    # The benchmark reads the counts of each workload: SIGUSR1 writes them now.
+    with trio.open_signal_receiver(signal.SIGUSR1) as signals:
+        async for _ in signals:
+            dump_request_counts()
 
 
 def _syncfs(where: Path) -> None:

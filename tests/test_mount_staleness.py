@@ -188,7 +188,7 @@ def test_cli_changes_show_within_the_bound(live: tuple[Mounted, Changer]) -> Non
 
     def round_(i: int) -> float:
         assert path.exists() == (i > 0)
-        vfs("put", "-", f"alice:/cli.txt", stdin=f"cli {i}")
+        vfs("put", "-", "alice:/cli.txt", stdin=f"cli {i}")
         return delay_until(lambda: path.exists() and path.read_bytes() == f"cli {i}".encode())
 
     assert median_delay(round_) <= BOUND_S
