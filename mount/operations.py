@@ -122,22 +122,17 @@ class AgentOperations(pyfuse3.Operations):
         Seconds the kernel may cache entries, negative lookups and attributes.
     """
 
+    # With a writeback cache the kernel keeps its own size and mtime of a
+    # regular file and ignores the backend's for good (even after an
+    # invalidation), so a file grown by another process would keep its old
+    # size: the page cache is used write-through instead.
+    enable_writeback_cache = False
     supports_dot_lookup = False
 
-    def __init__(
-        self,
-        backend: Backend,
-        *,
-        cache_timeout: float = DEFAULT_CACHE_TIMEOUT,
-        writeback: bool = False,
-    ) -> None:
+    def __init__(self, backend: Backend, *, cache_timeout: float = DEFAULT_CACHE_TIMEOUT) -> None:
         super().__init__()
         self.backend = backend
         self.cache_timeout = cache_timeout
-        # With a writeback cache the kernel keeps its own size and mtime of a
-        # file over the backend's: only right when something invalidates them
-        # on changes by other processes (the journal follower).
-        self.enable_writeback_cache = writeback
         # parent -> names the kernel may cache (found or missing) under it: what
         # to invalidate when the follower can no longer say what changed.
         self._names: dict[int, set[bytes]] = {}
@@ -405,9 +400,6 @@ class AgentOperations(pyfuse3.Operations):
             attr = self.backend.getattr(inode)
         stamp = (attr.mtime_ns, attr.size)
         keep_cache = not flags & os.O_TRUNC and self._clean.get(inode) == stamp
-        if self.enable_writeback_cache:
-            # The kernel places appends itself and reads around partial pages.
-            flags &= ~os.O_APPEND
         handle = self.backend.open(inode, flags)
         fh = self._open_file(handle, None if flags & os.O_TRUNC else stamp)
         return pyfuse3.FileInfo(fh=fh, keep_cache=keep_cache, direct_io=False)

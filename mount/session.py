@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -31,9 +30,6 @@ log = logging.getLogger("agentvfs.mount")
 SUBTYPE = "agentvfs"
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-SYNC_TIMEOUT_S = 20.0
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def fuse_options(agent: str, *, read_only: bool, extra: Iterable[str] = ()) -> set[str]:
@@ -62,8 +58,9 @@ def serve(
     Returns after ``fusermount3 -u``, ``vfs umount``, or SIGTERM/SIGINT/SIGHUP;
     every open file is flushed and the mount is gone by then. ``on_ready`` is
     called once the kernel has the mount. ``cache_timeout`` (seconds the kernel
-    trusts names and attributes) defaults to long where the change journal
-    tells the mount what other processes change, else to 1 s.
+    trusts names and attributes) defaults to long in sqlite mode, where the
+    change journal tells the mount everything other processes change, else to
+    1 s (disk mode, and hybrid mode's disk tree, change unjournaled).
     """
     where = Path(mountpoint).resolve()
     workspace = Workspace.open(agent, home, read_only=read_only)
@@ -78,17 +75,17 @@ def serve(
                 log.info("freed %d inodes left open by a process that died", freed)
         follower = _journal_follower(workspace)
         if cache_timeout is None:
-            cache_timeout = DEFAULT_CACHE_TIMEOUT if follower is None else JOURNALED_CACHE_TIMEOUT
-        operations = AgentOperations(
-            workspace.backend, cache_timeout=cache_timeout, writeback=follower is not None
-        )
+            # Hybrid mode's disk tree may change under it unjournaled.
+            long_ok = follower is not None and workspace.mode == "sqlite"
+            cache_timeout = JOURNALED_CACHE_TIMEOUT if long_ok else DEFAULT_CACHE_TIMEOUT
+        operations = AgentOperations(workspace.backend, cache_timeout=cache_timeout)
         pyfuse3.init(
             operations, str(where), fuse_options(agent, read_only=read_only, extra=options)
         )
         try:
             if on_ready is not None:
                 on_ready()
-            trio.run(_serve_until_stopped, operations, follower, where)
+            trio.run(_serve_until_stopped, operations, follower)
         finally:
             operations.close_all()
             pyfuse3.close(unmount=True)
@@ -114,11 +111,9 @@ def _journal_follower(workspace: Workspace) -> Follower | None:
         return None
 
 
-async def _serve_until_stopped(
-    operations: AgentOperations, follower: Follower | None, where: Path
-) -> None:
+async def _serve_until_stopped(operations: AgentOperations, follower: Follower | None) -> None:
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_stop_on_signal, where if operations.enable_writeback_cache else None)
+        nursery.start_soon(_stop_on_signal)
         if request_counts is not None:
             nursery.start_soon(_dump_counts_on_signal)
         if follower is not None:
@@ -127,15 +122,10 @@ async def _serve_until_stopped(
         nursery.cancel_scope.cancel()
 
 
-async def _stop_on_signal(writeback_at: Path | None) -> None:
+async def _stop_on_signal() -> None:
     with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
         async for signum in signals:
             log.info("%s: unmounting", signal.Signals(signum).name)
-            if writeback_at is not None:
-                # Writes of files still open may sit in the kernel's writeback
-                # cache: have it send them (served by this loop) before stopping.
-                with trio.move_on_after(SYNC_TIMEOUT_S):
-                    await trio.to_thread.run_sync(_syncfs, writeback_at, abandon_on_cancel=True)
             pyfuse3.terminate()
             return
 
@@ -145,12 +135,3 @@ async def _dump_counts_on_signal() -> None:
     with trio.open_signal_receiver(signal.SIGUSR1) as signals:
         async for _ in signals:
             dump_request_counts()
-
-
-def _syncfs(where: Path) -> None:
-    fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        if _libc.syncfs(fd) != 0:
-            log.warning("syncfs of %s failed: %s", where, os.strerror(ctypes.get_errno()))
-    finally:
-        os.close(fd)
