@@ -12,11 +12,9 @@ import contextlib
 import errno
 import functools
 import itertools
-import json
 import logging
 import os
 import stat
-from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -25,6 +23,7 @@ import pyfuse3
 from vfs.backends.base import Attr, Backend, Handle
 from vfs.backends.journal import Change
 from vfs.backends.names import NAME_MAX
+from vfs.mount import counting
 
 log = logging.getLogger("agentvfs.mount")
 
@@ -41,25 +40,11 @@ DEFAULT_CACHE_TIMEOUT = 1.0
 #: entries and inodes, so the kernel may keep the rest for long.
 JOURNALED_CACHE_TIMEOUT = 3600.0
 
-#: Set this to a file path and the mount counts kernel requests by type and
-#: writes them there as JSON when it ends (for the benchmark).
-COUNT_ENV = "AGENTVFS_MOUNT_COUNTS"
-request_counts: Counter[str] | None = Counter() if os.environ.get(COUNT_ENV) else None
-
 #: Asked by the kernel before every write (to drop file capabilities).
 CAPABILITY_XATTR = b"security.capability"
 
 #: ``st_blksize``: the I/O size programs pick for buffers (one FUSE request).
 IO_BLOCK_SIZE = 128 * 1024
-
-
-def dump_request_counts() -> None:
-    """Write the request counts so far to the file named by :data:`COUNT_ENV`."""
-    path = os.environ.get(COUNT_ENV)
-    if request_counts is not None and path:
-        with open(f"{path}.tmp", "w") as out:
-            json.dump(dict(request_counts), out)
-        os.replace(f"{path}.tmp", path)
 
 
 def kernel_op(
@@ -75,8 +60,8 @@ def kernel_op(
 
     @functools.wraps(method)
     async def handler(*args: P.args, **kwargs: P.kwargs) -> R:
-        if request_counts is not None:
-            request_counts[name] += 1
+        if counting.counts is not None:
+            counting.counts[name] += 1
         try:
             return await method(*args, **kwargs)
         except pyfuse3.FUSEError:
@@ -245,7 +230,7 @@ class AgentOperations(pyfuse3.Operations):
 
     def close_all(self) -> None:
         """Flush and close every file still open (at unmount or shutdown)."""
-        dump_request_counts()
+        counting.dump()
         pinned = list(self._pins.items())
         self._pins.clear()
         while self._files or pinned:
@@ -275,8 +260,8 @@ class AgentOperations(pyfuse3.Operations):
         return self._looked_up(attr, parent_inode, name)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
-        if request_counts is not None:
-            request_counts["forget"] += 1
+        if counting.counts is not None:
+            counting.counts["forget"] += 1
         for ino, count in inode_list:
             left = self._lookups.get(ino, 0) - count
             if left > 0:

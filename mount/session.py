@@ -13,14 +13,9 @@ import pyfuse3
 import trio
 
 from vfs.backends.journal import Follower, Journal
+from vfs.mount import counting
 from vfs.mount.follow import follow_journal
-from vfs.mount.operations import (
-    DEFAULT_CACHE_TIMEOUT,
-    JOURNALED_CACHE_TIMEOUT,
-    AgentOperations,
-    dump_request_counts,
-    request_counts,
-)
+from vfs.mount.operations import DEFAULT_CACHE_TIMEOUT, JOURNALED_CACHE_TIMEOUT, AgentOperations
 from vfs.state.mounts import MountTable
 from vfs.workspace import Workspace
 
@@ -114,7 +109,7 @@ def _journal_follower(workspace: Workspace) -> Follower | None:
 async def _serve_until_stopped(operations: AgentOperations, follower: Follower | None) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_stop_on_signal)
-        if request_counts is not None:
+        if counting.counts is not None:
             nursery.start_soon(_dump_counts_on_signal)
         if follower is not None:
             nursery.start_soon(follow_journal, operations, follower)
@@ -134,4 +129,4 @@ async def _dump_counts_on_signal() -> None:
     # The benchmark reads the counts of each workload: SIGUSR1 writes them now.
     with trio.open_signal_receiver(signal.SIGUSR1) as signals:
         async for _ in signals:
-            dump_request_counts()
+            counting.dump()
