@@ -114,10 +114,19 @@ class AgentOperations(pyfuse3.Operations):
     enable_writeback_cache = False
     supports_dot_lookup = False
 
-    def __init__(self, backend: Backend, *, cache_timeout: float = DEFAULT_CACHE_TIMEOUT) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        cache_timeout: float = DEFAULT_CACHE_TIMEOUT,
+        journaled: bool = False,
+    ) -> None:
         super().__init__()
         self.backend = backend
         self.cache_timeout = cache_timeout
+        # Only a journal reports extended attributes set by other processes
+        # (setcap), so only then may "none" be remembered.
+        self.journaled = journaled
         # parent -> names the kernel may cache (found or missing) under it: what
         # to invalidate when the follower can no longer say what changed.
         self._names: dict[int, set[bytes]] = {}
@@ -164,7 +173,8 @@ class AgentOperations(pyfuse3.Operations):
         return self._entry(attr)
 
     def _new_file(self, attr: Attr, parent: int, name: bytes) -> pyfuse3.EntryAttributes:
-        self._no_caps.add(attr.ino)
+        if self.journaled:
+            self._no_caps.add(attr.ino)
         return self._looked_up(attr, parent, name)
 
     def changed_elsewhere(
@@ -488,7 +498,7 @@ class AgentOperations(pyfuse3.Operations):
         try:
             return self.backend.getxattr(inode, name)
         except OSError as exc:
-            if exc.errno == errno.ENODATA:
+            if exc.errno == errno.ENODATA and self.journaled:
                 self._no_caps.add(inode)
             raise
 

@@ -73,7 +73,9 @@ def serve(
             # Hybrid mode's disk tree may change under it unjournaled.
             long_ok = follower is not None and workspace.mode == "sqlite"
             cache_timeout = JOURNALED_CACHE_TIMEOUT if long_ok else DEFAULT_CACHE_TIMEOUT
-        operations = AgentOperations(workspace.backend, cache_timeout=cache_timeout)
+        operations = AgentOperations(
+            workspace.backend, cache_timeout=cache_timeout, journaled=follower is not None
+        )
         pyfuse3.init(
             operations, str(where), fuse_options(agent, read_only=read_only, extra=options)
         )

@@ -9,9 +9,11 @@ until the change shows, and requires the median delay to be within the bound.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -49,6 +51,9 @@ for line in sys.stdin:
         ws.fs.mv(args[0], args[1])
     elif verb == "chmod":
         ws.fs.chmod(args[0], int(args[1], 8))
+    elif verb == "setcap":  # what setcap(8) stores: file capabilities, v2
+        ino = ws.backend.resolve(args[0]).ino
+        ws.backend.setxattr(ino, b"security.capability", bytes.fromhex(args[1]))
     elif verb == "overwrite":  # same size, same inode: only the bytes change
         handle = ws.backend.open(ws.backend.resolve(args[0]).ino, os.O_WRONLY)
         handle.write(0, args[1].encode())
@@ -218,3 +223,35 @@ def test_writes_through_the_mount_are_read_by_fsspec_after_fsync_and_close(
             f.write(b"+appended")
         assert bytes(ws.fs.cat_file("/written.bin")).endswith(b"second+appended")
         assert ws.fs.info("/written.bin")["size"] == path.stat().st_size
+
+
+def capability(path: Path) -> bytes | None:
+    try:
+        return os.getxattr(path, "security.capability")
+    except OSError as exc:
+        assert exc.errno == errno.ENODATA
+        return None
+
+
+def test_capabilities_set_elsewhere_are_seen_and_dropped_by_a_write(
+    live: tuple[Mounted, Changer],
+) -> None:
+    mounted, change = live
+    path = mounted.root / "tool"
+    path.write_bytes(b"#!/bin/sh\n")  # the mount knows this new file has none
+    assert capability(path) is None
+    # cap_net_bind_service, permitted and effective
+    value = struct.pack("<5I", 0x02000001, 1 << 10, 0, 0, 0)
+    change("setcap", "/tool", value.hex())
+    assert delay_until(lambda: capability(path) == value) <= BOUND_S * 5
+    with open(path, "ab") as f:  # the kernel drops file capabilities on a write
+        f.write(b"exit 0\n")
+    assert capability(path) is None
+    with Workspace.open("alice", mounted.home) as ws:
+        ino = ws.backend.resolve("/tool").ino
+        assert b"security.capability" not in ws.backend.listxattr(ino)
+    os.setxattr(path, "security.capability", value)  # through the mount this time
+    assert capability(path) == value
+    with open(path, "ab") as f:
+        f.write(b"\n")
+    assert capability(path) is None
