@@ -129,7 +129,7 @@ class AgentOperations(pyfuse3.Operations):
         self.journaled = journaled
         # parent -> names the kernel may cache (found or missing) under it: what
         # to invalidate when the follower can no longer say what changed.
-        self._names: dict[int, set[bytes]] = {}
+        self._cached_names: dict[int, set[bytes]] = {}
         # Inodes known to have no security.capability xattr: the kernel asks
         # before every write, and a file this mount just created has none.
         self._no_caps: set[int] = set()
@@ -169,7 +169,7 @@ class AgentOperations(pyfuse3.Operations):
     def _looked_up(self, attr: Attr, parent: int, name: bytes) -> pyfuse3.EntryAttributes:
         """An entry reply: the kernel now holds one more reference to the inode."""
         self._lookups[attr.ino] = self._lookups.get(attr.ino, 0) + 1
-        self._names.setdefault(parent, set()).add(name)
+        self._cached_names.setdefault(parent, set()).add(name)
         return self._entry(attr)
 
     def _new_file(self, attr: Attr, parent: int, name: bytes) -> pyfuse3.EntryAttributes:
@@ -202,7 +202,7 @@ class AgentOperations(pyfuse3.Operations):
         """Every entry and inode the kernel may cache (when what changed is unknown)."""
         self._clean.clear()
         self._no_caps.clear()
-        entries = [(parent, name) for parent, names in self._names.items() for name in names]
+        entries = [(parent, name) for parent, names in self._cached_names.items() for name in names]
         return entries, [pyfuse3.ROOT_INODE, *self._lookups]
 
     def _handle(self, fh: int) -> Handle:
@@ -265,7 +265,7 @@ class AgentOperations(pyfuse3.Operations):
             miss = pyfuse3.EntryAttributes()
             miss.st_ino = 0
             miss.entry_timeout = self.cache_timeout
-            self._names.setdefault(parent_inode, set()).add(name)
+            self._cached_names.setdefault(parent_inode, set()).add(name)
             return miss
         return self._looked_up(attr, parent_inode, name)
 
@@ -279,7 +279,7 @@ class AgentOperations(pyfuse3.Operations):
                 continue
             self._lookups.pop(ino, None)
             self._clean.pop(ino, None)
-            self._names.pop(ino, None)
+            self._cached_names.pop(ino, None)
             self._no_caps.discard(ino)
             try:
                 self._unpin(self._pins.get(ino))
@@ -455,7 +455,7 @@ class AgentOperations(pyfuse3.Operations):
             if not pyfuse3.readdir_reply(token, encoded, self._entry(attr), offset):
                 return
             self._lookups[attr.ino] = self._lookups.get(attr.ino, 0) + 1
-            self._names.setdefault(fh, set()).add(encoded)
+            self._cached_names.setdefault(fh, set()).add(encoded)
 
     @kernel_op
     async def releasedir(self, fh: int) -> None:
