@@ -20,10 +20,14 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pyfuse3
 import pytest
+import trio
 from test_mount_support import FUSE_MISSING, Mounted, env_for, fresh_mount
 
 from vfs import Workspace
+from vfs.backends.journal import Change
+from vfs.mount.operations import AgentOperations
 
 pytestmark = pytest.mark.skipif(FUSE_MISSING, reason="FUSE (/dev/fuse, fusermount3) is absent")
 
@@ -255,3 +259,40 @@ def test_capabilities_set_elsewhere_are_seen_and_dropped_by_a_write(
     with open(path, "ab") as f:
         f.write(b"\n")
     assert capability(path) is None
+
+
+def test_a_follower_that_fell_behind_invalidates_everything_handed_out(tmp_path: Path) -> None:
+    """When trimmed rows were never read, what changed is unknown: every name
+    (found or missing) and inode the kernel may cache must be dropped."""
+    Workspace.create("alice", tmp_path / "home", mode="sqlite").close()
+    with Workspace.open("alice", tmp_path / "home") as ws:
+        ws.fs.pipe_file("/known.txt", b"k")
+        ino = ws.backend.resolve("/known.txt").ino
+        operations = AgentOperations(ws.backend, journaled=True)
+        trio.run(operations.lookup, pyfuse3.ROOT_INODE, b"known.txt", None)
+        trio.run(operations.lookup, pyfuse3.ROOT_INODE, b"missing.txt", None)
+        entries, inodes = operations.handed_out()
+    assert set(entries) == {
+        (pyfuse3.ROOT_INODE, b"known.txt"),
+        (pyfuse3.ROOT_INODE, b"missing.txt"),
+    }
+    assert set(inodes) == {pyfuse3.ROOT_INODE, ino}
+
+
+def test_changes_elsewhere_invalidate_only_what_the_kernel_may_cache(tmp_path: Path) -> None:
+    Workspace.create("alice", tmp_path / "home", mode="sqlite").close()
+    with Workspace.open("alice", tmp_path / "home") as ws:
+        ws.fs.pipe_file("/seen.txt", b"s")
+        ws.fs.pipe_file("/unseen.txt", b"u")
+        seen = ws.backend.resolve("/seen.txt").ino
+        unseen = ws.backend.resolve("/unseen.txt").ino
+        operations = AgentOperations(ws.backend, journaled=True)
+        trio.run(operations.lookup, pyfuse3.ROOT_INODE, b"seen.txt", None)
+        changes = [
+            Change(1, seen, None, None, "attr", "fsspec:1", 0),
+            Change(2, unseen, None, None, "attr", "fsspec:1", 0),
+            Change(3, unseen, pyfuse3.ROOT_INODE, "new.txt", "link", "cli:2", 0),
+        ]
+        entries, inodes = operations.changed_elsewhere(changes)
+    assert entries == [(pyfuse3.ROOT_INODE, b"new.txt")]  # drops a cached miss too
+    assert set(inodes) == {seen, pyfuse3.ROOT_INODE}  # the kernel never saw ``unseen``
