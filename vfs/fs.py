@@ -434,12 +434,12 @@ class AgentFileSystem(AbstractFileSystem):
                 f.write(value)
             return
         with backend.transaction():
-            parent, name = self._parent_for_write(path)
+            parent, name = self.parent_for_write(path)
             if mode == "create" and backend.lookup_or_none(parent, name) is not None:
                 raise FileExistsError(errno.EEXIST, "File exists", path)
             backend.write_file(parent, name, bytes(value), FILE_MODE)
 
-    def _parent_for_write(self, path: str) -> tuple[int, str]:
+    def parent_for_write(self, path: str) -> tuple[int, str]:
         """The directory that will hold ``path`` (created when auto_mkdir), and the name.
 
         A final symlink is written through, as ``open(path, "w")`` does.
@@ -503,7 +503,7 @@ class AgentFileSystem(AbstractFileSystem):
             self.makedirs(path2, exist_ok=True)
             return
         with self.backend.transaction():
-            parent, name = self._parent_for_write(path2)
+            parent, name = self.parent_for_write(path2)
             self.backend.copy_file(source.ino, parent, name)
         self.invalidate_cache(path2)
 

@@ -11,6 +11,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import fsspec
+from fsspec.spec import AbstractFileSystem
+
 from vfs.backends import Backend, Database, open_backend
 from vfs.backends.runs_view import ReservedTree
 from vfs.backup.restore import finish_interrupted_restore
@@ -26,7 +29,6 @@ from vfs.state.registry import AgentRecord, Registry
 
 if TYPE_CHECKING:
     from vfs.backends.hybrid.overlay import Overlay
-    from vfs.fs import AgentFileSystem
     from vfs.stores import Artifacts, Caches, Sessions, Transcripts
     from vfs.watch import Watcher
 
@@ -159,10 +161,14 @@ class Workspace:
         return self.registry.agent_dir(self.agent)
 
     @cached_property
-    def fs(self) -> AgentFileSystem:
-        from vfs.fs import AgentFileSystem
+    def fs(self) -> AbstractFileSystem:
+        """The workspace as an fsspec filesystem (``vfs.fs.AgentFileSystem``).
 
-        return AgentFileSystem(workspace=self)
+        Made through fsspec's registry of the ``agentvfs`` protocol, so this
+        module and the filesystem's, which opens workspaces, do not import
+        each other.
+        """
+        return fsspec.filesystem("agentvfs", workspace=self)
 
     @cached_property
     def overlay(self) -> Overlay:
