@@ -86,7 +86,7 @@ class _DefaultHome:
         return str(default_home())
 
 
-STORAGE_OPTIONS = ("agent", "home", "create", "mode", "read_only", "auto_mkdir")
+STORAGE_OPTIONS = ("agent", "home", "create", "mode", "read_only", "auto_mkdir", "checkpoint")
 
 
 class AgentFileSystem(AbstractFileSystem):
@@ -108,6 +108,9 @@ class AgentFileSystem(AbstractFileSystem):
     auto_mkdir:
         Create missing parent directories when writing a file (default true,
         as object stores and fsspec's local filesystem with auto_mkdir do).
+    checkpoint:
+        Show the files of this checkpoint, read-only, instead of the live ones
+        (also reachable as ``agentvfs://AGENT/.vfs/checkpoints/NAME/PATH``).
 
     A path is a workspace path (``/notes/todo.md``) or a URL naming this
     filesystem's agent; a URL naming another agent raises ``ValueError``, or
@@ -129,6 +132,7 @@ class AgentFileSystem(AbstractFileSystem):
         mode: str | None = None,
         read_only: bool = False,
         auto_mkdir: bool = True,
+        checkpoint: str | None = None,
         workspace: Workspace | None = None,
         url_agent: str | None = None,
         **kwargs: Any,
@@ -148,9 +152,13 @@ class AgentFileSystem(AbstractFileSystem):
         if workspace is None:
             if not agent:
                 raise ValueError("agentvfs needs an agent: agentvfs://<agent>/<path>")
-            if create and read_only:
-                raise ValueError("agentvfs: create=True and read_only=True exclude each other")
-            workspace = Workspace.open(agent, home, create=create, mode=mode, read_only=read_only)
+            if create and (read_only or checkpoint):
+                raise ValueError(
+                    "agentvfs: create=True excludes read_only=True and checkpoint="
+                )
+            workspace = Workspace.open(
+                agent, home, create=create, mode=mode, read_only=read_only, checkpoint=checkpoint
+            )
             if workspace.db.writer == "python":
                 workspace.db.writer = "fsspec"
         self.workspace = workspace
