@@ -104,6 +104,13 @@ class CheckpointTables:
         )
         return [CheckpointInfo(*row) for row in rows]
 
+    def names(self) -> list[tuple[int, str, float, str]]:
+        """``(id, name, created_at, mode)`` of every checkpoint, cheaply."""
+        return [
+            (int(r[0]), str(r[1]), float(r[2]), str(r[3]))
+            for r in self.db.query("SELECT id, name, created_at, mode FROM checkpoints ORDER BY id")
+        ]
+
     def get(self, name: str) -> CheckpointInfo:
         for info in self.list():
             if info.name == name:
@@ -226,9 +233,9 @@ class CheckpointTables:
             importer.walk(root, ROOT_INO)
             return self.get(name)
 
-    def open_view(self, name: str) -> CheckpointView:
-        """A read-only database on which the file tables are checkpoint ``name``'s rows."""
-        return CheckpointView(self.db.path, self.get(name).id)
+    def open_view(self, checkpoint_id: int) -> CheckpointView:
+        """A read-only database on which the file tables are checkpoint ``checkpoint_id``'s rows."""
+        return CheckpointView(self.db.path, checkpoint_id)
 
 
 def _named(table: str) -> str:

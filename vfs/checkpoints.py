@@ -56,6 +56,7 @@ class Checkpoints:
     def __init__(self, workspace: Workspace) -> None:
         self.ws = workspace
         self.tables = CheckpointTables(workspace.db)
+        self._trees: dict[int, Backend] = {}
 
     def create(self, name: str | None = None, message: str | None = None) -> CheckpointInfo:
         """Take checkpoint ``name`` (default: a UTC timestamp) of the workspace's files."""
@@ -78,10 +79,33 @@ class Checkpoints:
     def open(self, name: str) -> Backend:
         """A read-only backend over checkpoint ``name``'s files; :func:`close_view` it after use."""
         info = self.tables.get(name)
-        view = self.tables.open_view(name)
+        return self._open(info.id, info.mode)
+
+    def _open(self, checkpoint_id: int, mode: str) -> Backend:
+        view = self.tables.open_view(checkpoint_id)
         # A disk checkpoint is stored as sqlite-mode rows.
-        mode = "sqlite" if info.mode == "disk" else info.mode
+        mode = "sqlite" if mode == "disk" else mode
         return open_backend(mode, view, self.ws.record.workspace, read_only=True)
+
+    # -- the /.vfs/checkpoints tree (a CheckpointSource) -----------------------
+
+    def trees(self) -> list[tuple[int, str, float]]:
+        return [(cid, name, created) for cid, name, created, _mode in self.tables.names()]
+
+    def tree(self, checkpoint_id: int) -> Backend | None:
+        backend = self._trees.get(checkpoint_id)
+        if backend is None:
+            modes = {cid: mode for cid, _name, _created, mode in self.tables.names()}
+            if checkpoint_id not in modes:
+                return None
+            backend = self._trees[checkpoint_id] = self._open(checkpoint_id, modes[checkpoint_id])
+        return backend
+
+    def close(self) -> None:
+        """Close the backends :meth:`tree` opened."""
+        for backend in self._trees.values():
+            close_view(backend)
+        self._trees.clear()
 
     @contextlib.contextmanager
     def reading(self, name: str) -> Iterator[Backend]:

@@ -55,13 +55,13 @@ class Workspace:
         self.db = Database(record.db_path, "agent")
         if self.mode in ("disk", "hybrid"):
             record.workspace.mkdir(parents=True, exist_ok=True)
-        # The mode's backend, wrapped so that /.vfs/runs serves run artifacts read-only.
+        # The mode's backend, wrapped so that /.vfs serves run artifacts and checkpoints read-only.
         self.files_backend: Backend = (
             open_backend(self.mode, self.db, record.workspace, read_only=read_only)
             if checkpoint is None
             else self.checkpoints.open(checkpoint)
         )
-        self.backend: Backend = ReservedTree(self.files_backend, self.artifacts)
+        self.backend: Backend = ReservedTree(self.files_backend, self.artifacts, self.checkpoints)
 
     @classmethod
     def open(
@@ -202,6 +202,7 @@ class Workspace:
 
     def close(self) -> None:
         self.backend.close()
+        self.checkpoints.close()
         if self.checkpoint is not None:
             from vfs.checkpoints import close_view
 
