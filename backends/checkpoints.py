@@ -17,6 +17,7 @@ backends run over it unchanged, which is how a checkpoint is read in place.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
 import stat
@@ -35,7 +36,9 @@ from vfs.backends.db import Database
 NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 MAX_NAME = 64
 
-_INODE_COLUMNS = "ino, mode, uid, gid, size, nlink, rdev, atime_ns, mtime_ns, ctime_ns, btime_ns, target"
+_INODE_COLUMNS = (
+    "ino, mode, uid, gid, size, nlink, rdev, atime_ns, mtime_ns, ctime_ns, btime_ns, target"
+)
 _NODE_COLUMNS = "ino, lower_path, lower_limit, base_size, base_mtime_ns, base_hash"
 _WHITEOUT_COLUMNS = "parent, name, base_size, base_mtime_ns, base_hash"
 
@@ -93,7 +96,7 @@ class CheckpointTables:
 
     # -- catalogue -----------------------------------------------------------
 
-    def list(self) -> list[CheckpointInfo]:
+    def list(self) -> builtins.list[CheckpointInfo]:
         rows = self.db.query(
             "SELECT c.id, c.name, c.message, c.mode, c.created_at,"
             " (SELECT count(*) FROM checkpoint_inodes i WHERE i.checkpoint = c.id"
@@ -104,7 +107,7 @@ class CheckpointTables:
         )
         return [CheckpointInfo(*row) for row in rows]
 
-    def names(self) -> list[tuple[int, str, float, str]]:
+    def names(self) -> builtins.list[tuple[int, str, float, str]]:
         """``(id, name, created_at, mode)`` of every checkpoint, cheaply."""
         return [
             (int(r[0]), str(r[1]), float(r[2]), str(r[3]))
@@ -259,7 +262,9 @@ class _TreeImport:
         self.next_entry = 1
 
     def add(self, ino: int, st: os.stat_result, target: bytes | None) -> None:
-        size = len(target) if target is not None else (st.st_size if stat.S_ISREG(st.st_mode) else 0)
+        size = (
+            len(target) if target is not None else (st.st_size if stat.S_ISREG(st.st_mode) else 0)
+        )
         self.db.execute(
             f"INSERT INTO checkpoint_inodes (checkpoint, {_INODE_COLUMNS})"
             " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
@@ -273,7 +278,9 @@ class _TreeImport:
             found = sorted(scan, key=lambda e: e.name)
         for item in found:
             st = item.stat(follow_symlinks=False)
-            if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+            if not (
+                stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)
+            ):
                 continue  # sockets, fifos, devices: nothing a workspace keeps
             ino = self.next_ino
             self.next_ino += 1

@@ -9,9 +9,9 @@ rollback, the refusal while mounted) and the diff of two trees.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
-import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,7 +66,7 @@ class Checkpoints:
             return self.tables.import_tree(name, message, self.ws.record.workspace)
         return self.tables.copy_live(name, message, self.ws.mode)
 
-    def list(self) -> list[CheckpointInfo]:
+    def list(self) -> builtins.list[CheckpointInfo]:
         return self.tables.list()
 
     def get(self, name: str) -> CheckpointInfo:
@@ -89,7 +89,7 @@ class Checkpoints:
 
     # -- the /.vfs/checkpoints tree (a CheckpointSource) -----------------------
 
-    def trees(self) -> list[tuple[int, str, float]]:
+    def trees(self) -> builtins.list[tuple[int, str, float]]:
         return [(cid, name, created) for cid, name, created, _mode in self.tables.names()]
 
     def tree(self, checkpoint_id: int) -> Backend | None:
@@ -155,7 +155,7 @@ class Checkpoints:
             self.tables.restore_live(name, self.ws.mode)
             backend.reclaim_orphans()  # nested: frees what the rollback unnamed unless open
 
-    def diff(self, name: str, to: str | None = None) -> list[TreeChange]:
+    def diff(self, name: str, to: str | None = None) -> builtins.list[TreeChange]:
         """What changed from checkpoint ``name`` to checkpoint ``to`` (default: now)."""
         with self.reading(name) as old:
             if to is None:
@@ -223,7 +223,7 @@ def same_content(a: Backend, a_attr: Attr, b: Backend, b_attr: Attr) -> bool:
     return _content_digest(a, a_attr) == _content_digest(b, b_attr)
 
 
-def diff_trees(old: Backend, new: Backend) -> list[TreeChange]:
+def diff_trees(old: Backend, new: Backend) -> builtins.list[TreeChange]:
     """The paths added, modified (content, type, mode or target) and deleted from old to new."""
     before = dict(walk(old))
     after = dict(walk(new))
@@ -235,8 +235,11 @@ def diff_trees(old: Backend, new: Backend) -> list[TreeChange]:
             changes.append(TreeChange("deleted", path, _kind(a), old_size=a.size))
         elif a is None:
             changes.append(TreeChange("added", path, _kind(b), size=b.size))
-        elif _kind(a) != _kind(b) or (a.mode & 0o7777) != (b.mode & 0o7777) or (
-            _kind(a) == "file" and not same_content(old, a, new, b)
-        ) or (_kind(a) == "symlink" and old.readlink(a.ino) != new.readlink(b.ino)):
+        elif (
+            _kind(a) != _kind(b)
+            or (a.mode & 0o7777) != (b.mode & 0o7777)
+            or (_kind(a) == "file" and not same_content(old, a, new, b))
+            or (_kind(a) == "symlink" and old.readlink(a.ino) != new.readlink(b.ino))
+        ):
             changes.append(TreeChange("modified", path, _kind(b), a.size, b.size))
     return changes

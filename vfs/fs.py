@@ -153,9 +153,7 @@ class AgentFileSystem(AbstractFileSystem):
             if not agent:
                 raise ValueError("agentvfs needs an agent: agentvfs://<agent>/<path>")
             if create and (read_only or checkpoint):
-                raise ValueError(
-                    "agentvfs: create=True excludes read_only=True and checkpoint="
-                )
+                raise ValueError("agentvfs: create=True excludes read_only=True and checkpoint=")
             workspace = Workspace.open(
                 agent, home, create=create, mode=mode, read_only=read_only, checkpoint=checkpoint
             )

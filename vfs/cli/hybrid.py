@@ -145,8 +145,10 @@ def _checkpoint_diff(
 ) -> None:
     with contextlib.ExitStack() as stack:
         old = stack.enter_context(ws.checkpoints.reading(from_name))
-        new = ws.files_backend if to_name is None else stack.enter_context(
-            ws.checkpoints.reading(to_name)
+        new = (
+            ws.files_backend
+            if to_name is None
+            else stack.enter_context(ws.checkpoints.reading(to_name))
         )
         changes = diff_trees(old, new)
         if as_json:
