@@ -61,7 +61,7 @@ class Checkpoints:
     def create(self, name: str | None = None, message: str | None = None) -> CheckpointInfo:
         """Take checkpoint ``name`` (default: a UTC timestamp) of the workspace's files."""
         self._writable()
-        name = check_checkpoint_name(name or _default_name())
+        name = check_checkpoint_name(_default_name() if name is None else name)
         if self.ws.mode == "disk":
             return self.tables.import_tree(name, message, self.ws.record.workspace)
         return self.tables.copy_live(name, message, self.ws.mode)
