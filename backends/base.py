@@ -14,7 +14,7 @@ import errno
 import os
 import stat
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
 from vfs.backends.names import check_name, split_path
@@ -24,6 +24,37 @@ SYMLINK_HOPS = 40  # Linux's MAXSYMLINKS
 
 # setattr fields a caller may pass; None means "leave as is".
 SETTABLE = ("mode", "uid", "gid", "size", "atime_ns", "mtime_ns", "ctime_ns")
+
+
+def rename_error(exc: OSError, path: str) -> None:
+    """Make ``exc`` name ``path`` where the engine could name only an inode
+    (``inode N``) or one name in a directory: the caller knows the path the
+    user gave. Absolute paths (a database file, say) stay."""
+    if isinstance(exc.filename, str) and not exc.filename.startswith("/"):
+        exc.filename = path
+
+
+@contextlib.contextmanager
+def naming(path: str) -> Iterator[None]:
+    """Errors raised in the block name ``path`` (see :func:`rename_error`)."""
+    try:
+        yield
+    except OSError as exc:
+        rename_error(exc, path)
+        raise
+
+
+def close_all(handles: Iterable[Handle]) -> None:
+    """Close every handle even when one fails; then raise the first failure
+    (a write that could not land), once."""
+    failure: OSError | None = None
+    for handle in handles:
+        try:
+            handle.close()
+        except OSError as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,10 +242,13 @@ class Backend(ABC):
 
     def read_file(self, path: str) -> bytes:
         """The whole content of the file at ``path`` (a final symlink is followed)."""
-        attr = self.resolve(path, follow=True)
-        if attr.is_dir:
-            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
-        return self.read(attr.ino, 0, attr.size)
+        with naming(path):
+            attr = self.resolve(path, follow=True)
+            if attr.is_dir:
+                raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+            if not attr.is_file:  # reading a FIFO or a device would block or worse
+                raise OSError(errno.EINVAL, "not a regular file", path)
+            return self.read(attr.ino, 0, attr.size)
 
     def write_file(self, parent: int, name: str, data: bytes, mode: int = 0o644) -> Attr:
         """Replace ``parent/name`` with ``data`` atomically (see :meth:`publish`)."""
@@ -351,7 +385,11 @@ class _Walk:
             here = self.top
             if here is not None and not here.is_dir:
                 raise NotADirectoryError(errno.ENOTDIR, "Not a directory", self.path)
-            attr = self.backend.lookup(ROOT_INO if here is None else here.ino, name)
+            try:
+                attr = self.backend.lookup(ROOT_INO if here is None else here.ino, name)
+            except FileNotFoundError as exc:
+                exc.filename = self.path  # as open(2) would, not the one name
+                raise
             if attr.is_link and (pending or follow):
                 pending.extend(reversed(self.target_of(attr)))
                 continue

@@ -22,6 +22,18 @@ def chunk_hash(data: bytes) -> bytes:
     return xxhash.xxh3_128_digest(data)
 
 
+def verified(data: bytes, digest: bytes, where: str) -> bytes:
+    """``data`` if it still hashes to the ``digest`` stored with it, else EIO.
+
+    A damaged page (bit rot, a stray write to the file) passes SQLite's own
+    checks; without this a read would return the wrong bytes and succeed.
+    xxh3 hashes at memory speed, so every read can afford it.
+    """
+    if xxhash.xxh3_128_digest(data) != digest:
+        raise OSError(errno.EIO, "stored content is corrupt (chunk hash mismatch)", where)
+    return data
+
+
 class ChunkStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -46,10 +58,10 @@ class ChunkStore:
         return int(self.db.conn.last_insert_rowid())
 
     def get(self, chunk_id: int) -> bytes:
-        data = self.db.value("SELECT data FROM chunks WHERE id = ?", (chunk_id,))
-        if data is None:
+        row = self.db.one("SELECT data, hash FROM chunks WHERE id = ?", (chunk_id,))
+        if row is None:
             raise FileNotFoundError(f"chunk {chunk_id} is missing")
-        return bytes(data)
+        return verified(bytes(row[0]), row[1], f"chunk {chunk_id}")
 
     def collect_garbage(self) -> int:
         """Delete chunks nothing references; returns how many."""

@@ -10,22 +10,28 @@ turns apsw exceptions into ``OSError`` subclasses with an errno.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import apsw
 
 from vfs import schema
 
+T = TypeVar("T")
+
 BUSY_TIMEOUT_S = 60.0
 # SQLite's default 2 MiB page cache misses on a few thousand small files; a
 # miss is a system call per page. 16 MiB per connection keeps them cached.
 CACHE_KIB = 16384
+# Disk space held back beside each database for opening and deleting on a full
+# disk: a delete of some thousand chunks writes a few hundred KiB to the WAL.
+RESERVE_BYTES = 512 * 1024
 
 # apsw exception -> (errno, message). Constraint violations are FileExistsError
 # because the only UNIQUE constraints a caller can hit are names that exist.
@@ -34,7 +40,7 @@ _ERRNO_OF: dict[type[apsw.Error], tuple[int, str]] = {
     apsw.BusyError: (errno.EBUSY, "database is busy"),
     apsw.LockedError: (errno.EBUSY, "database table is locked"),
     apsw.ReadOnlyError: (errno.EROFS, "database is read-only"),
-    apsw.FullError: (errno.ENOSPC, "disk or database is full"),
+    apsw.FullError: (errno.ENOSPC, os.strerror(errno.ENOSPC)),
     apsw.CorruptError: (errno.EIO, "database is corrupt"),
     apsw.NotADBError: (errno.EIO, "file is not a database or is corrupt"),
     apsw.CantOpenError: (errno.EACCES, "cannot open database"),
@@ -46,8 +52,24 @@ _ERRNO_OF: dict[type[apsw.Error], tuple[int, str]] = {
 }
 
 
-def os_error(exc: apsw.Error, path: str | os.PathLike[str] | None = None) -> OSError:
-    """Map an apsw exception to the ``OSError`` that callers handle."""
+# The errors SQLite reports when the operating system refused a read, a write or
+# an open: the system's errno says why (a WAL or -shm file that cannot grow on a
+# full disk is an I/O error to SQLite, ENOSPC to the user).
+_OS_ERRORS = (apsw.IOError, apsw.FullError, apsw.CantOpenError)
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def os_error(
+    exc: apsw.Error, path: str | os.PathLike[str] | None = None, system_errno: int = 0
+) -> OSError:
+    """Map an apsw exception to the ``OSError`` that callers handle.
+
+    ``system_errno`` is the connection's last operating system errno
+    (``Connection.system_errno``), when the caller has the connection.
+    """
+    if isinstance(exc, _OS_ERRORS) and system_errno in _NO_SPACE:
+        name = None if path is None else str(path)
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), name)
     for kind, (code, message) in _ERRNO_OF.items():
         if isinstance(exc, kind):
             detail = f"{message} ({exc})" if str(exc) else message
@@ -125,14 +147,50 @@ class Database:
         self.writer = process_writer
         self._journaled = False
         self._local = threading.local()
-        if not self.path.exists():
-            if not create:
-                raise FileNotFoundError(errno.ENOENT, "no such database", str(self.path))
+        self.create = create
+        if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             create_private_file(self.path)
+        else:
+            self._check_exists()
         self.migrate()
         # Agent databases journal their file tables (schema/agent/0005_change_journal.sql).
         self._journaled = kind == "agent"
+
+    def _check_exists(self) -> None:
+        """Refuse a database that should exist but is gone or empty.
+
+        SQLite would open an empty (or recreate a missing) file as a new, empty
+        database, and applying the schema to it would silently replace the
+        data with nothing. SQLite writes the header when it enables WAL, so a
+        database this code created is never zero bytes long.
+        """
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                errno.ENOENT, "database file is missing", str(self.path)
+            ) from None
+        if size == 0:
+            raise OSError(errno.EIO, "database file is empty", str(self.path))
+
+    # -- errors ------------------------------------------------------------
+
+    def _os_error(self, exc: apsw.Error, conn: apsw.Connection | None = None) -> OSError:
+        if conn is None:
+            conn = getattr(self._local, "conn", None)
+        system_errno = 0
+        if conn is not None:
+            with contextlib.suppress(apsw.Error):
+                system_errno = conn.system_errno
+        return os_error(exc, self.path, system_errno)
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except apsw.Error as exc:
+            raise self._os_error(exc) from exc
 
     # -- connections -----------------------------------------------------
 
@@ -145,14 +203,39 @@ class Database:
             return conn
         if conn is not None:
             _inherited.append(conn)
-        with translated_errors(self.path):
+        try:
+            conn = self._connect()
+        except OSError as exc:
+            # Opening needs room for the -wal and -shm files.
+            if exc.errno != errno.ENOSPC or not self.release_reserve():
+                raise
+            conn = self._connect()
+        local.conn = conn
+        local.generation = _fork_generation
+        local.depth = 0
+        return conn
+
+    def _connect(self) -> apsw.Connection:
+        conn = None
+        try:
             conn = apsw.Connection(
                 str(self.path),
                 flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_NOFOLLOW,
             )
+            if self.kind == "state":
+                # Every command opens the control database: keeping its -wal and
+                # -shm files between commands means opening it never needs new
+                # disk space, so commands still run (and can delete) on a full disk.
+                persist = ctypes.c_int(1)
+                conn.file_control("main", apsw.SQLITE_FCNTL_PERSIST_WAL, ctypes.addressof(persist))
             conn.setbusytimeout(int(self.busy_timeout * 1000))
             # Fail fast and clearly on a file that is not a database.
             conn.execute("PRAGMA schema_version").fetchall()
+            if self.create and not conn.execute("PRAGMA page_count").fetchall()[0][0]:
+                # Only a new, empty database can take it (and only before WAL is
+                # enabled): lets a delete give pages back to the disk with
+                # incremental_vacuum, which a full disk needs.
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchall()[0][0]
             if mode != "wal":
                 raise OSError(errno.EIO, f"cannot enable WAL (got {mode})", str(self.path))
@@ -163,10 +246,80 @@ class Database:
             )
             conn.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
             conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 0)
-        local.conn = conn
-        local.generation = _fork_generation
-        local.depth = 0
+        except apsw.Error as exc:
+            error = self._os_error(exc, conn)
+            if conn is not None:
+                conn.close()
+            raise error from exc
         return conn
+
+    # -- the space reserve ---------------------------------------------------
+
+    @property
+    def reserve_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".reserve")
+
+    def keep_reserve(self) -> None:
+        """Hold :data:`RESERVE_BYTES` of disk in a file beside the database, while
+        the disk has room to spare: on a full disk it is released so that
+        SQLite can open the database and a delete can run (a delete writes
+        pages to the WAL before it frees any)."""
+        reserve = self.reserve_path
+        if reserve.exists():
+            return
+        with contextlib.suppress(OSError):
+            room = os.statvfs(self.path.parent)
+            if room.f_bavail * room.f_frsize < 2 * RESERVE_BYTES:
+                return  # taking the last of the space would only fail the next write
+            fd = os.open(reserve, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            except OSError:
+                os.unlink(reserve)
+                raise
+            finally:
+                os.close(fd)
+
+    def release_reserve(self) -> bool:
+        """Give the reserve back to the disk; False if there was none."""
+        try:
+            self.reserve_path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def spending_reserve(self, operation: Callable[[], T]) -> T:
+        """Run ``operation``, a write that frees space (a delete); on a full disk
+        release the reserve and run it once more.
+
+        Only outside a transaction: a failed one was rolled back whole, so
+        running it again is safe.
+        """
+        try:
+            return self._freeing(operation)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC or self.in_transaction or not self.release_reserve():
+                raise
+        result = self._freeing(operation)
+        # Copying the WAL into the database empties it: the room the next writes need.
+        self.checkpoint()
+        self.keep_reserve()
+        return result
+
+    def _freeing(self, operation: Callable[[], T]) -> T:
+        with self.write():
+            result = operation()
+            # The freed pages leave the database file in the same commit, so the
+            # disk gets them back and a checkpoint never has to grow the file.
+            self.query("PRAGMA incremental_vacuum")  # one page per step: run them all
+        return result
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the database and truncate it; False if it could not finish."""
+        with contextlib.suppress(OSError):
+            busy = self.one("PRAGMA wal_checkpoint(TRUNCATE)")
+            return busy is not None and busy[0] == 0
+        return False
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""
@@ -188,7 +341,7 @@ class Database:
         local = self._local
         depth = local.depth
         name = f"sp{depth}"
-        with translated_errors(self.path):
+        with self._translated():
             conn.execute(f"SAVEPOINT {name}" if depth else "BEGIN IMMEDIATE")
             if not depth and self._journaled:
                 # Journal rows past this mark are this transaction's: the write lock is ours.
@@ -207,7 +360,7 @@ class Database:
                     conn.execute("ROLLBACK")
             raise
         local.depth = depth
-        with translated_errors(self.path):
+        with self._translated():
             if depth:
                 conn.execute(f"RELEASE {name}")
                 return
@@ -240,14 +393,14 @@ class Database:
         if local.depth:
             yield conn
             return
-        with translated_errors(self.path):
+        with self._translated():
             conn.execute("BEGIN")
         local.depth = 1
         try:
             yield conn
         finally:
             local.depth = 0
-            with translated_errors(self.path):
+            with self._translated():
                 if not conn.getautocommit():
                     conn.execute("COMMIT")
 
@@ -264,19 +417,19 @@ class Database:
         try:
             return self.conn.execute(sql, params)
         except apsw.Error as exc:
-            raise os_error(exc, self.path) from exc
+            raise self._os_error(exc) from exc
 
     def executemany(self, sql: str, rows: Any) -> None:
         try:
             self.conn.executemany(sql, rows)
         except apsw.Error as exc:
-            raise os_error(exc, self.path) from exc
+            raise self._os_error(exc) from exc
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         try:
             return self.conn.execute(sql, params).fetchall()
         except apsw.Error as exc:
-            raise os_error(exc, self.path) from exc
+            raise self._os_error(exc) from exc
 
     def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         """The first row, or ``None``."""
@@ -284,7 +437,7 @@ class Database:
             for row in self.conn.execute(sql, params):
                 return row
         except apsw.Error as exc:
-            raise os_error(exc, self.path) from exc
+            raise self._os_error(exc) from exc
         return None
 
     def value(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
@@ -293,7 +446,7 @@ class Database:
             for row in self.conn.execute(sql, params):
                 return row[0]
         except apsw.Error as exc:
-            raise os_error(exc, self.path) from exc
+            raise self._os_error(exc) from exc
         return None
 
     def data_version(self) -> int:
@@ -311,7 +464,7 @@ class Database:
     def backup_to(self, target: str | os.PathLike[str]) -> None:
         """Copy a consistent snapshot of the database to ``target`` while others write."""
         create_private_file(Path(target))
-        with translated_errors(self.path):
+        with self._translated():
             dest = apsw.Connection(str(target))
             try:
                 with dest.backup("main", self.conn, "main") as backup:
@@ -354,8 +507,12 @@ class Database:
         """Apply the migrations this database has not seen, in one transaction."""
         steps = schema.migrations(self.kind)
         latest = steps[-1][0] if steps else 0
-        if self.value("PRAGMA user_version") == latest:
+        version = self.value("PRAGMA user_version")
+        if version == latest:
             return  # the common case needs no write lock
+        if version == 0 and not self.create:
+            # A database only its creator may fill: a schema-less file is not ours.
+            raise OSError(errno.EIO, f"not an agentvfs {self.kind} database", str(self.path))
         with self.write() as conn:
             current = int(self.value("PRAGMA user_version"))
             if current > latest:

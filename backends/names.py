@@ -10,6 +10,7 @@ import re
 
 AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 NAME_MAX = 255
+PATH_MAX = 4096  # Linux's: a path of this many bytes, with its NUL, is one too long
 
 
 class InvalidAgentId(ValueError):
@@ -50,6 +51,11 @@ def split_path(path: str) -> list[str]:
     """
     if "\0" in path:
         raise OSError(errno.EINVAL, "path contains a NUL byte", path)
+    if len(path) >= PATH_MAX // 4 and len(path_bytes(path)) >= PATH_MAX:
+        # As a local filesystem refuses it: a tree no host path could reach is
+        # one that no switch to disk mode, export or copy could write out.
+        raise OSError(errno.ENAMETOOLONG, f"path too long (the limit is {PATH_MAX - 1} bytes)",
+                      short_path(path))  # fmt: skip
     parts = []
     for part in path.split("/"):
         if part in ("", "."):
@@ -62,3 +68,13 @@ def split_path(path: str) -> list[str]:
 
 def join_path(parts: list[str]) -> str:
     return "/".join(parts)
+
+
+def path_bytes(path: str) -> bytes:
+    """``path`` as a host would pass it: absolute, in its file-name encoding."""
+    return ("/" + path.strip("/")).encode("utf-8", "surrogateescape")
+
+
+def short_path(path: str, keep: int = 60) -> str:
+    """``path`` cut to a length an error message can show."""
+    return path if len(path) <= keep else f"{path[: keep // 2]}...{path[-keep // 2 :]}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import logging
 import os
 
@@ -52,7 +53,10 @@ def main() -> int:
         logging.getLogger("agentvfs.mount").exception("mount failed")
         code = exc.errno if isinstance(exc, OSError) and exc.errno else errno.EIO
         text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        _reply(ready_fd, f"{code} {' '.join(text.split())}")
+        # The file the error is about (the agent's database, say), for the parent to name.
+        path = exc.filename if isinstance(exc, OSError) and exc.filename else None
+        reply = {"errno": code, "message": " ".join(text.split()), "path": path}
+        _reply(ready_fd, json.dumps(reply, default=os.fsdecode))
         return 1
     return 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import select
 import signal
@@ -136,15 +137,20 @@ def start(
         os.close(ready_read)
     if reply != "ready":
         process.wait(timeout=STOP_TIMEOUT_S)
-        code, _, message = reply.partition(" ")
-        if not code.isdigit():
-            code, message = (
-                str(errno.EIO),
-                f"mount process exited ({process.returncode}); see {log_path}",
-            )
-        raise OSError(int(code), message, str(where))
+        raise _start_error(reply, process.returncode, log_path, where)
     _wait_until(lambda: os.path.ismount(where), timeout, "the kernel to report the mount")
     return process
+
+
+def _start_error(reply: str, status: int | None, log_path: Path, where: Path) -> OSError:
+    """The error the mount process reported, naming the file it is about (the
+    agent's database, say), else the mount point."""
+    try:
+        failure = json.loads(reply)
+        code, message = int(failure["errno"]), str(failure["message"])
+    except (ValueError, TypeError, KeyError):
+        return OSError(errno.EIO, f"mount process exited ({status}); see {log_path}", str(where))
+    return OSError(code, message, failure.get("path") or str(where))
 
 
 def _read_reply(fd: int, timeout: float) -> str:
@@ -155,7 +161,8 @@ def _read_reply(fd: int, timeout: float) -> str:
     while b"\n" not in data:
         left = deadline - time.monotonic()
         if left <= 0 or not waiter.poll(left * 1000):
-            return f"{errno.ETIMEDOUT} mount process did not become ready in {timeout:g}s"
+            message = f"mount process did not become ready in {timeout:g}s"
+            return json.dumps({"errno": errno.ETIMEDOUT, "message": message})
         chunk = os.read(fd, 4096)
         if not chunk:
             break

@@ -142,7 +142,7 @@ def test_deleting_a_lower_directory_and_recreating_it_hides_the_old_contents(ove
     ws.fs.pipe("src/fresh.py", b"fresh")
     assert ws.fs.ls("src", detail=False) == ["/src/fresh.py"]
     assert (lower / "src" / "pkg" / "mod.py").exists()
-    commit(_backend)
+    assert commit(_backend).conflicts == []
     assert sorted(p.name for p in (lower / "src").iterdir()) == ["fresh.py"]
 
 

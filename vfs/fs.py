@@ -9,16 +9,18 @@ backend, so the same code serves sqlite, disk and hybrid mode.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from fsspec.spec import AbstractFileSystem
 from fsspec.transaction import Transaction
 
-from vfs.backends.base import Attr, Backend
+from vfs.backends.base import Attr, Backend, rename_error
 from vfs.fs_file import FILE_MODE, AgentFile
 from vfs.settings import default_home
 from vfs.urls import PROTOCOL, make_url, normalize, split_url
@@ -26,6 +28,22 @@ from vfs.workspace import Workspace
 
 DIR_MODE = 0o755
 COPY_BLOCK = 1 << 20
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _names_path(method: _Method) -> _Method:
+    """Errors from the engine name the path the caller gave, not ``inode N``."""
+
+    @functools.wraps(method)
+    def wrapper(self: AgentFileSystem, path: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, path, *args, **kwargs)
+        except OSError as exc:  # not a with block: this wraps every read
+            rename_error(exc, self._strip_protocol(path) if isinstance(path, str) else str(path))
+            raise
+
+    return wrapper  # type: ignore[return-value]
 
 
 class AgentTransaction(Transaction):
@@ -274,10 +292,12 @@ class AgentFileSystem(AbstractFileSystem):
                     info["size"] = target.size
         return info
 
+    @_names_path
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         path = self._strip_protocol(path)
         return self._info(path, self._resolve(path, follow=False))
 
+    @_names_path
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
         path = self._strip_protocol(path)
         attr = self._resolve(path)
@@ -290,20 +310,25 @@ class AgentFileSystem(AbstractFileSystem):
             ]
         return entries if detail else [e["name"] for e in entries]
 
+    @_names_path
     def modified(self, path: str) -> datetime:
         return datetime.fromtimestamp(self._resolve(path).mtime_ns / 1e9, tz=UTC)
 
+    @_names_path
     def created(self, path: str) -> datetime:
         return datetime.fromtimestamp(self._resolve(path).btime_ns / 1e9, tz=UTC)
 
     def checksum(self, path: str) -> int:
         return int(self.ukey(path), 16)
 
+    @_names_path
     def ukey(self, path: str) -> str:
         """A digest of the file's content hashes: it changes when the content does."""
         attr = self._resolve(path)
+        if attr.is_dir:
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
         if not attr.is_file:
-            raise IsADirectoryError(errno.EISDIR, "not a regular file", path)
+            raise OSError(errno.EINVAL, "not a regular file", path)
         return self.backend.checksum(attr.ino)
 
     def islink(self, path: str) -> bool:
@@ -314,6 +339,7 @@ class AgentFileSystem(AbstractFileSystem):
 
     # -- directories ---------------------------------------------------------
 
+    @_names_path
     def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
         path = self._strip_protocol(path)
         self._writable(path)
@@ -323,6 +349,7 @@ class AgentFileSystem(AbstractFileSystem):
         parent, name = self.backend.resolve_parent(path)
         self.backend.mkdir(parent, name, DIR_MODE, os.getuid(), os.getgid())
 
+    @_names_path
     def makedirs(self, path: str, exist_ok: bool = False) -> None:
         path = self._strip_protocol(path)
         self._writable(path)
@@ -349,6 +376,7 @@ class AgentFileSystem(AbstractFileSystem):
                 if not found.is_dir:
                     raise NotADirectoryError(errno.ENOTDIR, "Not a directory", prefix)
 
+    @_names_path
     def rmdir(self, path: str) -> None:
         path = self._strip_protocol(path)
         self._writable(path)
@@ -357,6 +385,7 @@ class AgentFileSystem(AbstractFileSystem):
 
     # -- files ---------------------------------------------------------------
 
+    @_names_path
     def _open(
         self,
         path: str,
@@ -379,6 +408,7 @@ class AgentFileSystem(AbstractFileSystem):
             **kwargs,
         )
 
+    @_names_path
     def cat_file(
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
     ) -> bytes:
@@ -390,6 +420,8 @@ class AgentFileSystem(AbstractFileSystem):
             attr = backend.resolve(path, follow=True)
             if attr.is_dir:
                 raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+            if not attr.is_file:
+                raise OSError(errno.EINVAL, "not a regular file", path)
             size = attr.size
             begin = 0 if start is None else (start if start >= 0 else max(0, size + start))
             stop = size if end is None else (end if end >= 0 else max(0, size + end))
@@ -397,6 +429,7 @@ class AgentFileSystem(AbstractFileSystem):
                 return b""
             return backend.read(attr.ino, begin, stop - begin)
 
+    @_names_path
     def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
         path = self._strip_protocol(path)
         self._writable(path)
@@ -426,6 +459,7 @@ class AgentFileSystem(AbstractFileSystem):
         self.makedirs(head, exist_ok=True)
         return self.backend.resolve_parent(path, follow=True)
 
+    @_names_path
     def touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
         path = self._strip_protocol(path)
         self._writable(path)
@@ -435,7 +469,12 @@ class AgentFileSystem(AbstractFileSystem):
             return
         self.pipe_file(path, b"")
 
+    @_names_path
     def rm_file(self, path: str) -> None:
+        # Deleting must work on a full disk, to make room: see Database.spending_reserve.
+        self.workspace.db.spending_reserve(lambda: self._rm_file(path))
+
+    def _rm_file(self, path: str) -> None:
         path = self._strip_protocol(path)
         self._writable(path)
         parent, name = self.backend.resolve_parent(path)
@@ -452,10 +491,15 @@ class AgentFileSystem(AbstractFileSystem):
     def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
         self._writable(path)
         paths = self.expand_path(path, recursive=recursive, maxdepth=maxdepth)
-        with self.backend.transaction():
-            for p in sorted(paths, key=len, reverse=True):
-                self.rm_file(p)
 
+        def remove() -> None:
+            with self.backend.transaction():
+                for p in sorted(paths, key=len, reverse=True):
+                    self.rm_file(p)
+
+        self.workspace.db.spending_reserve(remove)
+
+    @_names_path
     def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
         path1 = self._strip_protocol(path1)
         path2 = self._strip_protocol(path2)
@@ -469,6 +513,7 @@ class AgentFileSystem(AbstractFileSystem):
             self.backend.copy_file(source.ino, parent, name)
         self.invalidate_cache(path2)
 
+    @_names_path
     def mv(
         self, path1: Any, path2: Any, recursive: bool = False, maxdepth: Any = None, **kwargs: Any
     ) -> None:
@@ -479,7 +524,8 @@ class AgentFileSystem(AbstractFileSystem):
             target = self._strip_protocol(path2)
             if self.isdir(target) and not self._resolve(target, follow=False).is_link:
                 target = self._child(target, source.rsplit("/", 1)[-1])
-            if self.exists(source) and (recursive or not self.isdir(source)):
+            self._resolve(source, follow=False)  # a missing source: one error naming it
+            if recursive or not self.isdir(source):
                 with self.backend.transaction():
                     old_parent, old_name = self.backend.resolve_parent(source)
                     head = target.rpartition("/")[0]
@@ -490,6 +536,24 @@ class AgentFileSystem(AbstractFileSystem):
                 self.invalidate_cache()
                 return
         super().mv(path1, path2, recursive=recursive, maxdepth=maxdepth, **kwargs)
+
+    def get(self, rpath: Any, lpath: Any, recursive: bool = False, **kwargs: Any) -> None:
+        """Copy to the host; a recursive copy copies symlinks as symlinks, like ``cp -r``."""
+        super().get(rpath, lpath, recursive=recursive, keep_links=recursive, **kwargs)
+
+    def get_file(
+        self, rpath: str, lpath: Any, *args: Any, keep_links: bool = False, **kwargs: Any
+    ) -> None:
+        if keep_links and isinstance(lpath, (str, os.PathLike)):
+            attr = self._resolve(rpath, follow=False)
+            if attr.is_link:
+                target = os.fsdecode(self.backend.readlink(attr.ino))
+                os.makedirs(os.path.dirname(os.fspath(lpath)) or ".", exist_ok=True)
+                if os.path.lexists(lpath) and not os.path.isdir(lpath):
+                    os.unlink(lpath)  # replaced, as a copied file would be
+                os.symlink(target, lpath)
+                return
+        super().get_file(rpath, lpath, *args, **kwargs)
 
     @staticmethod
     def _has_magic(path: str) -> bool:
@@ -502,6 +566,7 @@ class AgentFileSystem(AbstractFileSystem):
         parent, name = self.backend.resolve_parent(path)
         self.backend.symlink(parent, name, os.fsencode(target), os.getuid(), os.getgid())
 
+    @_names_path
     def chmod(self, path: str, mode: int) -> None:
         self._writable(path)
         self.backend.setattr(self._resolve(path).ino, mode=stat.S_IMODE(mode))

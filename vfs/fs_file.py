@@ -3,17 +3,36 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fsspec.spec import AbstractBufferedFile
 
-from vfs.backends.base import Handle
+from vfs.backends.base import Handle, rename_error
 
 if TYPE_CHECKING:
     from vfs.fs import AgentFileSystem
 
 FILE_MODE = 0o644
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _names_file(method: _Method) -> _Method:
+    """Errors from the engine name the file's path, not ``inode N``."""
+
+    @functools.wraps(method)
+    def wrapper(self: AgentFile, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as exc:
+            rename_error(exc, self.path)
+            raise
+
+    return wrapper  # type: ignore[return-value]
 
 
 class AgentFile(AbstractBufferedFile):
@@ -45,7 +64,11 @@ class AgentFile(AbstractBufferedFile):
             raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
         super().__init__(fs, path, mode, **kwargs)
         if mode == "ab":
-            self._open_for_append()
+            try:
+                self._open_for_append()
+            except BaseException:
+                self.closed = True  # nothing was written: __del__ must not flush
+                raise
 
     def _open_for_append(self) -> None:
         backend = self.fs.backend
@@ -60,10 +83,12 @@ class AgentFile(AbstractBufferedFile):
             self._handle = backend.open(attr.ino, os.O_WRONLY | os.O_APPEND)
         self.loc = attr.size
 
+    @_names_file
     def _fetch_range(self, start: int, end: int) -> bytes:
         assert self._handle is not None
         return self._handle.read(start, end - start)
 
+    @_names_file
     def _initiate_upload(self) -> None:
         if self.mode == "ab":
             return
@@ -71,6 +96,7 @@ class AgentFile(AbstractBufferedFile):
         self._target = (parent, name)
         self._handle = self.fs.backend.tmpfile(parent, FILE_MODE)
 
+    @_names_file
     def _upload_chunk(self, final: bool = False) -> bool:
         assert self._handle is not None
         data = self.buffer.getvalue()
@@ -83,6 +109,7 @@ class AgentFile(AbstractBufferedFile):
             self.commit()
         return True
 
+    @_names_file
     def commit(self) -> None:
         handle = self._handle
         if handle is None:
@@ -104,6 +131,7 @@ class AgentFile(AbstractBufferedFile):
             self._handle.close()  # a nameless file is freed on close
             self._handle = None
 
+    @_names_file
     def close(self) -> None:
         try:
             super().close()

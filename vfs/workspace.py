@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import shutil
+import warnings
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,7 +16,11 @@ from vfs.backends.runs_view import ReservedTree
 from vfs.backup.restore import finish_interrupted_restore
 from vfs.settings import resolve_home
 from vfs.settings.config import DEFAULT_MODE, check_explicit_mode, new_agent_mode, resolve_mode
-from vfs.settings.switch import finish_interrupted_switch
+from vfs.settings.switch import (
+    UnfinishedSwitch,
+    UnfinishedSwitchWarning,
+    finish_interrupted_switch,
+)
 from vfs.state.mounts import MountTable
 from vfs.state.registry import AgentRecord, Registry
 
@@ -52,7 +57,8 @@ class Workspace:
         #: the checkpoint whose files this workspace shows, read-only (None: the live files)
         self.checkpoint = checkpoint
         self.read_only = read_only or checkpoint is not None
-        self.db = Database(record.db_path, "agent")
+        self.db = Database(record.db_path, "agent", create=False)  # only create() makes one
+        self.db.keep_reserve()  # room to open and delete on a full disk
         if self.mode in ("disk", "hybrid"):
             record.workspace.mkdir(parents=True, exist_ok=True)
         # The mode's backend, wrapped so that /.vfs serves run artifacts and checkpoints read-only.
@@ -83,7 +89,12 @@ class Workspace:
         """
         registry = Registry(resolve_home(home))
         finish_interrupted_restore(registry, agent)  # a restore killed after its swap
-        finish_interrupted_switch(registry, agent)  # its cleanup would drop new writes
+        try:
+            finish_interrupted_switch(registry, agent)  # its cleanup would drop new writes
+        except UnfinishedSwitch as unfinished:
+            # The agent stays usable: in its old mode, or read-only past the flip.
+            warnings.warn(str(unfinished), UnfinishedSwitchWarning, stacklevel=2)
+            read_only = read_only or unfinished.flipped
         mode = resolve_mode(registry, agent, mode)  # AGENT_VFS_MODE and config.toml
         if create and not registry.exists(agent):
             with contextlib.suppress(FileExistsError):  # another process created it first
@@ -201,14 +212,17 @@ class Workspace:
         return Watcher(self.db, self.mode, self.record.workspace, path)
 
     def close(self) -> None:
-        self.backend.close()
-        self.checkpoints.close()
-        if self.checkpoint is not None:
-            from vfs.checkpoints import close_view
+        """Close files and databases; a write that could not land (a full disk)
+        is raised once, after everything is closed."""
+        with contextlib.ExitStack() as stack:
+            stack.callback(self.registry.db.close)
+            stack.callback(self.db.close)
+            stack.callback(self.checkpoints.close)
+            if self.checkpoint is not None:
+                from vfs.checkpoints import close_view
 
-            close_view(self.files_backend)
-        self.db.close()
-        self.registry.db.close()
+                stack.callback(close_view, self.files_backend)
+            self.backend.close()
 
     def __enter__(self) -> Workspace:
         return self

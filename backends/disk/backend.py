@@ -27,7 +27,7 @@ from pathlib import Path
 
 import xxhash
 
-from vfs.backends.base import ROOT_INO, Attr, Backend, Handle, StatFs
+from vfs.backends.base import ROOT_INO, Attr, Backend, Handle, StatFs, close_all
 from vfs.backends.host import fd_path, join, open_beneath, pid_alive, renameat2
 from vfs.backends.names import check_name
 
@@ -534,11 +534,12 @@ class DiskBackend(Backend):
     def close(self) -> None:
         with self._lock:
             handles = [h for hs in self._handles.values() for h in hs]
-        for handle in handles:
-            handle.close()
-        if self._root_fd >= 0:
-            os.close(self._root_fd)
-            self._root_fd = -1
+        try:
+            close_all(handles)
+        finally:
+            if self._root_fd >= 0:
+                os.close(self._root_fd)
+                self._root_fd = -1
 
 
 class DiskHandle(Handle):

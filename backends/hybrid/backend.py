@@ -35,6 +35,7 @@ from pathlib import Path
 import xxhash
 
 from vfs.backends.base import ROOT_INO, Attr, Backend, Handle
+from vfs.backends.chunks import verified
 from vfs.backends.db import Database
 from vfs.backends.host import join
 from vfs.backends.hybrid.diff import tree_stamp
@@ -444,13 +445,15 @@ class HybridBackend(SqliteBackend):
             )
         out = bytearray(end - offset)
         cs = self.chunk_size
-        rows = dict(
-            self.db.query(
-                "SELECT f.idx, c.data FROM file_chunks f JOIN chunks c ON c.id = f.chunk"
+        where = f"inode {ino}"
+        rows = {
+            idx: verified(data, digest, where)
+            for idx, data, digest in self.db.query(
+                "SELECT f.idx, c.data, c.hash FROM file_chunks f JOIN chunks c ON c.id = f.chunk"
                 " WHERE f.ino = ? AND f.idx BETWEEN ? AND ?",
                 (ino, offset // cs, (end - 1) // cs),
             )
-        )
+        }
         # Lower bytes show only in chunks the overlay never wrote.
         lower_end = min(end, layout.limit)
         gaps: list[tuple[int, int]] = []
@@ -480,12 +483,12 @@ class HybridBackend(SqliteBackend):
 
     def _chunk(self, ino: int, idx: int) -> bytes:
         row = self.db.one(
-            "SELECT c.data FROM file_chunks f JOIN chunks c ON c.id = f.chunk"
+            "SELECT c.data, c.hash FROM file_chunks f JOIN chunks c ON c.id = f.chunk"
             " WHERE f.ino = ? AND f.idx = ?",
             (ino, idx),
         )
         if row is not None:
-            return bytes(row[0])
+            return verified(bytes(row[0]), row[1], f"inode {ino}")
         backing = self.backing(ino)
         base = idx * self.chunk_size
         if backing is None or base >= backing.limit:
@@ -550,6 +553,8 @@ class HybridBackend(SqliteBackend):
         )
         if attr.is_dir:
             raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+        if not attr.is_file:  # opening a lower FIFO would block
+            raise OSError(errno.EINVAL, "not a regular file", path)
         return self.read(attr.ino, 0, attr.size)
 
     def write_file(self, parent: int, name: str, data: bytes, mode: int = 0o644) -> Attr:
@@ -580,8 +585,10 @@ class HybridBackend(SqliteBackend):
         return Backend.copy_file(self, ino, parent, name)
 
     def close(self) -> None:
-        super().close()
-        self.lower.close()
+        try:
+            super().close()
+        finally:
+            self.lower.close()
 
 
 __all__ = ["LOWER_INO_BASE", "HybridBackend", "LowerHandle"]

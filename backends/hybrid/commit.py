@@ -4,10 +4,11 @@ A commit is journaled: the whole plan is written to ``overlay_commit_ops``
 before the disk is touched, each step is marked done after it, and the
 database rows are cleared only when every disk step is done. The plan orders
 the steps so that redoing any of them is harmless: all new content is first
-staged (written and fsynced) in a staging directory inside the lower root,
-then deletions are applied, then staged files are renamed into place (one
-atomic replace per file), then metadata is set. A commit killed at any point
-is finished by the next commit (or :func:`resume`).
+staged (written and fsynced) in a staging directory, then deletions are
+applied, then staged files are renamed into place (one atomic replace per
+file), then metadata is set. A commit killed at any point is finished by the
+next commit (or :func:`resume`).
+(:mod:`~vfs.backends.hybrid.staging` says where files are staged.)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from vfs.backends.base import ROOT_INO
+from vfs.backends.hybrid import staging
 from vfs.backends.hybrid.diff import (
     DATABASE_OPS,
     TREE_STAMP_PREFIX,
@@ -35,7 +37,7 @@ from vfs.backends.hybrid.diff import (
     scan,
     tree_stamp,
 )
-from vfs.backends.hybrid.lower import STAGING_DIR, hash_fd
+from vfs.backends.hybrid.lower import hash_fd
 from vfs.backends.progress import Progress, no_progress
 from vfs.backends.steps import step
 
@@ -110,20 +112,27 @@ def _conflict(backend: HybridBackend, check: Check) -> str | None:
         return "created on disk since" if st is not None else None
     if st is None:
         return None if check.deleted else "deleted on disk since the overlay copied it"
+    if check.digest and check.digest.startswith(TREE_STAMP_PREFIX):
+        # The stamp taken when the overlay hid the directory: an exact answer,
+        # where comparing file times with the replacement's birth is not (a tree
+        # made on disk just before the overlay replaced it looks changed after).
+        if not stat.S_ISDIR(st.st_mode) or tree_stamp(backend.lower, check.path) != check.digest:
+            what = "replaced" if check.unchanged_since is not None else "deleted"
+            return f"changed on disk since the overlay {what} it"
+        return None
     if check.unchanged_since is not None and _changed_after(
         backend, check.path, st, check.unchanged_since
     ):
         return "changed on disk since the overlay replaced it"
-    if check.digest and check.digest.startswith(TREE_STAMP_PREFIX):
-        if not stat.S_ISDIR(st.st_mode) or tree_stamp(backend.lower, check.path) != check.digest:
-            return "changed on disk since the overlay deleted it"
-        return None
-    if check.size is None or (st.st_size == check.size and st.st_mtime_ns == check.mtime_ns):
+    if check.size is None:
         return None
     if st.st_size == check.size and check.digest and stat.S_ISREG(st.st_mode):
+        # Size and mtime can both be put back (``touch -d``); the hash cannot.
         with backend.lower.fd(check.path, os.O_RDONLY) as descriptor:
             if hash_fd(descriptor) == check.digest:
-                return None  # touched, not changed
+                return None  # unchanged, or touched only
+    elif st.st_size == check.size and st.st_mtime_ns == check.mtime_ns and not check.digest:
+        return None
     return "changed on disk since the overlay copied it"
 
 
@@ -250,9 +259,11 @@ def _commit(
     if not actions:
         return report
     order = sorted(range(len(actions)), key=lambda i: (actions[i].phase, i))
+    place = staging.choose(backend)
     with backend.db.write():
         if pending(backend):
             raise OSError(errno.EBUSY, "another commit is under way")
+        place.record(backend)
         backend.db.conn.executemany(
             f"INSERT INTO overlay_commit_ops ({', '.join(_COLUMNS)}) VALUES"
             f" ({', '.join('?' * len(_COLUMNS))})",
@@ -277,12 +288,12 @@ def _resume(backend: HybridBackend) -> bool:
 
 
 def _run(backend: HybridBackend, progress: Progress = no_progress) -> None:
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(STAGING_DIR, 0o700, dir_fd=backend.lower.root_fd)
+    place = staging.recorded(backend)
+    assert place is not None  # called with a commit pending
     rows = backend.db.query(
         f"SELECT seq, {', '.join(_COLUMNS)} FROM overlay_commit_ops WHERE done = 0 ORDER BY seq"
     )
-    disk = _Disk(backend)
+    disk = _Disk(backend, place)
     try:
         for done, row in enumerate(rows, 1):
             action = Action(**dict(zip(_COLUMNS, row[1:], strict=True)))
@@ -298,8 +309,7 @@ def _run(backend: HybridBackend, progress: Progress = no_progress) -> None:
     finally:
         disk.close()
     backend.db.execute("DELETE FROM overlay_commit_ops")
-    with contextlib.suppress(OSError):
-        shutil.rmtree(STAGING_DIR, dir_fd=backend.lower.root_fd)
+    place.remove(backend)
 
 
 def _mark_done(backend: HybridBackend, seq: int) -> None:
@@ -341,10 +351,12 @@ def _settle(backend: HybridBackend, action: Action) -> None:
 class _Disk:
     """The disk side of each journaled step; every one can be redone safely."""
 
-    def __init__(self, backend: HybridBackend) -> None:
+    def __init__(self, backend: HybridBackend, place: staging.Staging) -> None:
         self.backend = backend
         self.lower = backend.lower
         self._fds: dict[str, int] = {}
+        self._staging_fd = -1
+        self._place = place
 
     def _parent_fd(self, path: str) -> tuple[int, str]:
         """An open directory descriptor for ``path``'s parent (created if missing)."""
@@ -367,9 +379,14 @@ class _Disk:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
+        if self._staging_fd >= 0:
+            os.close(self._staging_fd)
+            self._staging_fd = -1
 
     def _staging(self) -> int:
-        return self._fd_of(STAGING_DIR)
+        if self._staging_fd < 0:
+            self._staging_fd = self._place.open(self.backend)
+        return self._staging_fd
 
     def stage(self, action: Action) -> None:
         name = str(action.staged)
@@ -490,6 +507,7 @@ def _discard(backend: HybridBackend, paths: list[str] | None, progress: Progress
         c for c in scan(backend).changes if _in_scope(c, [p.strip("/") for p in paths or []])
     ]
     db = backend.db
+    place = staging.recorded(backend)
     with db.write():
         if paths and pending(backend):
             raise OSError(
@@ -507,9 +525,8 @@ def _discard(backend: HybridBackend, paths: list[str] | None, progress: Progress
                 _discard_path(backend, path.strip("/"))
                 progress(done, len(paths))
         _collect(backend)
-    if not paths:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(STAGING_DIR, dir_fd=backend.lower.root_fd)
+    if not paths and place is not None:
+        place.remove(backend)
     return len(changes)
 
 

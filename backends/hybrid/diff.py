@@ -49,10 +49,13 @@ TREE_STAMP_PREFIX = "tree:"
 
 
 def tree_stamp(lower: LowerTree, path: str) -> str:
-    """A digest of every name, type, size and mtime in the lower tree under ``path``.
+    """A digest of every name and inode state in the lower tree under ``path``.
 
     Recorded in a directory's whiteout, it lets a commit that removes the
-    directory tell whether anything inside was changed on disk since.
+    directory tell whether anything inside was changed on disk since. Besides
+    the type, size and mtime, it takes each object's inode number, link count
+    and ctime: nobody can set a ctime back, so an edit whose mtime was restored
+    (``touch -d``) or an object swapped for another of the same size shows too.
     """
     digest = xxhash.xxh3_128()
     pending = [path]
@@ -60,7 +63,8 @@ def tree_stamp(lower: LowerTree, path: str) -> str:
         directory = pending.pop()
         for name, st in lower.listdir(directory):
             child = join(directory, name)
-            digest.update(f"{child}\0{st.st_mode}:{st.st_size}:{st.st_mtime_ns}\0".encode())
+            state = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_nlink)
+            digest.update(os.fsencode(child) + b"\0" + repr(state).encode() + b"\0")
             if stat.S_ISDIR(st.st_mode):
                 pending.append(child)
     return TREE_STAMP_PREFIX + digest.hexdigest()
@@ -318,16 +322,21 @@ class _Scanner:
             meta_changed = (
                 lower is None
                 or stat.S_IMODE(lower.st_mode) != stat.S_IMODE(mode)
-                or lower.st_mtime_ns != mtime_ns
+                or mtime_ns != base_mtime  # a disk touch since the copy-up is not the overlay's
             )
             if kind == "file" and not (content_changed or meta_changed):
                 return  # copied up, but nothing that shows on disk changed
-            self.scan.changes.append(Change("modified", child, kind, size, old_size=base_size))
             self.scan.checks.append(Check(child, lower_path, base_size, base_mtime, base_hash))
             if kind == "file" and not content_changed:
+                # Only the mode or mtime changed: the disk keeps its bytes (which
+                # --force may keep over a disk edit), and an mtime the overlay never
+                # set is not put back over a newer one.
+                on_disk = lower.st_size if lower is not None else size
+                self.scan.changes.append(Change("modified", child, kind, on_disk, old_size=on_disk))
                 self.add(Action(METADATA, "chmod", child, child, mode=stat.S_IMODE(mode),
-                                mtime_ns=mtime_ns))  # fmt: skip
+                                mtime_ns=None if mtime_ns == base_mtime else mtime_ns))  # fmt: skip
             else:
+                self.scan.changes.append(Change("modified", child, kind, size, old_size=base_size))
                 self.stage(child, child, ino=ino, mode=stat.S_IMODE(mode), mtime_ns=mtime_ns)
             self.add(clear)
             return

@@ -19,9 +19,6 @@ import xxhash
 
 from vfs.backends.host import open_beneath
 
-#: the commit's staging directory in the lower root; the overlay never shows it
-STAGING_DIR = ".agentvfs-commit"
-
 # Errors that mean a lower path no longer leads to what was there.
 _GONE = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.EXDEV)
 
@@ -71,8 +68,6 @@ class LowerTree:
             raise
 
     def lstat_or_none(self, path: str) -> os.stat_result | None:
-        if path == STAGING_DIR:
-            return None
         try:
             return self.lstat(path)
         except FileNotFoundError:
@@ -90,8 +85,6 @@ class LowerTree:
             found = []
             with os.scandir(descriptor) as entries:
                 for entry in entries:
-                    if not path and entry.name == STAGING_DIR:
-                        continue
                     try:
                         found.append((entry.name, entry.stat(follow_symlinks=False)))
                     except FileNotFoundError:

@@ -21,8 +21,8 @@ from typing import Any
 
 import xxhash
 
-from vfs.backends.base import ROOT_INO, Attr, Backend, Handle, StatFs
-from vfs.backends.chunks import DEFAULT_CHUNK_SIZE, ChunkStore
+from vfs.backends.base import ROOT_INO, Attr, Backend, Handle, StatFs, close_all
+from vfs.backends.chunks import DEFAULT_CHUNK_SIZE, ChunkStore, verified
 from vfs.backends.db import Database
 from vfs.backends.names import check_name, split_path
 from vfs.backends.sqlite.handle import MAX_FILE_SIZE, SqliteHandle
@@ -207,9 +207,10 @@ class SqliteBackend(Backend):
         ino = str(ROOT_INO)
         for k in range(1, depth + 1):
             ino = f"(SELECT ino FROM entries WHERE parent = {ino} AND name = ?{k})"
+        first = "(SELECT chunk FROM file_chunks WHERE ino = inodes.ino AND idx = 0)"
         data = (
-            ", (SELECT data FROM chunks WHERE id ="
-            " (SELECT chunk FROM file_chunks WHERE ino = inodes.ino AND idx = 0))"
+            f", (SELECT data FROM chunks WHERE id = {first})"
+            f", (SELECT hash FROM chunks WHERE id = {first})"
             if with_data
             else ""
         )
@@ -234,7 +235,9 @@ class SqliteBackend(Backend):
         row = self._walk(path, True, with_data=True)
         if row is None or not stat.S_ISREG(row[1]) or row[5] > self.chunk_size:
             return super().read_file(path)
-        size, data = row[5], row[-1] or b""
+        size, data = row[5], row[-2] or b""
+        if data:
+            verified(data, row[-1], path)
         if len(data) == size:
             return bytes(data)
         return bytes(data) + bytes(size - len(data))  # trailing zeros are not stored
@@ -547,15 +550,17 @@ class SqliteBackend(Backend):
         cs = self.chunk_size
         # One statement returns the size (idx -1) and the chunks in range.
         rows = self.db.query(
-            "SELECT -1, size FROM inodes WHERE ino = ?1 UNION ALL"
-            " SELECT idx, (SELECT data FROM chunks WHERE id = chunk) FROM file_chunks"
+            "SELECT -1, size, NULL FROM inodes WHERE ino = ?1 UNION ALL"
+            " SELECT idx, (SELECT data FROM chunks WHERE id = chunk),"
+            " (SELECT hash FROM chunks WHERE id = chunk) FROM file_chunks"
             " WHERE ino = ?1 AND idx BETWEEN ?2 AND ?3",
             (ino, offset // cs, (offset + length - 1) // cs),
         )
-        size = next((data for idx, data in rows if idx == -1), None)
+        size = next((row[1] for row in rows if row[0] == -1), None)
         if size is None:
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", f"inode {ino}")
-        rows = [row for row in rows if row[0] != -1]
+        where = f"inode {ino}"
+        rows = [(i, verified(data, digest, where)) for i, data, digest in rows if i != -1]
         return self._assemble(rows, offset, min(size, offset + length))
 
     def _assemble(self, rows: list[Any], offset: int, end: int) -> bytes:
@@ -579,12 +584,12 @@ class SqliteBackend(Backend):
         return b"".join(pieces)
 
     def _chunk(self, ino: int, idx: int) -> bytes:
-        data = self.db.value(
-            "SELECT data FROM chunks"
+        row = self.db.one(
+            "SELECT data, hash FROM chunks"
             " WHERE id = (SELECT chunk FROM file_chunks WHERE ino = ? AND idx = ?)",
             (ino, idx),
         )
-        return b"" if data is None else bytes(data)
+        return b"" if row is None else verified(bytes(row[0]), row[1], f"inode {ino}")
 
     def _store_chunk(self, ino: int, idx: int, data: bytes) -> None:
         data = data.rstrip(b"\0")
@@ -720,9 +725,10 @@ class SqliteBackend(Backend):
     def close(self) -> None:
         with self._lock:
             handles = [h for hs in self._handles.values() for h in hs]
-        for handle in handles:
-            handle.close()
-        self.inode_locks.close()
+        try:
+            close_all(handles)
+        finally:
+            self.inode_locks.close()
 
 
 __all__ = ["RENAME_EXCHANGE", "RENAME_NOREPLACE", "SqliteBackend", "SqliteHandle"]

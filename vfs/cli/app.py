@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import re
 import sys
+import warnings
 from typing import Any
 
 import click
@@ -54,3 +55,9 @@ def main(ctx: click.Context, home: str | None) -> None:
     """agentvfs: virtual filesystems for AI-agent workspaces."""
     ctx.obj = {"home": home}
     name_writer("cli")
+    warnings.showwarning = _warning
+
+
+def _warning(message: Warning | str, *_: object, **__: object) -> None:
+    """Library warnings as one line on stderr, as errors are."""
+    click.echo(f"warning: {message}", err=True)

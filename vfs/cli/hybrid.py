@@ -33,7 +33,7 @@ from vfs.cli.common import (
 )
 from vfs.settings import resolve_home
 from vfs.settings.config import requested_mode
-from vfs.settings.switch import switch_mode
+from vfs.settings.switch import abort_switch, switch_mode, unfinished_switch
 from vfs.state.registry import MODES, Registry
 from vfs.workspace import Workspace
 
@@ -235,6 +235,7 @@ def discard(ctx: click.Context, agent: str, paths: tuple[str, ...], as_json: boo
 @click.option("--apply", "apply_setting", is_flag=True,
               help="Switch to the mode AGENT_VFS_MODE or config.toml asks for.")  # fmt: skip
 @click.option("--force", is_flag=True, help="hybrid -> disk: commit over conflicts.")
+@click.option("--abort", is_flag=True, help="Undo a switch that stopped on an error.")
 @json_option
 @click.pass_context
 def mode(
@@ -243,10 +244,22 @@ def mode(
     new_mode: str | None,
     apply_setting: bool,
     force: bool,
+    abort: bool,
     as_json: bool,
 ) -> None:
     """Show AGENT's workspace mode, or switch it to MODE (moving the data)."""
     home = resolve_home(home_of(ctx))
+    if abort:
+        if new_mode is not None or apply_setting:
+            raise click.UsageError("--abort takes no MODE or --apply")
+        undone = abort_switch(agent, home)
+        if as_json:
+            print_json({"agent": agent, "aborted": None if undone is None else asdict(undone)})
+        elif undone is None:
+            click.echo(f"{agent} has no unfinished mode switch")
+        else:
+            click.echo(f"{agent}: undid the switch to {undone.to_mode} mode; {undone.from_mode}")
+        return
     current = Registry(home).get(agent).mode
     asked = requested_mode(agent, home)
     if apply_setting:
@@ -259,10 +272,15 @@ def mode(
         info: dict[str, Any] = {"agent": agent, "mode": current}
         if asked is not None:
             info.update(requested=asked.mode, requested_by=asked.source)
+        stopped = unfinished_switch(agent, home)
+        if stopped is not None:
+            info["unfinished_switch"] = {**asdict(stopped.switch), "error": stopped.reason}
         if as_json:
             print_json(info)
             return
         click.echo(current)
+        if stopped is not None:
+            click.echo(f"warning: {stopped}", err=True)
         if asked is not None and asked.mode != current:
             click.echo(
                 f"note: {asked.source} asks for {asked.mode} mode; `vfs mode {agent} --apply`",
@@ -276,7 +294,9 @@ def mode(
         return
     if report.resumed:
         click.echo("finished an interrupted mode switch")
-    if report.changed:
+    if report.undone is not None:
+        click.echo(f"{agent}: undid the switch to {report.undone} mode; {report.to_mode}")
+    elif report.changed:
         click.echo(f"{agent}: {report.from_mode} -> {report.to_mode}")
     else:
         click.echo(f"{agent} is in {report.to_mode} mode already")

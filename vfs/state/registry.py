@@ -40,9 +40,11 @@ class Registry:
     """Which agents exist under one home directory, and where their data lives."""
 
     def __init__(self, home: str | Path) -> None:
-        self.home = Path(home)
+        # Absolute, so that every path stored or reported stays valid from any directory.
+        self.home = Path(home).absolute()
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.db = Database(self.home / "state.sqlite", "state")
+        self.db.keep_reserve()
 
     def agent_dir(self, agent: str) -> Path:
         return self.home / "agents" / check_agent_id(agent)
@@ -93,12 +95,35 @@ class Registry:
         with self.db.write():
             if self.exists(agent):
                 raise FileExistsError(errno.EEXIST, f"agent already exists: {agent}", agent)
+            if workspace is not None:
+                self._check_workspace(ws)
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Creating an agent is the one place its database is created.
+            Database(directory / "agent.sqlite", "agent").close()
             self.db.execute(
                 "INSERT INTO agents (id, mode, db_path, workspace, created_at) VALUES (?, ?, ?, ?, ?)",
                 (agent, mode, str(directory / "agent.sqlite"), str(ws), time.time()),
             )
         return self.get(agent)
+
+    def _check_workspace(self, workspace: Path) -> None:
+        """Refuse a workspace that overlaps the home or another agent's workspace.
+
+        Either way one agent's files would reach another agent's database or
+        files, which no path, URL or symlink may do.
+        """
+        taken = [("the agentvfs home", self.home.resolve())]
+        taken += [(f"agent {r.id}'s workspace", r.workspace.resolve()) for r in self.list()]
+        for what, other in taken:
+            if workspace == other or workspace.is_relative_to(other):
+                relation = "is" if workspace == other else "is inside"
+            elif other.is_relative_to(workspace):
+                relation = "contains"
+            else:
+                continue
+            raise PermissionError(
+                errno.EPERM, f"workspace {relation} {what} ({other})", str(workspace)
+            )
 
     def put_record(self, agent: str, mode: str, db_path: Path, workspace: Path) -> None:
         """Record where ``agent``'s data now is, creating or replacing its row

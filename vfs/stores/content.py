@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 import xxhash
 
-from vfs.backends.chunks import DEFAULT_CHUNK_SIZE, ChunkStore, chunk_hash
+from vfs.backends.chunks import DEFAULT_CHUNK_SIZE, ChunkStore, chunk_hash, verified
 from vfs.backends.db import Database
 
 Content = bytes | bytearray | memoryview | BinaryIO | Iterable[bytes]
@@ -86,12 +86,13 @@ class ChunkedContent:
         if offset >= end:
             return b""
         rows = self.db.query(
-            f"SELECT t.idx, c.data FROM {self.table} t JOIN chunks c ON c.id = t.chunk"
+            f"SELECT t.idx, c.data, c.hash FROM {self.table} t JOIN chunks c ON c.id = t.chunk"
             f" WHERE t.{self.owner} = ? AND t.idx BETWEEN ? AND ?",
             (owner_id, offset // chunk_size, (end - 1) // chunk_size),
         )
         out = bytearray(end - offset)
-        for idx, data in rows:
+        for idx, data, digest in rows:
+            verified(data, digest, f"{self.table} {owner_id}")
             base = idx * chunk_size
             lo = max(offset, base)
             hi = min(end, base + len(data))

@@ -1,0 +1,92 @@
+"""Run one command inside a private, temporary mount of an agent (``vfs exec``).
+
+The mount lives in a fresh 0700 temporary directory for as long as the command
+runs; whatever way the command ends (exit, signal, ``SIGKILL``), the mount is
+unmounted and the directory removed before the status is returned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+
+from vfs.mount.process import start, stop
+
+#: the environment variable that names the mount point to the command
+MOUNT_ENV = "AGENT_VFS_MOUNT"
+AGENT_ENV = "AGENT_VFS_AGENT"
+COMMAND_NOT_FOUND = 127
+COMMAND_NOT_EXECUTABLE = 126
+# Signals that end `vfs exec` itself: passed on to the command, so that it ends
+# first and the mount is then taken down in order.
+_FORWARDED = (signal.SIGTERM, signal.SIGHUP)
+
+
+def exit_status(returncode: int) -> int:
+    """A shell's exit status for a child's return code: 128+N when killed by signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+@contextlib.contextmanager
+def _forwarding(child: subprocess.Popen[bytes]) -> Iterator[None]:
+    def forward(signum: int, frame: FrameType | None) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signum)
+
+    # ^C reaches the command from the terminal already (same process group):
+    # ignoring it here keeps this process alive to unmount once the command ends.
+    saved = {signum: signal.signal(signum, forward) for signum in _FORWARDED}
+    saved[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+def run_mounted(
+    agent: str,
+    command: Sequence[str],
+    *,
+    home: str | os.PathLike[str] | None = None,
+    read_only: bool = False,
+) -> int:
+    """Mount ``agent``, run ``command`` with its cwd at the mount, unmount; the exit status.
+
+    A command that cannot be started gives 127 (not found) or 126 (not
+    executable), as a shell does, with the reason on stderr.
+    """
+    if not command:
+        raise ValueError("no command to run")
+    where = Path(tempfile.mkdtemp(prefix=f"vfs-exec-{agent}-"))
+    try:
+        mount = start(agent, where, home=home, read_only=read_only)
+        try:
+            env = {**os.environ, MOUNT_ENV: str(where), AGENT_ENV: agent}
+            try:
+                child = subprocess.Popen(list(command), cwd=where, env=env)
+            except (FileNotFoundError, PermissionError) as exc:
+                reason = "command not found" if isinstance(exc, FileNotFoundError) else exc.strerror
+                print(f"vfs exec: {command[0]}: {reason}", file=sys.stderr)
+                return (
+                    COMMAND_NOT_FOUND
+                    if isinstance(exc, FileNotFoundError)
+                    else (COMMAND_NOT_EXECUTABLE)
+                )
+            with _forwarding(child):
+                returncode = child.wait()
+            return exit_status(returncode)
+        finally:
+            stop(mount, where)
+    finally:
+        try:
+            where.rmdir()
+        except OSError as exc:  # still mounted after every attempt: say where, do not hide it
+            print(f"vfs exec: could not remove {where}: {exc.strerror}", file=sys.stderr)

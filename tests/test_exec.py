@@ -1,0 +1,166 @@
+"""`vfs exec`: a command runs in a temporary mount that never outlives it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_mount_support import requires_fuse
+
+from tests.helpers import disk_tree, require_mode, run_vfs
+from vfs import Workspace
+from vfs.mount.process import mount_table
+from vfs.state.registry import MODES
+
+pytestmark = requires_fuse
+
+
+@pytest.fixture
+def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The TMPDIR `vfs exec` makes its mount point in, to see what it leaves."""
+    path = tmp_path / "scratch"
+    path.mkdir()
+    monkeypatch.setenv("TMPDIR", str(path))
+    return path
+
+
+def vfs_exec(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_vfs("--home", str(home), "exec", *args)
+
+
+def assert_nothing_left(home: Path, scratch: Path) -> None:
+    assert not [where for where in mount_table() if str(where).startswith(str(scratch))]
+    assert list(scratch.iterdir()) == []
+    listed = run_vfs("--home", str(home), "mounts", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_files_the_command_writes_are_in_the_agent_afterwards(
+    home: Path, scratch: Path, tmp_path: Path, mode: str
+) -> None:
+    require_mode(mode)
+    lower = tmp_path / "lower"
+    lower.mkdir()
+    (lower / "seed.txt").write_text("seed\n")
+    with Workspace.create("alice", home, mode=mode, workspace=lower) as ws:
+        if mode == "sqlite":  # sqlite mode keeps files in the database, not in the tree
+            ws.fs.pipe("/seed.txt", b"seed\n")
+    before = disk_tree(lower)
+    script = (
+        'test "$PWD" = "$AGENT_VFS_MOUNT" && test "$AGENT_VFS_AGENT" = alice'
+        " && cat seed.txt && mkdir -p out && printf made > out/result.txt"
+    )
+    done = vfs_exec(home, "alice", "--", "sh", "-c", script)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "seed\n"
+    with Workspace.open("alice", home) as ws:
+        assert ws.fs.cat("/out/result.txt") == b"made"
+    if mode == "hybrid":
+        assert disk_tree(lower) == before  # the overlay took the change
+    else:
+        assert (lower / "out" / "result.txt").exists() == (mode == "disk")
+    assert_nothing_left(home, scratch)
+
+
+@pytest.mark.parametrize("status", [0, 1, 3, 255])
+def test_the_command_exit_status_is_the_exit_status(home: Path, scratch: Path, status: int) -> None:
+    Workspace.create("alice", home).close()
+    done = vfs_exec(home, "alice", "--", "sh", "-c", f"printf x > f{status}; exit {status}")
+    assert done.returncode == status
+    with Workspace.open("alice", home) as ws:
+        assert ws.fs.cat(f"/f{status}") == b"x"
+    assert_nothing_left(home, scratch)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGSEGV])
+def test_a_command_killed_by_a_signal_gives_128_plus_it_and_no_mount_is_left(
+    home: Path, scratch: Path, signum: int
+) -> None:
+    Workspace.create("alice", home).close()
+    # The command holds a file open for writing in the mount when it dies.
+    script = f"exec 3> held.txt; printf partial >&3; kill -{int(signum)} $$"
+    done = vfs_exec(home, "alice", "--", "sh", "-c", script)
+    assert done.returncode == 128 + signum
+    with Workspace.open("alice", home) as ws:
+        assert ws.fs.cat("/held.txt") == b"partial"
+    assert_nothing_left(home, scratch)
+
+
+def test_read_only_makes_writes_fail_inside_the_command(home: Path, scratch: Path) -> None:
+    with Workspace.create("alice", home) as ws:
+        ws.fs.pipe("/keep.txt", b"kept")
+    done = vfs_exec(home, "alice", "--read-only", "--", "sh", "-c", "cat keep.txt; echo x > new")
+    assert done.returncode != 0
+    assert done.stdout == "kept"
+    assert "Read-only file system" in done.stderr
+    with Workspace.open("alice", home) as ws:
+        assert ws.fs.ls("/", detail=False) == ["/keep.txt"]
+    assert_nothing_left(home, scratch)
+
+
+def test_a_command_that_cannot_start_exits_127_in_one_line(home: Path, scratch: Path) -> None:
+    Workspace.create("alice", home).close()
+    done = vfs_exec(home, "alice", "--", "no-such-command-anywhere")
+    assert done.returncode == 127
+    assert done.stderr.strip() == "vfs exec: no-such-command-anywhere: command not found"
+    assert_nothing_left(home, scratch)
+
+
+def test_an_unknown_agent_is_one_line_and_leaves_nothing(home: Path, scratch: Path) -> None:
+    Workspace.create("alice", home).close()
+    done = vfs_exec(home, "ghost", "--", "true")
+    assert done.returncode == 1
+    assert "ghost" in done.stderr and "Traceback" not in done.stderr
+    assert list(scratch.iterdir()) == []
+
+
+def test_sigterm_to_vfs_exec_ends_the_command_then_unmounts(home: Path, scratch: Path) -> None:
+    Workspace.create("alice", home).close()
+    command = [str(Path(sys.executable).with_name("vfs")), "--home", str(home), "exec", "alice"]
+    script = "trap 'printf stopped > trapped.txt; exit 7' TERM; printf ready > up.txt; while :; do sleep 0.05; done"
+    runner = subprocess.Popen([*command, "--", "sh", "-c", script], env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 60
+        while not any(True for _ in scratch.glob("*/up.txt")):
+            assert time.monotonic() < deadline, "the command never started"
+            time.sleep(0.05)
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=60) == 7
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    with Workspace.open("alice", home) as ws:
+        assert ws.fs.cat("/trapped.txt") == b"stopped"
+    assert_nothing_left(home, scratch)
+
+
+def test_a_process_the_command_leaves_behind_cannot_keep_the_mount(
+    home: Path, scratch: Path
+) -> None:
+    Workspace.create("alice", home).close()
+    # The straggler writes, then keeps a file open and its cwd in the mount; its
+    # output goes elsewhere so that only the mount could keep `vfs exec` waiting.
+    script = (
+        "(printf bg > bg.txt; exec 3>> bg.txt; : > up; exec sleep 60) >/dev/null 2>&1 & "
+        "echo $!; while [ ! -e up ]; do sleep 0.05; done; printf fg > fg.txt; exit 4"
+    )
+    started = time.monotonic()
+    done = vfs_exec(home, "alice", "--", "sh", "-c", script)
+    straggler = int(done.stdout)
+    try:
+        assert done.returncode == 4, done.stderr
+        assert time.monotonic() - started < 50  # did not wait for the straggler
+        assert os.path.exists(f"/proc/{straggler}")  # which still runs
+        with Workspace.open("alice", home) as ws:
+            assert (ws.fs.cat("/bg.txt"), ws.fs.cat("/fg.txt")) == (b"bg", b"fg")
+        assert_nothing_left(home, scratch)
+    finally:
+        os.kill(straggler, signal.SIGKILL)
