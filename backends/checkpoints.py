@@ -324,7 +324,7 @@ class CheckpointView(Database):
     """
 
     def __init__(self, path: Path, checkpoint: int) -> None:
-        self.checkpoint = checkpoint
+        self.checkpoint_id = checkpoint
         super().__init__(path, "agent", create=False)
         self._journaled = False
 
@@ -332,7 +332,7 @@ class CheckpointView(Database):
     def conn(self) -> apsw.Connection:
         conn = super().conn
         if getattr(self._local, "viewing", None) is not conn:
-            cid = int(self.checkpoint)
+            cid = int(self.checkpoint_id)
             for table, columns, _key in _FILE_TABLES + _OVERLAY_TABLES:
                 conn.execute(
                     f"CREATE TEMP VIEW IF NOT EXISTS {table} AS SELECT {columns}"

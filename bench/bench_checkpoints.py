@@ -86,7 +86,9 @@ def run(mode: str, root: Path, files: int, total: int) -> list[tuple[str, float,
         rows.append(("checkpoint", *measure(ws, lambda: ws.checkpoints.create("one"))))
         rows.append(("second checkpoint", *measure(ws, lambda: ws.checkpoints.create("two"))))
         churn(ws, files, files // 100, 0)
-        rows.append(("rollback (1% rewritten)", *measure(ws, lambda: ws.checkpoints.restore("one"))))
+        rows.append(
+            ("rollback (1% rewritten)", *measure(ws, lambda: ws.checkpoints.restore("one")))
+        )
         churn(ws, files, 0, files // 10)
         rows.append(
             ("rollback (10% replaced)", *measure(ws, lambda: ws.checkpoints.restore("one")))

@@ -53,7 +53,7 @@ def modes_of(ws: Workspace) -> dict[str, int]:
     return {
         path: info["mode"] & 0o7777
         for path, info in ws.fs.find("/", withdirs=True, detail=True).items()
-        if not info["type"] == "other"
+        if info["type"] != "other"
     }
 
 
@@ -65,7 +65,12 @@ def test_rollback_restores_content_names_types_and_modes(
     populate(ws)
     before, before_modes = workspace_tree(ws), modes_of(ws)
     info = ws.checkpoints.create("base", "before the change")
-    assert (info.name, info.message, info.mode, info.files) == ("base", "before the change", mode, 4)
+    assert (info.name, info.message, info.mode, info.files) == (
+        "base",
+        "before the change",
+        mode,
+        4,
+    )
     scramble(ws)
     assert workspace_tree(ws) != before
     kinds = {c.path: c.kind for c in ws.checkpoints.diff("base")}
@@ -388,7 +393,10 @@ def test_cli_checkpoint_forms(make_workspace: Callable[..., Workspace]) -> None:
     assert "-one\n+two\n" in vfs_ok("diff", "alice", "--from", "c1", "--patch")
     assert vfs_ok("diff", "alice", "--from", "c1", "--to", "c2") == ""
     changes = json.loads(vfs_ok("diff", "alice", "--from", "c1", "--json"))
-    assert [(c["kind"], c["path"]) for c in changes] == [("modified", "/a.txt"), ("added", "/b.txt")]
+    assert [(c["kind"], c["path"]) for c in changes] == [
+        ("modified", "/a.txt"),
+        ("added", "/b.txt"),
+    ]
     assert "rolled back" in vfs_ok("rollback", "alice", "c1")
     assert vfs_ok("cat", "alice:/a.txt") == "one\n"
     assert vfs_ok("ls", "alice:/").split() == ["a.txt"]
@@ -435,3 +443,38 @@ def test_rollback_is_refused_while_mounted_and_the_mount_reads_checkpoints(
         vfs_ok("umount", str(where))
     ws.checkpoints.restore("c")
     assert ws.fs.cat("/a.txt") == b"one\n"
+
+
+# -- the file tools ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_file_tools_checkpoint_diff_and_rollback(
+    make_workspace: Callable[..., Workspace], mode: str
+) -> None:
+    from vfs.tools import FileTools, ToolError
+
+    ws = make_workspace(mode)
+    tools = FileTools(ws)
+    tools.call("write", {"path": "a.txt", "content": "one\n"})
+    made = tools.call("checkpoint", {"message": "before edits"})
+    assert made["files"] == 1 and made["name"].startswith("cp-")
+    tools.call("edit", {"path": "a.txt", "old_string": "one", "new_string": "two"})
+    tools.call("write", {"path": "b.txt", "content": "b\n"})
+    changes = tools.call("diff", {"checkpoint": made["name"]})["changes"]
+    assert [(c["kind"], c["path"]) for c in changes] == [
+        ("modified", "/a.txt"),
+        ("added", "/b.txt"),
+    ]
+    assert tools.call("rollback", {"name": made["name"]}) == {"rolled_back_to": made["name"]}
+    assert tools.call("read", {"path": "a.txt"})["content"] == "one\n"
+    assert tools.call("diff", {"checkpoint": made["name"]})["changes"] == []
+    for name, arguments, code in [
+        ("rollback", {"name": "nope"}, "not_found"),
+        ("diff", {"checkpoint": "nope"}, "not_found"),
+        ("checkpoint", {"name": "a/b"}, "invalid_argument"),
+        ("checkpoint", {"name": made["name"]}, "already_exists"),
+    ]:
+        with pytest.raises(ToolError) as caught:
+            tools.call(name, arguments)
+        assert caught.value.code == code, caught.value.message
