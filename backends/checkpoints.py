@@ -4,7 +4,9 @@ A checkpoint copies the rows of ``inodes``, ``entries``, ``file_chunks`` and
 ``xattrs`` (and, in hybrid mode, the overlay's ``overlay_nodes`` and
 ``overlay_whiteouts``) into the ``checkpoint_*`` tables of
 ``schema/agent/0006_checkpoints.sql``, with ``INSERT ... SELECT`` in one
-transaction: chunks are shared by reference, so no file byte is copied.
+transaction: chunks are shared by reference, so no file byte is copied, and
+``chunks.refs`` is left alone (see ``schema/agent/0006_checkpoints.sql``: a
+chunk a checkpoint names is kept alive by that row).
 
 A rollback changes only the rows that differ from the checkpoint, in one
 transaction: the change journal's triggers record exactly what it changed, so
@@ -29,7 +31,7 @@ from typing import Any
 import apsw
 
 from vfs.backends.base import ROOT_INO
-from vfs.backends.chunks import DEFAULT_CHUNK_SIZE, ChunkStore
+from vfs.backends.chunks import DEFAULT_CHUNK_SIZE, NOT_IN_CHECKPOINT, ChunkStore
 from vfs.backends.db import Database
 
 # Checkpoint names appear in paths (/.vfs/checkpoints/NAME) and on command lines.
@@ -133,8 +135,16 @@ class CheckpointTables:
     def delete(self, name: str) -> None:
         with self.db.write():
             cid = self.get(name).id
-            # Chunk rows first and explicitly: their triggers free what nothing else uses.
-            for table in _FILE_TABLES + _OVERLAY_TABLES:
+            used = self.db.query(
+                "DELETE FROM checkpoint_file_chunks WHERE checkpoint = ? RETURNING chunk", (cid,)
+            )
+            # chunks.refs does not count checkpoints: free what no file, store
+            # or other checkpoint uses now.
+            self.db.executemany(
+                f"DELETE FROM chunks WHERE id = ? AND refs <= 0 AND {NOT_IN_CHECKPOINT}",
+                sorted(set(used)),
+            )
+            for table in _FILE_TABLES[:2] + _FILE_TABLES[3:] + _OVERLAY_TABLES:
                 self.db.execute(f"DELETE FROM checkpoint_{table[0]} WHERE checkpoint = ?", (cid,))
             self.db.execute("DELETE FROM checkpoints WHERE id = ?", (cid,))
 

@@ -478,3 +478,23 @@ def test_file_tools_checkpoint_diff_and_rollback(
         with pytest.raises(ToolError) as caught:
             tools.call(name, arguments)
         assert caught.value.code == code, caught.value.message
+
+
+def test_garbage_collection_and_doctor_keep_chunks_only_a_checkpoint_uses(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    ws = make_workspace("sqlite")
+    ws.fs.pipe("/only-in-checkpoint.bin", os.urandom(200_000))
+    ws.checkpoints.create("c")
+    ws.fs.rm("/only-in-checkpoint.bin")
+    store = ChunkStore(ws.db)
+    assert store.collect_garbage() == 0
+    assert store.wrong_refs() == [] and store.fix_refs() == 0 and store.missing() == []
+    assert vfs_ok("gc", "alice")
+    doctor = run_vfs("doctor", "alice")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    with Workspace.open("alice", ws.home, checkpoint="c") as saved:
+        assert len(saved.fs.cat("/only-in-checkpoint.bin")) == 200_000
+    ws.checkpoints.restore("c")
+    assert len(ws.fs.cat("/only-in-checkpoint.bin")) == 200_000
+    assert store.wrong_refs() == []

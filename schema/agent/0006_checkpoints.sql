@@ -1,8 +1,13 @@
 -- Checkpoints: named, read-only copies of the file tables that share chunks with
--- the live tree. Taking one copies rows, never file bytes; the chunk-list table
--- keeps chunk reference counts with the same triggers as file_chunks, so a chunk
--- lives as long as a file or a checkpoint needs it. In disk mode a checkpoint's
--- rows describe the disk tree as it was, its content imported as chunks.
+-- the live tree. Taking one copies rows, never file bytes. In disk mode a
+-- checkpoint's rows describe the disk tree as it was, its content imported as chunks.
+--
+-- A chunk a checkpoint uses lives while any checkpoint_file_chunks row names it,
+-- and chunks.refs does not count those rows: changing refs rewrites the chunk's
+-- row, and SQLite reads the whole row (its bytes, up to a chunk) to rewrite it,
+-- so counting would make a checkpoint read every byte of the workspace. Instead
+-- the triggers that free a chunk at refs 0 first look for a checkpoint using it
+-- (an index lookup), and deleting a checkpoint frees the chunks it alone held.
 
 CREATE TABLE checkpoints (
     id          INTEGER PRIMARY KEY,
@@ -50,12 +55,32 @@ CREATE TABLE checkpoint_file_chunks (
 ) WITHOUT ROWID;
 CREATE INDEX checkpoint_file_chunks_by_chunk ON checkpoint_file_chunks(chunk);
 
-CREATE TRIGGER checkpoint_file_chunks_ref AFTER INSERT ON checkpoint_file_chunks BEGIN
-    UPDATE chunks SET refs = refs + 1 WHERE id = NEW.chunk;
-END;
-CREATE TRIGGER checkpoint_file_chunks_unref AFTER DELETE ON checkpoint_file_chunks BEGIN
+-- The freeing triggers of 0001 and 0002, now sparing chunks a checkpoint uses.
+DROP TRIGGER file_chunks_unref;
+CREATE TRIGGER file_chunks_unref AFTER DELETE ON file_chunks BEGIN
     UPDATE chunks SET refs = refs - 1 WHERE id = OLD.chunk;
-    DELETE FROM chunks WHERE id = OLD.chunk AND refs <= 0;
+    DELETE FROM chunks WHERE id = OLD.chunk AND refs <= 0
+        AND NOT EXISTS (SELECT 1 FROM checkpoint_file_chunks WHERE chunk = OLD.chunk);
+END;
+DROP TRIGGER file_chunks_reref;
+CREATE TRIGGER file_chunks_reref AFTER UPDATE OF chunk ON file_chunks
+WHEN OLD.chunk IS NOT NEW.chunk BEGIN
+    UPDATE chunks SET refs = refs + 1 WHERE id = NEW.chunk;
+    UPDATE chunks SET refs = refs - 1 WHERE id = OLD.chunk;
+    DELETE FROM chunks WHERE id = OLD.chunk AND refs <= 0
+        AND NOT EXISTS (SELECT 1 FROM checkpoint_file_chunks WHERE chunk = OLD.chunk);
+END;
+DROP TRIGGER run_output_chunks_unref;
+CREATE TRIGGER run_output_chunks_unref AFTER DELETE ON run_output_chunks BEGIN
+    UPDATE chunks SET refs = refs - 1 WHERE id = OLD.chunk;
+    DELETE FROM chunks WHERE id = OLD.chunk AND refs <= 0
+        AND NOT EXISTS (SELECT 1 FROM checkpoint_file_chunks WHERE chunk = OLD.chunk);
+END;
+DROP TRIGGER cache_chunks_unref;
+CREATE TRIGGER cache_chunks_unref AFTER DELETE ON cache_chunks BEGIN
+    UPDATE chunks SET refs = refs - 1 WHERE id = OLD.chunk;
+    DELETE FROM chunks WHERE id = OLD.chunk AND refs <= 0
+        AND NOT EXISTS (SELECT 1 FROM checkpoint_file_chunks WHERE chunk = OLD.chunk);
 END;
 
 CREATE TABLE checkpoint_xattrs (
