@@ -170,8 +170,10 @@ class AgentFileSystem(AbstractFileSystem):
         if workspace is None:
             if not agent:
                 raise ValueError("agentvfs needs an agent: agentvfs://<agent>/<path>")
-            if create and (read_only or checkpoint):
-                raise ValueError("agentvfs: create=True excludes read_only=True and checkpoint=")
+            if create and read_only:
+                raise ValueError("agentvfs: create=True and read_only=True exclude each other")
+            if create and checkpoint:
+                raise ValueError("agentvfs: create=True and checkpoint= exclude each other")
             workspace = Workspace.open(
                 agent, home, create=create, mode=mode, read_only=read_only, checkpoint=checkpoint
             )
