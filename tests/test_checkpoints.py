@@ -498,3 +498,26 @@ def test_garbage_collection_and_doctor_keep_chunks_only_a_checkpoint_uses(
     ws.checkpoints.restore("c")
     assert len(ws.fs.cat("/only-in-checkpoint.bin")) == 200_000
     assert store.wrong_refs() == []
+
+
+@pytest.mark.parametrize("mode", ["sqlite", "hybrid"])
+def test_a_rollback_is_seen_by_watchers_through_the_change_journal(
+    make_workspace: Callable[..., Workspace], mode: str
+) -> None:
+    ws = make_workspace(mode)
+    ws.fs.pipe("/w/kept.txt", b"one")
+    ws.checkpoints.create("c")
+    ws.fs.pipe("/w/kept.txt", b"two")
+    ws.fs.pipe("/w/added.txt", b"x")
+    with ws.watch("/w") as watcher:
+        watcher.poll()
+        ws.checkpoints.restore("c")
+        deadline = time.monotonic() + 5
+        seen: set[tuple[str, str]] = set()
+        while time.monotonic() < deadline and not {"/w/added.txt", "/w/kept.txt"} <= {
+            path for _kind, path in seen
+        }:
+            seen |= {(e.kind, e.path) for e in watcher.poll()}
+            time.sleep(0.02)
+    assert ("deleted", "/w/added.txt") in seen
+    assert any(path == "/w/kept.txt" for _kind, path in seen)
