@@ -4,7 +4,9 @@ It is inode-based, like the FUSE low-level API, because that is the strictest
 of the three front ends: the FUSE adapter calls it as it is, and the fsspec
 filesystem and the CLI reach inodes through :meth:`Backend.resolve`.
 
-Errors are built-in ``OSError`` subclasses with an errno.
+Errors are built-in ``OSError`` subclasses with an errno. Every method that
+changes something raises ``OSError(EROFS)`` on a backend opened read-only;
+an inode number that names nothing (any more) raises ``FileNotFoundError``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import stat
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from typing import Protocol
 
+from vfs.backends.chunks import SharedChunks
 from vfs.backends.names import check_name, split_path
 
 ROOT_INO = 1
@@ -44,7 +48,11 @@ def naming(path: str) -> Iterator[None]:
         raise
 
 
-def close_all(handles: Iterable[Handle]) -> None:
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+def close_all(handles: Iterable[Closable]) -> None:
     """Close every handle even when one fails; then raise the first failure
     (a write that could not land), once."""
     failure: OSError | None = None
@@ -111,13 +119,29 @@ class Handle(ABC):
     ino: int
 
     @abstractmethod
-    def read(self, offset: int, size: int) -> bytes: ...
+    def read(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes from ``offset``: fewer only at the end of the file.
+
+        Sees every write made through any handle of this process; holes read
+        as zeros.
+        """
 
     @abstractmethod
-    def write(self, offset: int, data: bytes) -> int: ...
+    def write(self, offset: int, data: bytes) -> int:
+        """Write ``data`` at ``offset`` (at the end for a handle opened ``O_APPEND``)
+        and return ``len(data)``. Writing past the end leaves a hole of zeros.
+
+        ``OSError(EFBIG)`` past the largest file size; ``OSError(EBADF)`` on a
+        handle that cannot write; ``OSError(EROFS)`` on a read-only workspace.
+        """
 
     @abstractmethod
-    def truncate(self, size: int) -> None: ...
+    def truncate(self, size: int) -> None:
+        """Cut the file to ``size`` bytes or extend it with zeros.
+
+        ``OSError(EINVAL)`` for a negative size, ``OSError(EFBIG)`` past the
+        largest file size.
+        """
 
     @abstractmethod
     def flush(self) -> None:
@@ -127,10 +151,13 @@ class Handle(ABC):
         self.flush()
 
     @abstractmethod
-    def getattr(self) -> Attr: ...
+    def getattr(self) -> Attr:
+        """The file's attributes, including writes this handle still buffers."""
 
     @abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Flush and release the file; a second close does nothing. The last close
+        of a file with no name left frees it."""
 
     def __enter__(self) -> Handle:
         return self
@@ -152,14 +179,25 @@ class Backend(ABC):
 
     @abstractmethod
     def lookup(self, parent: int, name: str) -> Attr:
-        """The inode named ``name`` in directory ``parent``; ``FileNotFoundError`` if none."""
+        """The inode named ``name`` in directory ``parent``.
+
+        ``FileNotFoundError`` if there is no such entry, ``NotADirectoryError``
+        if ``parent`` is not a directory.
+        """
 
     @abstractmethod
-    def getattr(self, ino: int) -> Attr: ...
+    def getattr(self, ino: int) -> Attr:
+        """The attributes of ``ino``, including writes buffered by open handles of
+        this process; ``FileNotFoundError`` if it names nothing."""
 
     @abstractmethod
     def setattr(self, ino: int, **fields: int | None) -> Attr:
-        """Change any of :data:`SETTABLE`; ``size`` truncates or extends."""
+        """Change any of :data:`SETTABLE` and return the new attributes.
+
+        ``size`` truncates or extends a regular file (``IsADirectoryError`` for
+        a directory, ``OSError(EINVAL)`` for another kind); ``mode`` changes the
+        permission bits only, never the file type.
+        """
 
     @abstractmethod
     def readdir(self, ino: int, offset: int = 0) -> Iterator[tuple[str, Attr, int]]:
@@ -170,70 +208,125 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    def mkdir(self, parent: int, name: str, mode: int, uid: int = 0, gid: int = 0) -> Attr: ...
+    def mkdir(self, parent: int, name: str, mode: int, uid: int = 0, gid: int = 0) -> Attr:
+        """Create directory ``parent/name`` with exactly ``mode`` (no umask).
+
+        ``FileExistsError`` if the name exists, ``OSError(EINVAL)`` for a name
+        that cannot be one (empty, ``.``, ``..``, with ``/`` or NUL).
+        """
 
     @abstractmethod
     def create(
         self, parent: int, name: str, mode: int, uid: int = 0, gid: int = 0
     ) -> tuple[Handle, Attr]:
-        """Create a new regular file and open it; ``FileExistsError`` if the name exists."""
+        """Create a new regular file and open it for reading and writing.
+
+        ``FileExistsError`` if the name exists; names are checked as by :meth:`mkdir`.
+        """
 
     @abstractmethod
     def open(self, ino: int, flags: int = 0) -> Handle:
-        """Open a regular file; ``O_TRUNC`` in ``flags`` empties it."""
+        """Open a regular file; ``O_TRUNC`` in ``flags`` empties it, ``O_APPEND``
+        makes every write go to the end.
+
+        ``IsADirectoryError`` for a directory, ``OSError`` (``EINVAL``, or
+        ``ELOOP`` for a symlink where the engine follows none) for another kind.
+        """
 
     @abstractmethod
-    def unlink(self, parent: int, name: str) -> None: ...
+    def unlink(self, parent: int, name: str) -> None:
+        """Remove the name ``parent/name`` of a non-directory.
+
+        The inode lives on while it has other names or an open handle (in any
+        process). ``IsADirectoryError`` for a directory, ``FileNotFoundError``
+        if the name does not exist.
+        """
 
     @abstractmethod
-    def rmdir(self, parent: int, name: str) -> None: ...
+    def rmdir(self, parent: int, name: str) -> None:
+        """Remove the empty directory ``parent/name``.
+
+        ``OSError(ENOTEMPTY)`` if it has entries, ``NotADirectoryError`` if it
+        is not a directory, ``FileNotFoundError`` if the name does not exist.
+        """
 
     @abstractmethod
     def rename(
         self, parent: int, name: str, new_parent: int, new_name: str, flags: int = 0
     ) -> None:
-        """POSIX rename; ``flags`` takes RENAME_NOREPLACE and RENAME_EXCHANGE."""
+        """POSIX rename, atomic: a file at ``new_name`` is replaced in one step.
+
+        ``flags`` takes ``RENAME_NOREPLACE`` (``FileExistsError`` if the target
+        exists) and ``RENAME_EXCHANGE`` (swap both; ``FileNotFoundError`` if the
+        target is missing), see ``vfs.backends.renames``. Renaming a name onto
+        another name of the same inode does nothing. ``OSError(EINVAL)`` moving
+        a directory into itself, ``NotADirectoryError``/``IsADirectoryError``
+        for a directory over a non-directory or the reverse,
+        ``OSError(ENOTEMPTY)`` over a non-empty directory.
+        """
 
     @abstractmethod
-    def link(self, ino: int, new_parent: int, new_name: str) -> Attr: ...
+    def link(self, ino: int, new_parent: int, new_name: str) -> Attr:
+        """Give ``ino`` another name and return its attributes (``nlink`` counted).
+
+        ``PermissionError(EPERM)`` for a directory, ``FileExistsError`` if the
+        name exists.
+        """
 
     @abstractmethod
-    def symlink(
-        self, parent: int, name: str, target: bytes, uid: int = 0, gid: int = 0
-    ) -> Attr: ...
+    def symlink(self, parent: int, name: str, target: bytes, uid: int = 0, gid: int = 0) -> Attr:
+        """Create a symlink ``parent/name`` to ``target``, stored as given (never
+        resolved here); ``FileExistsError`` if the name exists."""
 
     @abstractmethod
-    def readlink(self, ino: int) -> bytes: ...
+    def readlink(self, ino: int) -> bytes:
+        """The target of symlink ``ino``; ``OSError(EINVAL)`` if it is not a symlink."""
 
     @abstractmethod
-    def statfs(self) -> StatFs: ...
+    def statfs(self) -> StatFs:
+        """Sizes and counts of the filesystem the workspace is stored on."""
 
     @abstractmethod
-    def getxattr(self, ino: int, name: bytes) -> bytes: ...
+    def getxattr(self, ino: int, name: bytes) -> bytes:
+        """The value of extended attribute ``name``; ``OSError(ENODATA)`` if unset,
+        ``OSError(EOPNOTSUPP)`` for a namespace the engine does not keep."""
 
     @abstractmethod
     def setxattr(self, ino: int, name: bytes, value: bytes, flags: int = 0) -> None:
-        """``flags`` takes XATTR_CREATE and XATTR_REPLACE."""
+        """Set extended attribute ``name``.
+
+        ``flags`` takes XATTR_CREATE (``FileExistsError`` if it is set) and
+        XATTR_REPLACE (``OSError(ENODATA)`` if it is not).
+        """
 
     @abstractmethod
-    def listxattr(self, ino: int) -> list[bytes]: ...
+    def listxattr(self, ino: int) -> list[bytes]:
+        """The names of the extended attributes set on ``ino``."""
 
     @abstractmethod
-    def removexattr(self, ino: int, name: bytes) -> None: ...
+    def removexattr(self, ino: int, name: bytes) -> None:
+        """Remove extended attribute ``name``; ``OSError(ENODATA)`` if it is not set."""
 
     # -- whole-file operations ---------------------------------------------
 
     @abstractmethod
     def tmpfile(self, parent: int, mode: int = 0o644) -> Handle:
-        """An open file with no name yet, for writes that replace a file atomically."""
+        """An open file with no name yet in directory ``parent``, for writes that
+        replace a file atomically. If it is closed (or its process dies) before
+        :meth:`publish`, it leaves nothing behind."""
 
     @abstractmethod
     def publish(self, handle: Handle, parent: int, name: str) -> Attr:
-        """Give a :meth:`tmpfile` its name, atomically replacing a file of that name."""
+        """Give a :meth:`tmpfile` its name, atomically replacing a file of that name.
+
+        Readers see the old file or the whole new one, never a mix.
+        ``IsADirectoryError`` if ``name`` is a directory.
+        """
 
     @abstractmethod
     def checksum(self, ino: int) -> str:
-        """A hex digest of the file's content: equal content, equal digest."""
+        """A hex digest of the file's content, buffered writes included: equal
+        content, equal digest (within one engine)."""
 
     def read(self, ino: int, offset: int, size: int) -> bytes:
         """Read without keeping a handle; backends override it to skip the open."""
@@ -279,6 +372,22 @@ class Backend(ABC):
         finally:
             source.close()
             target.close()
+
+    def check_writable(self) -> None:
+        """Raise ``OSError(EROFS)`` when the workspace was opened read-only."""
+        if self.read_only:
+            raise OSError(errno.EROFS, "Read-only file system")
+
+    def shared_chunks(self, ino: int) -> SharedChunks | None:
+        """The chunk rows of regular file ``ino`` in the agent database, for another
+        table of that database to reference instead of copying bytes; None when
+        the engine keeps the file's bytes elsewhere.
+
+        Call inside a write transaction of the agent database and reference the
+        chunk ids in that same transaction: a chunk nothing references may be
+        collected. ``IsADirectoryError`` if ``ino`` is not a regular file.
+        """
+        return None
 
     def transaction(self) -> contextlib.AbstractContextManager[object]:
         """A block whose changes land together, where the backend can promise it."""

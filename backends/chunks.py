@@ -9,7 +9,8 @@ its ``refs`` count through triggers declared next to each referencing table.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import xxhash
 
@@ -37,6 +38,48 @@ def verified(data: bytes, digest: bytes, where: str) -> bytes:
     if xxhash.xxh3_128_digest(data) != digest:
         raise OSError(errno.EIO, "stored content is corrupt (chunk hash mismatch)", where)
     return data
+
+
+def content_checksum(size: int, chunks: Iterable[tuple[int, bytes]]) -> str:
+    """The checksum of content ``size`` bytes long from its ``(idx, chunk_hash)`` pairs.
+
+    Pass the stored chunks in ``idx`` order: chunk ``idx`` covers bytes
+    ``[idx * chunk_size, (idx + 1) * chunk_size)`` with trailing zeros trimmed,
+    and a chunk that is all zeros is left out. Equal content in the same chunk
+    size gives an equal checksum, whether it is a file, an artifact output or
+    computed from the bytes, so comparing one needs no content read.
+    """
+    digest = xxhash.xxh3_128()
+    digest.update(f"{size}:".encode())
+    for idx, hashed in chunks:
+        digest.update(idx.to_bytes(8, "little") + bytes(hashed))
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRef:
+    """One stored chunk of some content: its index, its id in ``chunks`` and its hash."""
+
+    idx: int
+    chunk: int
+    hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SharedChunks:
+    """A file's content as chunk rows another table of the same database can share.
+
+    ``chunks`` are in index order; chunk ``idx`` covers bytes ``[idx *
+    chunk_size, (idx + 1) * chunk_size)`` of content ``size`` bytes long.
+    """
+
+    size: int
+    chunk_size: int
+    chunks: list[ChunkRef]
+
+    @property
+    def checksum(self) -> str:
+        return content_checksum(self.size, ((c.idx, c.hash) for c in self.chunks))
 
 
 class ChunkStore:

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from vfs.backends.base import ROOT_INO, Attr, Backend, Handle, StatFs
 from vfs.backends.checkpoint_view import CHECKPOINTS_NAME, CheckpointDirs, CheckpointSource
+from vfs.backends.chunks import SharedChunks
 
 RESERVED_NAME = ".vfs"
 RUNS_NAME = "runs"
@@ -368,14 +369,17 @@ class ReservedTree(Backend):
             raise IsADirectoryError(errno.EISDIR, "not a regular file", f"inode {ino}")
         return entry.digest
 
+    def shared_chunks(self, ino: int) -> SharedChunks | None:
+        return None if is_reserved(ino) else self.inner.shared_chunks(ino)
+
     def read(self, ino: int, offset: int, size: int) -> bytes:
         if is_reserved(ino):
-            return Backend.read(self, ino, offset, size)
+            return super().read(ino, offset, size)
         return self.inner.read(ino, offset, size)
 
     def read_file(self, path: str) -> bytes:
         if _in_reserved(path):
-            return Backend.read_file(self, path)
+            return super().read_file(path)
         return self.inner.read_file(path)
 
     def write_file(self, parent: int, name: str, data: bytes, mode: int = 0o644) -> Attr:
@@ -389,7 +393,7 @@ class ReservedTree(Backend):
         self._guard(parent, name)
         if is_reserved(ino):
             # An artifact copied out is read and written like any other file.
-            return Backend.copy_file(self, ino, parent, name)
+            return super().copy_file(ino, parent, name)
         return self.inner.copy_file(ino, parent, name)
 
     def transaction(self) -> contextlib.AbstractContextManager[object]:
@@ -399,12 +403,12 @@ class ReservedTree(Backend):
 
     def resolve(self, path: str, *, follow: bool = False) -> Attr:
         if _in_reserved(path):
-            return Backend.resolve(self, path, follow=follow)
+            return super().resolve(path, follow=follow)
         return self.inner.resolve(path, follow=follow)
 
     def resolve_parent(self, path: str, *, follow: bool = False) -> tuple[int, str]:
         if _in_reserved(path):
-            return Backend.resolve_parent(self, path, follow=follow)
+            return super().resolve_parent(path, follow=follow)
         return self.inner.resolve_parent(path, follow=follow)
 
     def reclaim_orphans(self) -> int:

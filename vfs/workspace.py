@@ -25,6 +25,7 @@ from vfs.state.mounts import MountTable
 from vfs.state.registry import AgentRecord, Registry
 
 if TYPE_CHECKING:
+    from vfs.backends.hybrid.overlay import Overlay
     from vfs.checkpoints import Checkpoints
     from vfs.fs import AgentFileSystem
     from vfs.stores import Artifacts, Caches, Sessions, Transcripts
@@ -180,6 +181,24 @@ class Workspace:
         from vfs.checkpoints import Checkpoints
 
         return Checkpoints(self)
+
+    @cached_property
+    def overlay(self) -> Overlay:
+        """The hybrid overlay's changes: ``diff()``, ``commit(paths, force=)``,
+        ``discard(paths)``.
+
+        Raises ``ValueError`` naming the mode when the agent is not in hybrid mode.
+        """
+        from vfs.backends.hybrid.backend import HybridBackend
+        from vfs.backends.hybrid.overlay import Overlay
+
+        backend = self.files_backend
+        if not isinstance(backend, HybridBackend):
+            raise ValueError(
+                f"agent {self.agent} is in {self.mode} mode:"
+                " diff, commit and discard need hybrid mode"
+            )
+        return Overlay(backend)
 
     @cached_property
     def artifacts(self) -> Artifacts:

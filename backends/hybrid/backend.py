@@ -1,8 +1,10 @@
 """hybrid mode: a copy-on-write overlay of the agent's disk tree.
 
 The disk directory is the read-only *lower* layer; every change is stored in
-the agent database, in the sqlite-mode tables (the *upper* layer), so this
-backend is a :class:`SqliteBackend` that also looks through to the lower tree.
+the agent database, in the sqlite-mode tables (the *upper* layer): an upper
+object is changed by a :class:`SqliteBackend` over those tables
+(:class:`OverlayTables`, whose files may read through to lower bytes), and
+this backend merges it with the lower tree.
 
 - Objects only in the lower tree get a synthetic inode number,
   ``LOWER_INO_BASE | st_ino``, which no upper inode uses (upper inodes are
@@ -12,10 +14,8 @@ backend is a :class:`SqliteBackend` that also looks through to the lower tree.
   another device, gets a number hashed from device, inode and path instead.
 - An upper directory with an ``overlay_nodes.lower_path`` merges that lower
   directory's entries (minus whiteouts); without one it is opaque.
-- An upper file with a ``lower_path`` reads each chunk from its own
-  ``file_chunks`` row if there is one, else from the lower file below
-  ``lower_limit``: changing one byte of a huge file stores one chunk. A lower
-  file that is gone or no longer a regular file reads as zeros there.
+- An upper file with a ``lower_path`` reads unchanged chunks from the lower
+  file (see ``vfs.backends.hybrid.upper``).
 - Opening or reading a lower file copies nothing; the first change copies the
   object's metadata up (and its ancestors'), recording the lower file's size,
   mtime and hash for conflict checks at commit. Until its content changes, the
@@ -25,6 +25,7 @@ backend is a :class:`SqliteBackend` that also looks through to the lower tree.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -32,65 +33,63 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import xxhash
-
-from vfs.backends.base import ROOT_INO, Attr, Backend, Handle
-from vfs.backends.chunks import verified
+from vfs.backends.base import ROOT_INO, Attr, Backend, Handle, StatFs
+from vfs.backends.chunks import chunk_hash, content_checksum
 from vfs.backends.db import Database
 from vfs.backends.host import join
-from vfs.backends.hybrid.diff import tree_stamp
-from vfs.backends.hybrid.lower import LowerTree, read_at
+from vfs.backends.hybrid.handles import LowerHandle, OverlayHandle
+from vfs.backends.hybrid.lower import LowerTree
 from vfs.backends.hybrid.nodes import (
     LOWER_INO_BASE,
-    Backing,
     Layout,
-    LowerHandle,
     LowerNumbers,
     LowerRef,
-    OverlayHandle,
-    file_layout,
     lower_attr,
-    rebase_file,
 )
+from vfs.backends.hybrid.upper import OverlayTables
 from vfs.backends.names import check_name
-from vfs.backends.sqlite.backend import RENAME_EXCHANGE, SqliteBackend
+from vfs.backends.renames import RENAME_EXCHANGE, check_rename
+from vfs.backends.sqlite.backend import SqliteBackend
 
 # readdir offsets: lower entries by sorted position below this, upper entries above.
 _UPPER_OFFSET = 1 << 48
 
 
-class HybridBackend(SqliteBackend):
-    """An overlay: reads fall through to ``lower``; changes go to the database."""
+class HybridBackend(Backend):
+    """An overlay: reads fall through to ``lower``; changes go to the database.
+
+    ``tables`` are the upper layer's rows; ``upper`` is the sqlite-mode
+    workspace over them, which applies a change once the objects it touches
+    are copied up.
+    """
 
     mode = "hybrid"
+    transactional = True
 
     def __init__(self, db: Database, lower: Path, *, read_only: bool = False) -> None:
+        self.db = db
+        self.read_only = read_only
         self.lower = LowerTree(lower)
         self.numbers = LowerNumbers(db, self.lower)
         self._refs: dict[int, LowerRef] = {}
-        super().__init__(db, read_only=read_only)
-        if (
-            not read_only
-            and self.db.value("SELECT 1 FROM overlay_nodes WHERE ino = ?", (ROOT_INO,)) is None
-        ):
-            with self.db.write():
-                self.db.execute(
-                    "INSERT OR IGNORE INTO overlay_nodes (ino, lower_path) VALUES (?, '')",
-                    (ROOT_INO,),
-                )
+        self.tables = OverlayTables(db, self.lower, read_only=read_only)
+        self.upper = SqliteBackend(db, read_only=read_only, tables=self.tables)
+        self.chunks = self.tables.chunks
+        self.chunk_size = self.tables.chunk_size
+        if not read_only:
+            self.tables.merge_root()
 
     # -- the two layers ----------------------------------------------------
 
     def _is_upper(self, ino: int) -> bool:
-        return self.db.value("SELECT 1 FROM inodes WHERE ino = ?", (ino,)) is not None
+        return self.tables.exists(ino)
 
     def _merged_lower(self, ino: int) -> str | None:
         """The lower directory merged into directory ``ino``, if any."""
         if ino < LOWER_INO_BASE or self._is_upper(ino):
-            row = self.db.one("SELECT lower_path FROM overlay_nodes WHERE ino = ?", (ino,))
-            if row is None and ino == ROOT_INO and self.read_only:
-                return ""
-            return None if row is None else row[0]
+            # A read-only overlay of a new database has no root row yet: all merges.
+            default = "" if ino == ROOT_INO and self.read_only else None
+            return self.tables.merged_dir(ino, default)
         return self._ref(ino).path
 
     def _ref(self, ino: int) -> LowerRef:
@@ -98,13 +97,6 @@ class HybridBackend(SqliteBackend):
         if ref is None:
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", f"inode {ino}")
         return ref
-
-    def _whiteout(self, parent: int, name: str) -> bool:
-        return bool(
-            self.db.value(
-                "SELECT 1 FROM overlay_whiteouts WHERE parent = ? AND name = ?", (parent, name)
-            )
-        )
 
     def _lower_child(self, parent: int, lower_dir: str, name: str) -> Attr | None:
         path = join(lower_dir, name)
@@ -117,14 +109,8 @@ class HybridBackend(SqliteBackend):
         self._refs[ino] = LowerRef(parent, name, path)
         return lower_attr(ino, st) if upper is None else self._shown(upper)
 
-    def backing(self, ino: int) -> Backing | None:
-        row = self.db.one("SELECT lower_path, lower_limit FROM overlay_nodes WHERE ino = ?", (ino,))
-        if row is None or row[0] is None or row[1] <= 0:
-            return None
-        return Backing(row[0], int(row[1]))
-
     def _layout(self, ino: int) -> Layout | None:
-        return file_layout(self, ino)
+        return self.tables.layout(ino)
 
     def _shown(self, attr: Attr) -> Attr:
         """``attr`` as the overlay shows it: a file whose content never changed is
@@ -134,52 +120,20 @@ class HybridBackend(SqliteBackend):
             return attr
         return attr.with_(size=layout.size, mtime_ns=layout.mtime_ns or attr.mtime_ns)
 
-    def rebase(self, ino: int) -> bool:
-        """Before the first change to the content of upper file ``ino``, take the
-        lower file as it is now as its base: that is what the overlay showed."""
-        return rebase_file(self, ino)
-
     # -- copy-up -----------------------------------------------------------
 
     def copy_up(self, ino: int) -> None:
         """Make ``ino`` (and its ancestors) upper objects; copies metadata, never content."""
-        self._writable()
+        self.check_writable()
         if self._is_upper(ino):
-            self.rebase(ino)
+            self.tables.rebase(ino)  # its content may change next
             return
         with self.db.write():
             if self._is_upper(ino):
                 return
             ref = self._ref(ino)
             self.copy_up(ref.parent)
-            st = self.lower.lstat(ref.path)
-            base_hash = None
-            target = None
-            size = 0
-            if stat.S_ISREG(st.st_mode):
-                size = st.st_size
-                base_hash = self.lower.content_hash(ref.path)
-            elif stat.S_ISLNK(st.st_mode):
-                target = self.lower.readlink(ref.path)
-                size = len(target)
-            nlink = st.st_nlink if stat.S_ISDIR(st.st_mode) else 1
-            self.db.execute(
-                "INSERT INTO inodes (ino, mode, nlink, uid, gid, size, rdev, atime_ns, mtime_ns,"
-                " ctime_ns, btime_ns, target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    ino, st.st_mode, nlink, st.st_uid, st.st_gid, size, st.st_rdev,
-                    st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns, st.st_ctime_ns, target,
-                ),
-            )  # fmt: skip
-            self.db.execute(
-                "INSERT INTO overlay_nodes (ino, lower_path, lower_limit, base_size,"
-                " base_mtime_ns, base_hash) VALUES (?, ?, ?, ?, ?, ?)",
-                (ino, ref.path, size if base_hash else 0, st.st_size, st.st_mtime_ns, base_hash),
-            )
-            self.db.execute(
-                "INSERT INTO entries (parent, name, ino) VALUES (?, ?, ?)",
-                (ref.parent, ref.name, ino),
-            )
+            self.tables.copy_up(ino, ref.parent, ref.name, ref.path)
 
     def _hide_lower(self, parent: int, name: str, *, replaced: bool = False) -> None:
         """Whiteout the lower entry ``name`` of upper directory ``parent``, if there is one.
@@ -189,32 +143,8 @@ class HybridBackend(SqliteBackend):
         file is checked by size and mtime only.
         """
         lower_dir = self._merged_lower(parent)
-        if lower_dir is None:
-            return
-        path = join(lower_dir, name)
-        st = self.lower.lstat_or_none(path)
-        if st is None:
-            return
-        digest = None
-        if stat.S_ISDIR(st.st_mode):
-            # Commit removes the whole tree: it must be able to tell whether
-            # anything inside changed on disk since the overlay deleted it.
-            digest = tree_stamp(self.lower, path)
-        elif replaced and stat.S_ISREG(st.st_mode):
-            digest = self.lower.content_hash(path)
-        self.db.execute(
-            "INSERT OR IGNORE INTO overlay_whiteouts (parent, name, base_size, base_mtime_ns,"
-            " base_hash) VALUES (?, ?, ?, ?, ?)",
-            (parent, name, st.st_size, st.st_mtime_ns, digest),
-        )
-
-    def _touch_dir(self, ino: int, now: int, nlink_delta: int = 0) -> None:
-        # Subdirectories that only exist below are not counted in an upper
-        # directory's nlink, so removing one must not take it under 2.
-        self.db.execute(
-            "UPDATE inodes SET mtime_ns = ?, ctime_ns = ?, nlink = max(2, nlink + ?) WHERE ino = ?",
-            (now, now, nlink_delta, ino),
-        )
+        if lower_dir is not None:
+            self.tables.add_whiteout(parent, name, join(lower_dir, name), replaced=replaced)
 
     def _must_not_exist(self, parent: int, name: str) -> None:
         check_name(name)
@@ -224,7 +154,7 @@ class HybridBackend(SqliteBackend):
     # -- inode operations ----------------------------------------------------
 
     def lookup(self, parent: int, name: str) -> Attr:
-        attr = self._entry(parent, name)
+        attr = self.tables.entry(parent, name)
         if attr is not None:
             return self._shown(attr)
         # One query says whether the parent is upper, what it merges and what it hides.
@@ -252,11 +182,12 @@ class HybridBackend(SqliteBackend):
         return found
 
     def resolve(self, path: str, *, follow: bool = False) -> Attr:
-        return self._shown(super().resolve(path, follow=follow))
+        found = self.tables.walk(path, follow=follow)  # upper entries all the way
+        return self._shown(found if found is not None else super().resolve(path, follow=follow))
 
     def getattr(self, ino: int) -> Attr:
         if ino < LOWER_INO_BASE or self._is_upper(ino):
-            return self._shown(super().getattr(ino))
+            return self._shown(self.upper.getattr(ino))
         st = self.lower.lstat_or_none(self._ref(ino).path)
         if st is None:
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", f"inode {ino}")
@@ -264,12 +195,12 @@ class HybridBackend(SqliteBackend):
 
     def setattr(self, ino: int, **fields: int | None) -> Attr:
         self.copy_up(ino)
-        return super().setattr(ino, **fields)
+        return self.upper.setattr(ino, **fields)
 
     def readdir(self, ino: int, offset: int = 0) -> Iterator[tuple[str, Attr, int]]:
         upper = ino < LOWER_INO_BASE or self._is_upper(ino)
         if upper:
-            self._dir(ino)
+            self.tables.directory(ino)
         elif not self.getattr(ino).is_dir:
             raise NotADirectoryError(errno.ENOTDIR, "Not a directory", f"inode {ino}")
         lower_dir = self._merged_lower(ino)
@@ -278,14 +209,9 @@ class HybridBackend(SqliteBackend):
         if offset < _UPPER_OFFSET:
             hidden: set[str] = set()
             if upper:
-                hidden = {
-                    r[0]
-                    for r in self.db.query(
-                        "SELECT name FROM overlay_whiteouts WHERE parent = ?", (ino,)
-                    )
-                }
+                hidden = self.tables.whiteouts(ino)
             for position, (name, st) in enumerate(listing[offset:], start=offset + 1):
-                attr = self._entry(ino, name) if upper else None
+                attr = self.tables.entry(ino, name) if upper else None
                 if attr is None:
                     if name in hidden:
                         continue
@@ -296,74 +222,75 @@ class HybridBackend(SqliteBackend):
             offset = _UPPER_OFFSET
         if not upper:
             return
-        for name, attr, entry_id in super().readdir(ino, offset - _UPPER_OFFSET):
+        for name, attr, entry_id in self.tables.entries(ino, offset - _UPPER_OFFSET):
             if name not in lower_names:
                 yield name, self._shown(attr) if attr.is_file else attr, entry_id + _UPPER_OFFSET
 
     def mkdir(self, parent: int, name: str, mode: int, uid: int = 0, gid: int = 0) -> Attr:
-        self._writable()
+        self.check_writable()
         with self.db.write():
             self.copy_up(parent)
             self._must_not_exist(parent, name)
-            return super().mkdir(parent, name, mode, uid, gid)
+            return self.upper.mkdir(parent, name, mode, uid, gid)
 
     def create(
         self, parent: int, name: str, mode: int, uid: int = 0, gid: int = 0
     ) -> tuple[Handle, Attr]:
-        self._writable()
+        self.check_writable()
         with self.db.write():
             self.copy_up(parent)
             self._must_not_exist(parent, name)
-            return super().create(parent, name, mode, uid, gid)
+            return self.upper.create(parent, name, mode, uid, gid)
 
     def symlink(self, parent: int, name: str, target: bytes, uid: int = 0, gid: int = 0) -> Attr:
-        self._writable()
+        self.check_writable()
         with self.db.write():
             self.copy_up(parent)
             self._must_not_exist(parent, name)
-            return super().symlink(parent, name, target, uid, gid)
+            return self.upper.symlink(parent, name, target, uid, gid)
 
     def link(self, ino: int, new_parent: int, new_name: str) -> Attr:
-        self._writable()
+        self.check_writable()
         with self.db.write():
             self.copy_up(ino)
             self.copy_up(new_parent)
             self._must_not_exist(new_parent, new_name)
-            return super().link(ino, new_parent, new_name)
+            return self.upper.link(ino, new_parent, new_name)
 
     def open(self, ino: int, flags: int = 0) -> Handle:
         writes = flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND)
         upper = ino < LOWER_INO_BASE or self._is_upper(ino)
-        attr = self._get(ino) if upper else self.getattr(ino)
+        attr = self.tables.get(ino) if upper else self.getattr(ino)
         if attr.is_dir:
             raise IsADirectoryError(errno.EISDIR, "Is a directory", f"inode {ino}")
         if not attr.is_file:
             raise OSError(errno.EINVAL, "not a regular file", f"inode {ino}")
         if not upper and not writes:
-            return LowerHandle(self, ino, self.lower.open(self._ref(ino).path, os.O_RDONLY))
+            descriptor = self.lower.open(self._ref(ino).path, os.O_RDONLY)
+            return LowerHandle(self, self.tables, ino, descriptor)
         if writes:
             self.copy_up(ino)  # or, for an upper file, rebase it
-        handle = OverlayHandle(self, ino, append=bool(flags & os.O_APPEND))
+        handle = OverlayHandle(self, self.tables, ino, append=bool(flags & os.O_APPEND))
         if flags & os.O_TRUNC:
             handle.truncate(0)  # even at size 0: other handles may hold unflushed writes
         return handle
 
     def unlink(self, parent: int, name: str) -> None:
-        self._writable()
+        self.check_writable()
         with self.db.write():
             attr = self.lookup(parent, name)
             if attr.is_dir:
                 raise IsADirectoryError(errno.EISDIR, "Is a directory", name)
             self.copy_up(parent)
-            if self._entry(parent, name) is not None:
-                super().unlink(parent, name)
+            if self.tables.entry(parent, name) is not None:
+                self.upper.unlink(parent, name)
             self._hide_lower(parent, name)
 
     def _merged_empty(self, ino: int) -> bool:
         return next(iter(self.readdir(ino)), None) is None
 
     def rmdir(self, parent: int, name: str) -> None:
-        self._writable()
+        self.check_writable()
         with self.db.write():
             attr = self.lookup(parent, name)
             if not attr.is_dir:
@@ -371,38 +298,48 @@ class HybridBackend(SqliteBackend):
             if not self._merged_empty(attr.ino):
                 raise OSError(errno.ENOTEMPTY, "Directory not empty", name)
             self.copy_up(parent)
-            if self._entry(parent, name) is not None:
-                self._remove_dir(parent, name, self._get(attr.ino), time.time_ns())
+            if self.tables.entry(parent, name) is not None:
+                self.tables.remove_dir(parent, name, self.tables.get(attr.ino), time.time_ns())
             self._hide_lower(parent, name)
 
     def rename(
         self, parent: int, name: str, new_parent: int, new_name: str, flags: int = 0
     ) -> None:
-        self._writable()
+        self.check_writable()
         check_name(new_name)
         with self.db.write():
             source = self.lookup(parent, name)
             target = self.lookup_or_none(new_parent, new_name)
-            if target is not None and target.ino == source.ino:
+            if not check_rename(
+                parent, source, new_parent, target, new_name, flags,
+                contains=self._contains, is_empty=lambda d: self._merged_empty(d.ino),
+            ):  # fmt: skip
                 return
-            if target is not None and not flags & RENAME_EXCHANGE:
-                if source.is_dir and not target.is_dir:
-                    raise NotADirectoryError(errno.ENOTDIR, "Not a directory", new_name)
-                if target.is_dir and not source.is_dir:
-                    raise IsADirectoryError(errno.EISDIR, "Is a directory", new_name)
-                if target.is_dir and not self._merged_empty(target.ino):
-                    raise OSError(errno.ENOTEMPTY, "Directory not empty", new_name)
             self.copy_up(source.ino)
             self.copy_up(new_parent)
             if target is not None:
                 self.copy_up(target.ino)
-            super().rename(parent, name, new_parent, new_name, flags)
+            self.upper.rename(parent, name, new_parent, new_name, flags)
             self._hide_lower(parent, name, replaced=bool(flags & RENAME_EXCHANGE))
             self._hide_lower(new_parent, new_name, replaced=True)
 
+    def _contains(self, ancestor: int, ino: int) -> bool:
+        """Whether directory ``ancestor`` is ``ino`` or contains it, in the merged tree."""
+        while ino != ancestor:
+            if ino == ROOT_INO:
+                return False
+            if ino < LOWER_INO_BASE or self._is_upper(ino):
+                parent = self.db.value("SELECT parent FROM entries WHERE ino = ? LIMIT 1", (ino,))
+                if parent is None:
+                    return False
+                ino = int(parent)
+            else:
+                ino = self._ref(ino).parent
+        return True
+
     def readlink(self, ino: int) -> bytes:
         if ino < LOWER_INO_BASE or self._is_upper(ino):
-            return super().readlink(ino)
+            return self.upper.readlink(ino)
         path = self._ref(ino).path
         if not stat.S_ISLNK(self.lower.lstat(path).st_mode):
             raise OSError(errno.EINVAL, "Invalid argument: not a symlink", f"inode {ino}")
@@ -414,111 +351,27 @@ class HybridBackend(SqliteBackend):
         if ino >= LOWER_INO_BASE and not self._is_upper(ino):
             self.getattr(ino)
             raise OSError(errno.ENODATA, "No data available", name.decode(errors="replace"))
-        return super().getxattr(ino, name)
+        return self.upper.getxattr(ino, name)
 
     def setxattr(self, ino: int, name: bytes, value: bytes, flags: int = 0) -> None:
         self.copy_up(ino)
-        super().setxattr(ino, name, value, flags)
+        self.upper.setxattr(ino, name, value, flags)
 
     def listxattr(self, ino: int) -> list[bytes]:
         if ino >= LOWER_INO_BASE and not self._is_upper(ino):
             self.getattr(ino)
             return []
-        return super().listxattr(ino)
+        return self.upper.listxattr(ino)
 
     def removexattr(self, ino: int, name: bytes) -> None:
         self.copy_up(ino)
-        super().removexattr(ino, name)
+        self.upper.removexattr(ino, name)
 
-    # -- content: upper chunks over lower bytes ------------------------------------
-
-    def _read(self, ino: int, offset: int, length: int) -> bytes:
-        layout = self._layout(ino)
-        if layout is None:
-            return super()._read(ino, offset, length)
-        end = min(layout.size, offset + length)
-        if offset >= end:
-            return b""
-        if layout.live:
-            return self.lower.pread_file(layout.path, offset, end - offset).ljust(
-                end - offset, b"\0"
-            )
-        out = bytearray(end - offset)
-        cs = self.chunk_size
-        where = f"inode {ino}"
-        rows = {
-            idx: verified(data, digest, where)
-            for idx, data, digest in self.db.query(
-                "SELECT f.idx, c.data, c.hash FROM file_chunks f JOIN chunks c ON c.id = f.chunk"
-                " WHERE f.ino = ? AND f.idx BETWEEN ? AND ?",
-                (ino, offset // cs, (end - 1) // cs),
-            )
-        }
-        # Lower bytes show only in chunks the overlay never wrote.
-        lower_end = min(end, layout.limit)
-        gaps: list[tuple[int, int]] = []
-        idx = offset // cs
-        while idx * cs < lower_end:
-            if idx in rows:
-                idx += 1
-                continue
-            first = idx
-            while idx * cs < lower_end and idx not in rows:
-                idx += 1
-            gaps.append((max(offset, first * cs), min(lower_end, idx * cs)))
-        descriptor = self.lower.open_file_or_none(layout.path) if gaps else None
-        if descriptor is not None:
-            try:
-                for lo, hi in gaps:
-                    data = read_at(descriptor, lo, hi - lo)
-                    out[lo - offset : lo - offset + len(data)] = data
-            finally:
-                os.close(descriptor)
-        for idx, data in rows.items():
-            base = idx * cs
-            lo, hi = max(offset, base), min(end, base + cs)
-            chunk = bytes(data).ljust(cs, b"\0")
-            out[lo - offset : hi - offset] = chunk[lo - base : hi - base]
-        return bytes(out)
-
-    def _chunk(self, ino: int, idx: int) -> bytes:
-        row = self.db.one(
-            "SELECT c.data, c.hash FROM file_chunks f JOIN chunks c ON c.id = f.chunk"
-            " WHERE f.ino = ? AND f.idx = ?",
-            (ino, idx),
-        )
-        if row is not None:
-            return verified(bytes(row[0]), row[1], f"inode {ino}")
-        backing = self.backing(ino)
-        base = idx * self.chunk_size
-        if backing is None or base >= backing.limit:
-            return b""
-        return self.lower.pread_file(backing.path, base, min(self.chunk_size, backing.limit - base))
-
-    def _store_chunk(self, ino: int, idx: int, data: bytes) -> None:
-        backing = self.backing(ino)
-        if backing is None or idx * self.chunk_size >= backing.limit:
-            super()._store_chunk(ino, idx, data)
-            return
-        # Over lower bytes even an all-zero chunk needs a row, or the lower bytes show.
-        chunk = self.chunks.put(data.rstrip(b"\0"))
-        self.db.execute(
-            "INSERT INTO file_chunks (ino, idx, chunk) VALUES (?, ?, ?)"
-            " ON CONFLICT (ino, idx) DO UPDATE SET chunk = excluded.chunk",
-            (ino, idx, chunk),
-        )
-
-    def _truncate(self, ino: int, old_size: int, size: int, now: int) -> None:
-        if self.rebase(ino):
-            old_size = int(self.db.value("SELECT size FROM inodes WHERE ino = ?", (ino,)))
-        super()._truncate(ino, old_size, size, now)
-        self.db.execute(
-            "UPDATE overlay_nodes SET lower_limit = min(lower_limit, ?) WHERE ino = ?", (size, ino)
-        )
+    # -- content ----------------------------------------------------------------
 
     def tmpfile(self, parent: int, mode: int = 0o644) -> Handle:
         self.copy_up(parent)
-        return super().tmpfile(parent, mode)
+        return self.upper.tmpfile(parent, mode)
 
     def _prepare_replace(self, parent: int, name: str) -> None:
         """Copy up what a whole-file replacement of ``parent/name`` changes."""
@@ -530,27 +383,27 @@ class HybridBackend(SqliteBackend):
             self.copy_up(existing.ino)
 
     def publish(self, handle: Handle, parent: int, name: str) -> Attr:
-        self._writable()
+        self.check_writable()
         with self.db.write():
             self._prepare_replace(parent, name)
-            attr = super().publish(handle, parent, name)
+            attr = self.upper.publish(handle, parent, name)
             self._hide_lower(parent, name, replaced=True)
             return attr
 
     def read(self, ino: int, offset: int, size: int) -> bytes:
         if ino < LOWER_INO_BASE or self._is_upper(ino):
-            return super().read(ino, offset, size)
+            return self.upper.read(ino, offset, size)
         return self.lower.pread(self._ref(ino).path, offset, size)
 
     def read_file(self, path: str) -> bytes:
         # sqlite mode's one-statement fast path reads chunk rows only: fine for an
         # upper file, wrong for one whose bytes come partly from the lower tree.
-        row = self._walk(path, True, with_data=False)
-        if row is not None and self._layout(row[0]) is None:
-            return super().read_file(path)
-        attr = (
-            self._shown(Attr(*row)) if row is not None else Backend.resolve(self, path, follow=True)
-        )
+        found = self.tables.walk(path, follow=True)
+        if found is not None and self._layout(found.ino) is None:
+            small = self.tables.walk_small_file(path)
+            if small is not None:
+                return small[1]
+        attr = self._shown(found) if found is not None else super().resolve(path, follow=True)
         if attr.is_dir:
             raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
         if not attr.is_file:  # opening a lower FIFO would block
@@ -558,37 +411,55 @@ class HybridBackend(SqliteBackend):
         return self.read(attr.ino, 0, attr.size)
 
     def write_file(self, parent: int, name: str, data: bytes, mode: int = 0o644) -> Attr:
-        self._writable()
+        self.check_writable()
         with self.db.write():
             self._prepare_replace(parent, name)
-            attr = super().write_file(parent, name, data, mode)
+            attr = self.upper.write_file(parent, name, data, mode)
             self._hide_lower(parent, name, replaced=True)
             return attr
 
     def checksum(self, ino: int) -> str:
         if (ino < LOWER_INO_BASE or self._is_upper(ino)) and self._layout(ino) is None:
-            return super().checksum(ino)
-        # The same digest sqlite mode computes from chunk hashes, from the bytes.
+            return self.upper.checksum(ino)
+        # The same checksum sqlite mode computes from chunk hashes, from the bytes.
         attr = self.getattr(ino)
-        digest = xxhash.xxh3_128()
-        digest.update(f"{attr.size}:".encode())
+        cs = self.chunk_size
         with self.open(ino) as handle:
-            for idx in range((attr.size + self.chunk_size - 1) // self.chunk_size):
-                data = handle.read(idx * self.chunk_size, self.chunk_size).rstrip(b"\0")
-                if data:
-                    digest.update(idx.to_bytes(8, "little") + xxhash.xxh3_128_digest(data))
-        return digest.hexdigest()
+            chunks = (
+                (idx, handle.read(idx * cs, cs).rstrip(b"\0"))
+                for idx in range((attr.size + cs - 1) // cs)
+            )
+            return content_checksum(
+                attr.size, ((idx, chunk_hash(data)) for idx, data in chunks if data)
+            )
 
     def copy_file(self, ino: int, parent: int, name: str) -> Attr:
         if (ino < LOWER_INO_BASE or self._is_upper(ino)) and self._layout(ino) is None:
-            return super().copy_file(ino, parent, name)  # shares chunks, copies no bytes
-        return Backend.copy_file(self, ino, parent, name)
+            self.check_writable()
+            with self.db.write():  # shares chunks, copies no bytes
+                self._prepare_replace(parent, name)
+                attr = self.upper.copy_file(ino, parent, name)
+                self._hide_lower(parent, name, replaced=True)
+                return attr
+        return super().copy_file(ino, parent, name)
+
+    def statfs(self) -> StatFs:
+        return self.upper.statfs()
+
+    def reclaim_orphans(self) -> int:
+        return self.upper.reclaim_orphans()
+
+    def snapshot(self) -> contextlib.AbstractContextManager[object]:
+        return self.upper.snapshot()
+
+    def transaction(self) -> contextlib.AbstractContextManager[object]:
+        return self.upper.transaction()
 
     def close(self) -> None:
         try:
-            super().close()
+            self.upper.close()
         finally:
             self.lower.close()
 
 
-__all__ = ["LOWER_INO_BASE", "HybridBackend", "LowerHandle"]
+__all__ = ["LOWER_INO_BASE", "HybridBackend", "LowerHandle", "OverlayHandle"]

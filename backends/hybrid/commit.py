@@ -17,32 +17,19 @@ import contextlib
 import errno
 import fcntl
 import os
-import shutil
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
 
 from vfs.backends.base import ROOT_INO
 from vfs.backends.hybrid import staging
-from vfs.backends.hybrid.diff import (
-    DATABASE_OPS,
-    TREE_STAMP_PREFIX,
-    Action,
-    Change,
-    Check,
-    Scan,
-    related,
-    scan,
-    tree_stamp,
-)
-from vfs.backends.hybrid.lower import hash_fd
+from vfs.backends.hybrid.backend import HybridBackend
+from vfs.backends.hybrid.commit_steps import DiskSteps
+from vfs.backends.hybrid.diff import DATABASE_OPS, Action, Change, Check, Scan, related, scan
+from vfs.backends.hybrid.lower import TREE_STAMP_PREFIX, hash_fd, tree_stamp
 from vfs.backends.progress import Progress, no_progress
 from vfs.backends.steps import step
-
-if TYPE_CHECKING:
-    from vfs.backends.hybrid.backend import HybridBackend
 
 _COLUMNS = (
     "phase", "op", "path", "source", "ino", "parent", "name", "staged", "mode", "mtime_ns", "stamp",
@@ -237,7 +224,7 @@ def commit(
     the overlay and reported in ``conflicts``, unless ``force``. ``progress``
     hears of each step applied to the disk (of all steps).
     """
-    backend._writable()
+    backend.check_writable()
     with exclusive(backend):
         return _commit(backend, paths, force, progress)
 
@@ -293,7 +280,7 @@ def _run(backend: HybridBackend, progress: Progress = no_progress) -> None:
     rows = backend.db.query(
         f"SELECT seq, {', '.join(_COLUMNS)} FROM overlay_commit_ops WHERE done = 0 ORDER BY seq"
     )
-    disk = _Disk(backend, place)
+    disk = DiskSteps(backend, place)
     try:
         for done, row in enumerate(rows, 1):
             action = Action(**dict(zip(_COLUMNS, row[1:], strict=True)))
@@ -302,7 +289,7 @@ def _run(backend: HybridBackend, progress: Progress = no_progress) -> None:
                     _settle(backend, action)
                     _mark_done(backend, row[0])
             else:
-                getattr(disk, action.op)(action)
+                disk.run(action)
                 _mark_done(backend, row[0])
             progress(done, len(rows))
             step()
@@ -345,145 +332,7 @@ def _settle(backend: HybridBackend, action: Action) -> None:
             "DELETE FROM overlay_whiteouts WHERE parent = ? AND name = ?",
             (action.parent, action.name),
         )
-        backend._drop_link(int(action.ino or 0), time.time_ns())
-
-
-class _Disk:
-    """The disk side of each journaled step; every one can be redone safely."""
-
-    def __init__(self, backend: HybridBackend, place: staging.Staging) -> None:
-        self.backend = backend
-        self.lower = backend.lower
-        self._fds: dict[str, int] = {}
-        self._staging_fd = -1
-        self._place = place
-
-    def _parent_fd(self, path: str) -> tuple[int, str]:
-        """An open directory descriptor for ``path``'s parent (created if missing)."""
-        parent, _, name = path.rpartition("/")
-        built = ""
-        for part in parent.split("/") if parent else []:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(part, 0o755, dir_fd=self._fd_of(built))
-            built = f"{built}/{part}" if built else part
-        return self._fd_of(parent), name
-
-    def _fd_of(self, path: str) -> int:
-        # Cached only while placing: directories are removed in an earlier phase.
-        fd = self._fds.get(path)
-        if fd is None:
-            fd = self._fds[path] = self.lower.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        return fd
-
-    def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
-        if self._staging_fd >= 0:
-            os.close(self._staging_fd)
-            self._staging_fd = -1
-
-    def _staging(self) -> int:
-        if self._staging_fd < 0:
-            self._staging_fd = self._place.open(self.backend)
-        return self._staging_fd
-
-    def stage(self, action: Action) -> None:
-        name = str(action.staged)
-        staging = self._staging()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name, dir_fd=staging)
-        if action.source is not None:
-            st = self.lower.lstat_or_none(action.source)
-            if st is None:
-                return  # deleted on disk since the plan: the overlay no longer shows it
-            if stat.S_ISLNK(st.st_mode):
-                os.symlink(self.lower.readlink(action.source), name, dir_fd=staging)
-                return
-            with self.lower.fd(action.source, os.O_RDONLY) as src:
-                self._write(name, action, lambda offset: os.pread(src, 1 << 20, offset))
-            return
-        ino = int(action.ino or 0)
-        try:
-            attr = self.backend.getattr(ino)
-        except FileNotFoundError:
-            return  # deleted from the overlay since the plan: nothing to place
-        if attr.is_link:
-            os.symlink(self.backend.readlink(ino), name, dir_fd=staging)
-            return
-        with self.backend.open(ino) as handle:
-            self._write(name, action, lambda offset: handle.read(offset, 1 << 20))
-
-    def _write(self, name: str, action: Action, read: Callable[[int], bytes]) -> None:
-        fd = os.open(
-            name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-            dir_fd=self._staging(),
-        )  # fmt: skip
-        try:
-            offset = 0
-            while data := read(offset):
-                os.pwrite(fd, data, offset)
-                offset += len(data)
-            os.fchmod(fd, action.mode if action.mode is not None else 0o644)
-            if action.mtime_ns is not None:
-                os.utime(fd, ns=(time.time_ns(), action.mtime_ns))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def remove(self, action: Action) -> None:
-        head, _, name = action.path.rpartition("/")
-        try:
-            parent = self.lower.open(head, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
-                return  # its directory is gone already
-            raise
-        try:
-            if stat.S_ISDIR(os.lstat(name, dir_fd=parent).st_mode):
-                shutil.rmtree(name, dir_fd=parent)
-            else:
-                os.unlink(name, dir_fd=parent)
-        except FileNotFoundError:
-            pass
-        finally:
-            os.close(parent)
-
-    def mkdir(self, action: Action) -> None:
-        parent, name = self._parent_fd(action.path)
-        mode = action.mode if action.mode is not None else 0o755
-        try:
-            os.mkdir(name, mode, dir_fd=parent)
-        except FileExistsError:
-            if not stat.S_ISDIR(os.lstat(name, dir_fd=parent).st_mode):
-                raise
-        with self.lower.fd(action.path, os.O_RDONLY | os.O_DIRECTORY) as fd:
-            os.fchmod(fd, mode)
-
-    def place(self, action: Action) -> None:
-        staging = self._staging()
-        try:
-            os.lstat(str(action.staged), dir_fd=staging)
-        except FileNotFoundError:
-            return  # renamed into place before a crash
-        parent, name = self._parent_fd(action.path)
-        os.rename(str(action.staged), name, src_dir_fd=staging, dst_dir_fd=parent)
-        os.fsync(parent)
-
-    def chmod(self, action: Action) -> None:
-        try:
-            fd = self.lower.open(action.path, os.O_RDONLY)
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ELOOP):
-                return
-            raise
-        try:
-            if action.mode is not None:
-                os.fchmod(fd, action.mode)
-            if action.mtime_ns is not None:
-                os.utime(fd, ns=(time.time_ns(), action.mtime_ns))
-        finally:
-            os.close(fd)
+        backend.tables.drop_link(int(action.ino or 0), time.time_ns())
 
 
 # -- discard -------------------------------------------------------------------
@@ -497,7 +346,7 @@ def discard(
     Discarding everything also drops an interrupted commit's journal; discarding
     some paths while one is pending is refused, as its plan may still need them.
     """
-    backend._writable()
+    backend.check_writable()
     with exclusive(backend):
         return _discard(backend, paths, progress)
 

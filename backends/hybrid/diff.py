@@ -12,16 +12,12 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
-
-import xxhash
+from typing import Any
 
 from vfs.backends.base import ROOT_INO
 from vfs.backends.host import join
-
-if TYPE_CHECKING:
-    from vfs.backends.hybrid.backend import HybridBackend
-    from vfs.backends.hybrid.lower import LowerTree
+from vfs.backends.hybrid.backend import HybridBackend
+from vfs.backends.hybrid.lower import tree_stamp as tree_stamp  # where callers look for it
 
 # Commit phases, in order. Nothing is removed before every new byte is staged;
 # what is in the way of a new object goes before it is placed; the database
@@ -43,31 +39,6 @@ def kind_of(mode: int) -> str:
     if stat.S_ISLNK(mode):
         return "symlink"
     return "other"
-
-
-TREE_STAMP_PREFIX = "tree:"
-
-
-def tree_stamp(lower: LowerTree, path: str) -> str:
-    """A digest of every name and inode state in the lower tree under ``path``.
-
-    Recorded in a directory's whiteout, it lets a commit that removes the
-    directory tell whether anything inside was changed on disk since. Besides
-    the type, size and mtime, it takes each object's inode number, link count
-    and ctime: nobody can set a ctime back, so an edit whose mtime was restored
-    (``touch -d``) or an object swapped for another of the same size shows too.
-    """
-    digest = xxhash.xxh3_128()
-    pending = [path]
-    while pending:
-        directory = pending.pop()
-        for name, st in lower.listdir(directory):
-            child = join(directory, name)
-            state = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_nlink)
-            digest.update(os.fsencode(child) + b"\0" + repr(state).encode() + b"\0")
-            if stat.S_ISDIR(st.st_mode):
-                pending.append(child)
-    return TREE_STAMP_PREFIX + digest.hexdigest()
 
 
 def related(path: str, scope: str) -> bool:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import xxhash
 
-from vfs.backends.host import open_beneath
+from vfs.backends.host import join, open_beneath
 
 # Errors that mean a lower path no longer leads to what was there.
 _GONE = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.EXDEV)
@@ -157,6 +157,31 @@ def hash_fd(descriptor: int) -> str:
         digest.update(data)
         offset += len(data)
     return digest.hexdigest()
+
+
+TREE_STAMP_PREFIX = "tree:"
+
+
+def tree_stamp(lower: LowerTree, path: str) -> str:
+    """A digest of every name and inode state in the lower tree under ``path``.
+
+    Recorded in a directory's whiteout, it lets a commit that removes the
+    directory tell whether anything inside was changed on disk since. Besides
+    the type, size and mtime, it takes each object's inode number, link count
+    and ctime: nobody can set a ctime back, so an edit whose mtime was restored
+    (``touch -d``) or an object swapped for another of the same size shows too.
+    """
+    digest = xxhash.xxh3_128()
+    pending = [path]
+    while pending:
+        directory = pending.pop()
+        for name, st in lower.listdir(directory):
+            child = join(directory, name)
+            state = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_nlink)
+            digest.update(os.fsencode(child) + b"\0" + repr(state).encode() + b"\0")
+            if stat.S_ISDIR(st.st_mode):
+                pending.append(child)
+    return TREE_STAMP_PREFIX + digest.hexdigest()
 
 
 def is_dir_stat(st: os.stat_result) -> bool:

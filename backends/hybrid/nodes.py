@@ -1,6 +1,6 @@
 """What ties hybrid mode's two layers together: inode numbers for lower
-objects, where such an object was found, where an upper file's bytes come
-from, and the handles of lower and upper files."""
+objects, where such an object was found, and where an upper file's bytes come
+from."""
 
 from __future__ import annotations
 
@@ -9,18 +9,14 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import xxhash
 
-from vfs.backends.base import Attr, Handle
+from vfs.backends.base import Attr
 from vfs.backends.db import Database
-from vfs.backends.hybrid.lower import LowerTree, read_at
-from vfs.backends.sqlite.backend import _INODE_COLUMNS
-from vfs.backends.sqlite.handle import SqliteHandle
-
-if TYPE_CHECKING:
-    from vfs.backends.hybrid.backend import HybridBackend
+from vfs.backends.hybrid.lower import LowerTree
+from vfs.backends.sqlite.tables import INODE_COLUMNS
 
 LOWER_INO_BASE = 1 << 61  # below the reserved /.vfs range (1 << 62)
 # Lower objects whose natural number is taken, or that live on another device
@@ -40,15 +36,8 @@ def hashed_ino(st: os.stat_result, path: str, salt: int = 0) -> int:
 
 
 _UPPER_SQL = (
-    f"SELECT {_INODE_COLUMNS}, (SELECT lower_path FROM overlay_nodes WHERE ino = ?1)"
+    f"SELECT {INODE_COLUMNS}, (SELECT lower_path FROM overlay_nodes WHERE ino = ?1)"
     " FROM inodes WHERE ino = ?1"
-)
-# A copied-up file's layers; rows only for files copied from a lower file.
-_LAYOUT_SQL = (
-    "SELECT lower_path, lower_limit, base_size, base_mtime_ns,"
-    " (SELECT size FROM inodes WHERE ino = ?1), (SELECT mtime_ns FROM inodes WHERE ino = ?1),"
-    " EXISTS (SELECT 1 FROM file_chunks WHERE ino = ?1)"
-    " FROM overlay_nodes WHERE ino = ?1 AND lower_path IS NOT NULL AND base_hash IS NOT NULL"
 )
 
 
@@ -151,111 +140,3 @@ class Layout:
     size: int
     live: bool = False
     mtime_ns: int | None = None
-
-
-def _pending(backend: HybridBackend, ino: int) -> bool:
-    """Whether writes to ``ino`` wait in a buffer: its stored size is not final."""
-    with backend._lock:
-        return any(h.dirty or h.end for h in backend._handles.get(ino, ()))
-
-
-def file_layout(backend: HybridBackend, ino: int) -> Layout | None:
-    """Where the bytes of upper file ``ino`` come from; None when from chunk rows only."""
-    if ino < LOWER_INO_BASE:
-        return None  # only copy-up gives a file lower bytes, and it keeps a lower number
-    row = backend.db.one(_LAYOUT_SQL, (ino,))
-    if row is None:
-        return None
-    path, limit, base_size, base_mtime_ns, size, mtime_ns, has_chunks = row
-    if limit == base_size == size and not has_chunks and not _pending(backend, ino):
-        st = backend.lower.lstat_or_none(path)
-        if st is not None and stat.S_ISREG(st.st_mode):
-            shown_mtime = st.st_mtime_ns if mtime_ns == base_mtime_ns else mtime_ns
-            return Layout(path, st.st_size, st.st_size, live=True, mtime_ns=shown_mtime)
-    return Layout(path, limit, size) if limit > 0 else None
-
-
-def rebase_file(backend: HybridBackend, ino: int) -> bool:
-    """Before the first change to the content of upper file ``ino``, take the
-    lower file as it is now as its base: that is what the overlay showed.
-
-    Returns whether anything was updated.
-    """
-    if ino < LOWER_INO_BASE:
-        return False
-    row = backend.db.one(_LAYOUT_SQL, (ino,))
-    if row is None or not row[1] == row[2] == row[4] or row[6]:
-        return False
-    with backend.db.write():
-        row = backend.db.one(_LAYOUT_SQL, (ino,))
-        if row is None:
-            return False
-        path, limit, base_size, base_mtime_ns, size, _mtime, has_chunks = row
-        if not limit == base_size == size or has_chunks:
-            return False
-        st = backend.lower.lstat_or_none(path)
-        if st is None or not stat.S_ISREG(st.st_mode):
-            return False
-        if (st.st_size, st.st_mtime_ns) == (base_size, base_mtime_ns):
-            return False
-        backend.db.execute(
-            "UPDATE overlay_nodes SET lower_limit = ?1, base_size = ?1, base_mtime_ns = ?2,"
-            " base_hash = ?3 WHERE ino = ?4",
-            (st.st_size, st.st_mtime_ns, backend.lower.content_hash(path), ino),
-        )
-        backend.db.execute(
-            "UPDATE inodes SET size = ?1, mtime_ns = CASE WHEN mtime_ns = ?2 THEN ?3"
-            " ELSE mtime_ns END WHERE ino = ?4",
-            (st.st_size, base_mtime_ns, st.st_mtime_ns, ino),
-        )
-        return True
-
-
-class OverlayHandle(SqliteHandle):
-    """An upper file open for writing: the first write takes the lower file as it
-    is then as the base, since until then the overlay showed it live."""
-
-    backend: HybridBackend
-
-    def flush(self) -> None:
-        if not self.dirty and not self.end:
-            return
-        with self.backend.db.write():
-            self.backend.rebase(self.ino)
-            super().flush()
-
-
-class LowerHandle(Handle):
-    """A lower file opened for reading: bytes come straight from the disk file.
-
-    If the file is copied up meanwhile (written through another handle), reads
-    follow it into the upper layer.
-    """
-
-    def __init__(self, backend: HybridBackend, ino: int, descriptor: int) -> None:
-        self.backend = backend
-        self.ino = ino
-        self.descriptor = descriptor
-
-    def read(self, offset: int, size: int) -> bytes:
-        if self.backend._is_upper(self.ino):
-            self.backend._flush_ino(self.ino)
-            return self.backend._read(self.ino, offset, size)
-        return read_at(self.descriptor, offset, size)
-
-    def write(self, offset: int, data: bytes) -> int:
-        raise OSError(errno.EBADF, "file is open read-only", f"inode {self.ino}")
-
-    def truncate(self, size: int) -> None:
-        raise OSError(errno.EBADF, "file is open read-only", f"inode {self.ino}")
-
-    def flush(self) -> None:
-        pass
-
-    def getattr(self) -> Attr:
-        return self.backend.getattr(self.ino)
-
-    def close(self) -> None:
-        if self.descriptor >= 0:
-            os.close(self.descriptor)
-            self.descriptor = -1

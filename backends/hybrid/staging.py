@@ -15,10 +15,8 @@ import os
 import secrets
 import shutil
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from vfs.backends.hybrid.backend import HybridBackend
+from vfs.backends.hybrid.backend import HybridBackend
 
 _OP = "staging"  # the journal row: ``path`` the location, ``name`` "home" or "lower"
 _IN_LOWER_PREFIX = ".agentvfs-staging-"

@@ -228,7 +228,6 @@ def materialize(backend: HybridBackend, progress: Progress = no_progress) -> int
     end every directory is opaque, so the lower tree no longer matters.
     """
     filled = 0
-    cs = backend.chunk_size
     pending = [ROOT_INO]
     while pending:
         ino = pending.pop()
@@ -238,24 +237,8 @@ def materialize(backend: HybridBackend, progress: Progress = no_progress) -> int
                 if attr.is_dir:
                     pending.append(attr.ino)
                     continue
-                backing = backend.backing(attr.ino)
-                if backing is None:
+                if not backend.tables.fill_from_lower(attr.ino):
                     continue
-                have = {
-                    r[0]
-                    for r in backend.db.query(
-                        "SELECT idx FROM file_chunks WHERE ino = ?", (attr.ino,)
-                    )
-                }
-                for idx in range((backing.limit + cs - 1) // cs):
-                    if idx not in have:
-                        data = backend.lower.pread(
-                            backing.path, idx * cs, min(cs, backing.limit - idx * cs)
-                        )
-                        SqliteBackend._store_chunk(backend, attr.ino, idx, data)
-                backend.db.execute(
-                    "UPDATE overlay_nodes SET lower_limit = 0 WHERE ino = ?", (attr.ino,)
-                )
                 filled += 1
             progress(filled, None)
             step()

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import errno
 import time
-from typing import TYPE_CHECKING
 
-from vfs.backends.base import Attr, Handle
+from vfs.backends.base import Attr, Backend, Handle
+from vfs.backends.sqlite.tables import MAX_FILE_SIZE, FileTables
 
-if TYPE_CHECKING:
-    from vfs.backends.sqlite.backend import SqliteBackend
-
-# The largest file, as on ext4 with 4 KiB blocks: offsets past it are EFBIG.
-MAX_FILE_SIZE = (16 << 40) - 4096
 # Buffered writes per open file are flushed past this many bytes.
 DIRTY_LIMIT = 4 * 1024 * 1024
 
@@ -26,10 +21,16 @@ class SqliteHandle(Handle):
     inside the write transaction and only the written spans are applied, so
     two handles writing different bytes of one chunk keep both writes. Reads
     of the same inode in this process flush first.
+
+    ``backend`` is the workspace the file was opened in (its attributes are
+    what :meth:`getattr` reports); ``tables`` hold the file's rows.
     """
 
-    def __init__(self, backend: SqliteBackend, ino: int, *, append: bool = False) -> None:
+    def __init__(
+        self, backend: Backend, tables: FileTables, ino: int, *, append: bool = False
+    ) -> None:
         self.backend = backend
+        self.tables = tables
         self.ino = ino
         self.append = append
         self.dirty: dict[int, bytearray] = {}
@@ -37,30 +38,23 @@ class SqliteHandle(Handle):
         self.end = 0  # largest end offset among buffered writes
         self.written_ns = 0  # when the last buffered write happened
         self.closed = False
-        with backend._lock:
-            handles = backend._handles.setdefault(ino, [])
-            if not handles:
-                backend.inode_locks.hold(ino)  # tells other processes it is open
-            handles.append(self)
+        tables.open_files.register(self)  # tells other processes it is open
 
     def _size(self) -> int:
-        size = self.backend.db.value("SELECT size FROM inodes WHERE ino = ?", (self.ino,))
-        if size is None:
-            raise FileNotFoundError(errno.ENOENT, "No such file or directory", f"inode {self.ino}")
-        return max(int(size), self.end)
+        return max(self.tables.size(self.ino), self.end)
 
     def read(self, offset: int, size: int) -> bytes:
-        self.backend._flush_ino(self.ino)
-        return self.backend._read(self.ino, offset, size)
+        self.tables.open_files.flush(self.ino)
+        return self.tables.read(self.ino, offset, size)
 
     def write(self, offset: int, data: bytes) -> int:
-        self.backend._writable()
+        self.tables.check_writable()
         if self.append:
             # The end includes what other open handles have buffered.
             offset = max(self.backend.getattr(self.ino).size, self.end)
         if offset + len(data) > MAX_FILE_SIZE:
             raise OSError(errno.EFBIG, "File too large", f"inode {self.ino}")
-        cs = self.backend.chunk_size
+        cs = self.tables.chunk_size
         view = memoryview(data)
         position, written = offset, 0
         while written < len(data):
@@ -87,10 +81,10 @@ class SqliteHandle(Handle):
     def _merged(self, idx: int) -> bytes:
         """Chunk ``idx`` as stored now, with this handle's written spans applied."""
         buf, spans = self.dirty[idx], self.spans[idx]
-        cs = self.backend.chunk_size
+        cs = self.tables.chunk_size
         if len(spans) == 1 and spans[0] == [0, cs]:
             return bytes(buf)
-        current = bytearray(self.backend._chunk(self.ino, idx))
+        current = bytearray(self.tables.chunk(self.ino, idx))
         for start, stop in spans:
             if len(current) < stop:
                 current.extend(bytes(stop - len(current)))
@@ -100,26 +94,22 @@ class SqliteHandle(Handle):
     def flush(self) -> None:
         if not self.dirty and not self.end:
             return
-        backend = self.backend
-        with backend.db.write():
+        tables = self.tables
+        with tables.db.write():
             size = self._size()
             for idx in sorted(self.dirty):
-                backend._store_chunk(self.ino, idx, self._merged(idx))
-            now = time.time_ns()
-            backend.db.execute(
-                "UPDATE inodes SET size = ?, mtime_ns = ?, ctime_ns = ? WHERE ino = ?",
-                (size, now, now, self.ino),
-            )
+                tables.store_chunk(self.ino, idx, self._merged(idx))
+            tables.set_size(self.ino, size, time.time_ns())
         self.dirty.clear()
         self.spans.clear()
         self.end = 0
 
     def truncate(self, size: int) -> None:
-        self.backend._writable()
-        self.backend._flush_ino(self.ino)
-        with self.backend.db.write():
+        self.tables.check_writable()
+        self.tables.open_files.flush(self.ino)
+        with self.tables.db.write():
             old = self._size()
-            self.backend._truncate(self.ino, old, size, time.time_ns())
+            self.tables.truncate(self.ino, old, size, time.time_ns())
 
     def getattr(self) -> Attr:
         return self.backend.getattr(self.ino)
@@ -131,20 +121,10 @@ class SqliteHandle(Handle):
             self.flush()
         finally:
             self.closed = True
-            backend = self.backend
-            with backend._lock:
-                handles = backend._handles.get(self.ino, [])
-                if self in handles:
-                    handles.remove(self)
-                if not handles:
-                    backend._handles.pop(self.ino, None)
-                    backend.inode_locks.release(self.ino)
-                last = not handles
+            tables = self.tables
+            last = tables.open_files.unregister(self)
             # Only a nameless inode needs freeing; the common close takes no write lock.
-            if (
-                last
-                and backend.db.value("SELECT nlink FROM inodes WHERE ino = ?", (self.ino,)) == 0
-            ):
-                with backend.db.write():
-                    backend.db.execute("DELETE FROM orphans WHERE ino = ?", (self.ino,))
-                    backend._release_if_unused(self.ino)
+            if last and tables.nlink(self.ino) == 0:
+                with tables.db.write():
+                    tables.forget_orphan(self.ino)
+                    tables.release_if_unused(self.ino)

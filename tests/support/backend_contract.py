@@ -30,14 +30,6 @@ UNTOUCHED = "untouched-lower-file"
 Tree = dict[str, bytes | None]
 Given = Callable[..., Backend]
 
-_NOREPLACE_SAME_INODE = (
-    "hybrid rename returns early when both names are one inode, before it checks"
-    " RENAME_NOREPLACE (renameat2 gives EEXIST)"
-)
-_BOTH_RENAME_FLAGS = (
-    "sqlite rename (and hybrid through it) takes RENAME_EXCHANGE | RENAME_NOREPLACE"
-    " as an exchange instead of refusing the pair with EINVAL"
-)
 _LOWER_DIR_NLINK = (
     "hybrid: a directory's nlink in the upper layer (the root always is) does not"
     " count its lower subdirectories, and rmdir of a lower subdirectory does not"
@@ -45,17 +37,6 @@ _LOWER_DIR_NLINK = (
 )
 #: engine bugs these tests found: (test, mode) -> what is wrong
 KNOWN_BUGS = {
-    ("test_rename_noreplace_onto_another_name_of_the_same_inode_is_eexist", "hybrid"): (
-        _NOREPLACE_SAME_INODE
-    ),
-    ("test_rename_noreplace_onto_another_name_of_the_same_inode_is_eexist", "hybrid-lower"): (
-        _NOREPLACE_SAME_INODE
-    ),
-    ("test_rename_with_both_noreplace_and_exchange_is_einval", "sqlite"): _BOTH_RENAME_FLAGS,
-    ("test_rename_with_both_noreplace_and_exchange_is_einval", "hybrid"): _BOTH_RENAME_FLAGS,
-    ("test_rename_with_both_noreplace_and_exchange_is_einval", "hybrid-lower"): (
-        _BOTH_RENAME_FLAGS
-    ),
     ("test_the_root_counts_its_subdirectories", "hybrid-lower"): _LOWER_DIR_NLINK,
     ("test_a_directory_counts_itself_its_parent_entry_and_its_subdirectories", "hybrid-lower"): (
         _LOWER_DIR_NLINK

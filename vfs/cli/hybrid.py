@@ -6,17 +6,14 @@ import contextlib
 import difflib
 import errno
 import os
-import stat
 from dataclasses import asdict
 from typing import Any
 
 import click
 
 from vfs.backends import Backend
-from vfs.backends.hybrid.backend import HybridBackend
-from vfs.backends.hybrid.commit import commit as commit_overlay
-from vfs.backends.hybrid.commit import discard as discard_overlay
-from vfs.backends.hybrid.diff import Change, scan
+from vfs.backends.hybrid.diff import Change
+from vfs.backends.hybrid.overlay import Overlay
 from vfs.backends.progress import no_progress
 from vfs.checkpoints import diff_trees
 from vfs.cli.app import main
@@ -38,15 +35,6 @@ from vfs.state.registry import MODES, Registry
 from vfs.workspace import Workspace
 
 PATCH_LIMIT = 8 << 20  # larger files are reported, not diffed
-
-
-def _overlay(ws: Workspace) -> HybridBackend:
-    backend = ws.files_backend
-    if not isinstance(backend, HybridBackend):
-        raise ValueError(
-            f"agent {ws.agent} is in {ws.mode} mode: diff, commit and discard need hybrid mode"
-        )
-    return backend
 
 
 def _line(change: Change) -> str:
@@ -75,24 +63,16 @@ def _text(data: bytes | None) -> list[str] | None:
         return None
 
 
-def _patch(backend: HybridBackend, change: Change) -> str:
+def _patch(overlay: Overlay, change: Change) -> str:
     if change.type != "file":
         return ""
     old: bytes | None = None
     new: bytes | None = None
     lower_path = change.old_path or change.path
-    st = backend.lower.lstat_or_none(lower_path)
-    if (
-        change.kind != "added"
-        and st is not None
-        and stat.S_ISREG(st.st_mode)
-        and st.st_size <= PATCH_LIMIT
-    ):
-        old = backend.lower.pread(lower_path, 0, st.st_size)
+    if change.kind != "added":
+        old = overlay.disk_bytes(lower_path, PATCH_LIMIT)
     if change.kind != "deleted" and (change.size or 0) <= PATCH_LIMIT:
-        ino = backend.resolve(change.path).ino
-        with backend.open(ino) as handle:
-            new = handle.read(0, change.size or 0)
+        new = overlay.overlay_bytes(change.path, PATCH_LIMIT)
     before, after = _text(old), _text(new)
     if before is None or after is None:
         return f"Binary files a/{lower_path} and b/{change.path} differ\n"
@@ -127,17 +107,17 @@ def diff(
     or what changed since a checkpoint (--from, any mode)."""
     if to_name is not None and from_name is None:
         raise click.UsageError("--to needs --from")
-    with open_workspace(ctx, agent, read_only=True) as ws:
+    with open_workspace(ctx, agent) as ws:
         if from_name is not None:
             _checkpoint_diff(ws, from_name, to_name, patch, as_json)
             return
-        backend = _overlay(ws)
-        changes = scan(backend).changes
+        overlay = ws.overlay
+        changes = overlay.diff()
         if as_json:
             print_json([c.as_dict() for c in changes])
             return
         for change in changes:
-            click.echo(_patch(backend, change) if patch else _line(change), nl=not patch)
+            click.echo(_patch(overlay, change) if patch else _line(change), nl=not patch)
 
 
 def _checkpoint_diff(
@@ -197,7 +177,7 @@ def commit(
 ) -> None:
     """Apply AGENT's overlay changes (all, or those at or under PATHS) to its disk tree."""
     with open_workspace(ctx, agent) as ws, progress("committing", enabled=not as_json) as bar:
-        report = commit_overlay(_overlay(ws), list(paths), force=force, progress=bar or no_progress)
+        report = ws.overlay.commit(list(paths), force=force, progress=bar or no_progress)
     if as_json:
         print_json(report.as_dict())
     else:
@@ -222,7 +202,7 @@ def commit(
 def discard(ctx: click.Context, agent: str, paths: tuple[str, ...], as_json: bool) -> None:
     """Drop AGENT's overlay changes (all, or those at or under PATHS)."""
     with open_workspace(ctx, agent) as ws, progress("discarding", enabled=not as_json) as bar:
-        dropped = discard_overlay(_overlay(ws), list(paths), bar or no_progress)
+        dropped = ws.overlay.discard(list(paths), progress=bar or no_progress)
     if as_json:
         print_json({"discarded": dropped})
     else:

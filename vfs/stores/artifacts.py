@@ -2,7 +2,7 @@
 
 Output content is chunked into the agent's chunk store, so an output equal to
 a workspace file (or to another output) costs no extra bytes, and attaching a
-file in sqlite mode shares its chunks without reading them. Runs are also
+file the engine keeps as chunk rows (sqlite mode) shares them without reading them. Runs are also
 readable as files under ``/.vfs/runs/<run>/<name>`` (see ``vfs.backends.runs_view``).
 """
 
@@ -24,7 +24,7 @@ from vfs.backends.db import Database
 from vfs.backends.names import check_name
 from vfs.backends.progress import Progress, no_progress
 from vfs.backends.runs_view import RunDir, RunFile
-from vfs.stores.content import ChunkedContent, Content, ContentReader, content_digest
+from vfs.stores.content import ChunkedContent, Content, ContentReader
 
 STATUSES = ("pending", "ok", "error")
 
@@ -304,16 +304,14 @@ class Artifacts:
         with self.db.write():
             number = self._new_output(run_id, name, DEFAULT_CHUNK_SIZE, media_type, None)
             size, digest = self.content.write(number, data, DEFAULT_CHUNK_SIZE)
-            self.db.execute(
-                "UPDATE run_outputs SET size = ?, hash = ? WHERE id = ?", (size, digest, number)
-            )
-            return self.output(run_id, name)
+            return self._set_content(run_id, name, number, size, digest)
 
     def attach_file(self, run_id: str, name: str, path: str) -> Output:
         """Attach the workspace file at ``path``.
 
-        In sqlite mode the file's chunks are shared (no bytes are copied); in
-        other modes the file is read through the backend.
+        Where the engine keeps the file as chunk rows of the agent database
+        (sqlite mode), the output shares them: no bytes are copied. Otherwise
+        the file is read through the backend.
         """
         check_name(name)
         if self.backend is None:
@@ -322,8 +320,13 @@ class Artifacts:
         attr = backend.resolve(path)
         if not attr.is_file:
             raise IsADirectoryError(errno.EISDIR, "not a regular file", path)
-        if backend.mode == "sqlite" and hasattr(backend, "chunk_size"):
-            return self._share_file(run_id, name, path, attr.ino)
+        with self.db.write():
+            shared = backend.shared_chunks(attr.ino)
+            if shared is not None:
+                number = self._new_output(run_id, name, shared.chunk_size, None, path)
+                for ref in shared.chunks:
+                    self.content.add(number, ref.idx, ref.chunk)
+                return self._set_content(run_id, name, number, shared.size, shared.checksum)
         handle = backend.open(attr.ino)
         try:
             chunk_size = DEFAULT_CHUNK_SIZE
@@ -331,38 +334,15 @@ class Artifacts:
             with self.db.write():
                 number = self._new_output(run_id, name, chunk_size, None, path)
                 size, digest = self.content.write(number, stream, chunk_size)
-                self.db.execute(
-                    "UPDATE run_outputs SET size = ?, hash = ? WHERE id = ?", (size, digest, number)
-                )
-                return self.output(run_id, name)
+                return self._set_content(run_id, name, number, size, digest)
         finally:
             handle.close()
 
-    def _share_file(self, run_id: str, name: str, path: str, ino: int) -> Output:
-        backend: Any = self.backend
-        # Writes this process buffered for the file must be in its rows first.
-        backend._flush_ino(ino)
-        with self.db.write():
-            attr = backend.getattr(ino)
-            number = self._new_output(run_id, name, backend.chunk_size, None, path)
-            self.db.execute(
-                "INSERT INTO run_output_chunks (output, idx, chunk)"
-                " SELECT ?, idx, chunk FROM file_chunks WHERE ino = ?",
-                (number, ino),
-            )
-            parts = b"".join(
-                idx.to_bytes(8, "little") + bytes(hashed)
-                for idx, hashed in self.db.query(
-                    "SELECT t.idx, c.hash FROM run_output_chunks t JOIN chunks c ON c.id = t.chunk"
-                    " WHERE t.output = ? ORDER BY t.idx",
-                    (number,),
-                )
-            )
-            self.db.execute(
-                "UPDATE run_outputs SET size = ?, hash = ? WHERE id = ?",
-                (attr.size, content_digest(attr.size, parts), number),
-            )
-            return self.output(run_id, name)
+    def _set_content(self, run_id: str, name: str, number: int, size: int, digest: str) -> Output:
+        self.db.execute(
+            "UPDATE run_outputs SET size = ?, hash = ? WHERE id = ?", (size, digest, number)
+        )
+        return self.output(run_id, name)
 
     def outputs(self, run_id: str) -> builtins.list[Output]:
         seq = self._seq(run_id)

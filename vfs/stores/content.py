@@ -12,9 +12,13 @@ import io
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
-import xxhash
-
-from vfs.backends.chunks import DEFAULT_CHUNK_SIZE, ChunkStore, chunk_hash, verified
+from vfs.backends.chunks import (
+    DEFAULT_CHUNK_SIZE,
+    ChunkStore,
+    chunk_hash,
+    content_checksum,
+    verified,
+)
 from vfs.backends.db import Database
 
 Content = bytes | bytearray | memoryview | BinaryIO | Iterable[bytes]
@@ -44,12 +48,6 @@ def blocks(source: Content, size: int) -> Iterator[bytes]:
         yield bytes(pending)
 
 
-def content_digest(size: int, chunk_parts: bytes) -> str:
-    """The sqlite backend's checksum scheme: size, then ``(idx, chunk hash)`` of
-    every stored chunk. An output attached from a file keeps the file's checksum."""
-    return xxhash.xxh3_128(f"{size}:".encode() + chunk_parts).hexdigest()
-
-
 class ChunkedContent:
     """Write and read content kept as chunk rows of one table.
 
@@ -67,18 +65,25 @@ class ChunkedContent:
     ) -> tuple[int, str]:
         """Store ``source`` for ``owner_id``; returns ``(size, digest)``.
 
-        Call inside a write transaction.
+        The digest is ``content_checksum``'s, so content equal to a file's has
+        the file's checksum. Call inside a write transaction.
         """
         size = 0
-        parts = bytearray()
-        sql = f"INSERT INTO {self.table} ({self.owner}, idx, chunk) VALUES (?, ?, ?)"
+        hashes: list[tuple[int, bytes]] = []
         for idx, block in enumerate(blocks(source, chunk_size)):
             size += len(block)
             trimmed = block.rstrip(b"\0")
             if trimmed:
-                self.db.execute(sql, (owner_id, idx, self.chunks.put(trimmed)))
-                parts += idx.to_bytes(8, "little") + chunk_hash(trimmed)
-        return size, content_digest(size, bytes(parts))
+                self.add(owner_id, idx, self.chunks.put(trimmed))
+                hashes.append((idx, chunk_hash(trimmed)))
+        return size, content_checksum(size, hashes)
+
+    def add(self, owner_id: int, idx: int, chunk: int) -> None:
+        """Reference stored chunk ``chunk`` as chunk ``idx`` of ``owner_id``'s content."""
+        self.db.execute(
+            f"INSERT INTO {self.table} ({self.owner}, idx, chunk) VALUES (?, ?, ?)",
+            (owner_id, idx, chunk),
+        )
 
     def read(self, owner_id: int, size: int, chunk_size: int, offset: int, length: int) -> bytes:
         """Bytes ``[offset, offset + length)`` of content ``size`` long."""
