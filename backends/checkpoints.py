@@ -98,16 +98,20 @@ class CheckpointTables:
 
     # -- catalogue -----------------------------------------------------------
 
-    def list(self) -> builtins.list[CheckpointInfo]:
+    def _infos(
+        self, where: str = "", params: tuple[str, ...] = ()
+    ) -> builtins.list[CheckpointInfo]:
+        files = f"FROM checkpoint_inodes i WHERE i.checkpoint = c.id AND i.mode & {0o170000} = {stat.S_IFREG}"
         rows = self.db.query(
             "SELECT c.id, c.name, c.message, c.mode, c.created_at,"
-            " (SELECT count(*) FROM checkpoint_inodes i WHERE i.checkpoint = c.id"
-            f"  AND i.mode & {0o170000} = {stat.S_IFREG}),"
-            " (SELECT coalesce(sum(size), 0) FROM checkpoint_inodes i WHERE i.checkpoint = c.id"
-            f"  AND i.mode & {0o170000} = {stat.S_IFREG})"
-            " FROM checkpoints c ORDER BY c.created_at, c.id"
+            f" (SELECT count(*) {files}), (SELECT coalesce(sum(size), 0) {files})"
+            f" FROM checkpoints c {where} ORDER BY c.created_at, c.id",
+            params,
         )
         return [CheckpointInfo(*row) for row in rows]
+
+    def list(self) -> builtins.list[CheckpointInfo]:
+        return self._infos()
 
     def names(self) -> builtins.list[tuple[int, str, float, str]]:
         """``(id, name, created_at, mode)`` of every checkpoint, cheaply."""
@@ -117,10 +121,10 @@ class CheckpointTables:
         ]
 
     def get(self, name: str) -> CheckpointInfo:
-        for info in self.list():
-            if info.name == name:
-                return info
-        raise FileNotFoundError(errno.ENOENT, "no such checkpoint", name)
+        found = self._infos("WHERE c.name = ?", (name,))
+        if not found:
+            raise FileNotFoundError(errno.ENOENT, "no such checkpoint", name)
+        return found[0]
 
     def _new(self, name: str, message: str | None, mode: str) -> int:
         check_checkpoint_name(name)
