@@ -104,7 +104,7 @@ class _DefaultHome:
         return str(default_home())
 
 
-STORAGE_OPTIONS = ("agent", "home", "create", "mode", "read_only", "auto_mkdir")
+STORAGE_OPTIONS = ("agent", "home", "create", "mode", "read_only", "auto_mkdir", "checkpoint")
 
 
 class AgentFileSystem(AbstractFileSystem):
@@ -126,6 +126,9 @@ class AgentFileSystem(AbstractFileSystem):
     auto_mkdir:
         Create missing parent directories when writing a file (default true,
         as object stores and fsspec's local filesystem with auto_mkdir do).
+    checkpoint:
+        Show the files of this checkpoint, read-only, instead of the live ones
+        (also reachable as ``agentvfs://AGENT/.vfs/checkpoints/NAME/PATH``).
 
     A path is a workspace path (``/notes/todo.md``) or a URL naming this
     filesystem's agent; a URL naming another agent raises ``ValueError``, or
@@ -147,6 +150,7 @@ class AgentFileSystem(AbstractFileSystem):
         mode: str | None = None,
         read_only: bool = False,
         auto_mkdir: bool = True,
+        checkpoint: str | None = None,
         workspace: Workspace | None = None,
         url_agent: str | None = None,
         **kwargs: Any,
@@ -168,7 +172,11 @@ class AgentFileSystem(AbstractFileSystem):
                 raise ValueError("agentvfs needs an agent: agentvfs://<agent>/<path>")
             if create and read_only:
                 raise ValueError("agentvfs: create=True and read_only=True exclude each other")
-            workspace = Workspace.open(agent, home, create=create, mode=mode, read_only=read_only)
+            if create and checkpoint:
+                raise ValueError("agentvfs: create=True and checkpoint= exclude each other")
+            workspace = Workspace.open(
+                agent, home, create=create, mode=mode, read_only=read_only, checkpoint=checkpoint
+            )
             if workspace.db.writer == "python":
                 workspace.db.writer = "fsspec"
         self.workspace = workspace
