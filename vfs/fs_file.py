@@ -75,7 +75,7 @@ class AgentFile(AbstractBufferedFile):
         try:
             attr = backend.resolve(self.path, follow=True)
         except FileNotFoundError:
-            parent, name = self.fs._parent_for_write(self.path)
+            parent, name = self.fs.parent_for_write(self.path)
             self._handle, attr = backend.create(parent, name, FILE_MODE, os.getuid(), os.getgid())
         else:
             if attr.is_dir:
@@ -92,7 +92,7 @@ class AgentFile(AbstractBufferedFile):
     def _initiate_upload(self) -> None:
         if self.mode == "ab":
             return
-        parent, name = self.fs._parent_for_write(self.path)
+        parent, name = self.fs.parent_for_write(self.path)
         self._target = (parent, name)
         self._handle = self.fs.backend.tmpfile(parent, FILE_MODE)
 

@@ -45,15 +45,6 @@ KNOWN_BUGS = {
         "hybrid create/mkdir through the inode of a removed lower directory succeeds"
         " and brings the directory back into its parent's listing"
     ),
-    ("test_lookup_in_a_file_is_enotdir", "sqlite"): (
-        "sqlite lookup under a non-directory inode says ENOENT, not ENOTDIR"
-    ),
-    ("test_lookup_in_a_file_is_enotdir", "hybrid-lower"): (
-        "hybrid lookup under a lower file says ENOENT, not ENOTDIR"
-    ),
-    ("test_lookup_of_a_name_over_255_bytes_is_enametoolong", "sqlite"): (
-        "sqlite lookup does not check the name's length and says ENOENT"
-    ),
 }
 
 
