@@ -455,7 +455,7 @@ class AgentFileSystem(AbstractFileSystem):
         if mode != "create":
             # write_file is one transaction that checks the directory is still there;
             # a directory renamed after the lookup takes the file along, as with open().
-            parent, name = self._parent_for_write(path)
+            parent, name = self.parent_for_write(path)
             backend.write_file(parent, name, bytes(value), FILE_MODE)
             return
         with backend.transaction():
