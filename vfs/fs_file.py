@@ -6,14 +6,25 @@ import errno
 import functools
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from fsspec.spec import AbstractBufferedFile
 
-from vfs.backends.base import Handle, rename_error
+from vfs.backends.base import Backend, Handle, rename_error
 
-if TYPE_CHECKING:
-    from vfs.fs import AgentFileSystem
+
+class AgentFileSystem(Protocol):
+    """What a file needs of ``vfs.fs.AgentFileSystem``, which opens it (this
+    module does not import it back)."""
+
+    backend: Backend
+
+    def parent_for_write(self, path: str) -> tuple[int, str]: ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def isdir(self, path: str) -> bool: ...
+
 
 FILE_MODE = 0o644
 
