@@ -1,9 +1,12 @@
 """Core benchmark: agentvfs modes side by side with fsspec's LocalFileSystem.
 
-Prints one table. Each column runs in its own process so that its peak RSS is
-its own. Usage::
+Prints one table. Each column runs in its own process (so that its peak RSS
+is its own), --repeat times, interleaved; each cell is the median. The scale
+rows (--scale files in one directory, --agent-files in the agent) run once. Usage::
 
     python bench/bench.py [--files 1000] [--stream-mib 256] [--modes sqlite,disk,hybrid]
+    python bench/bench.py --quick                          # a minute: 200 files, one run
+    python bench/bench.py --agent-files 1000000            # adds the 1,000,000-file rows
     python bench/bench.py --chunk-sizes 16384,65536,262144   # the chunk-size sweep
 """
 
@@ -14,10 +17,12 @@ import importlib.util
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +39,12 @@ def peak_rss_mib() -> float:
     return float("nan")
 
 
+def per_file(seconds: float, count: int) -> float:
+    return seconds / count * 1e6
+
+
 def measure(fs: Any, root: str, files: int, stream_mib: int) -> dict[str, float]:
-    """Run every workload on ``fs`` under ``root``; seconds (or MB/s) per workload."""
+    """Run every workload on ``fs`` under ``root``: µs per file, ms per listing, MB/s."""
     payloads = [os.urandom(SMALL) for _ in range(files)]
     out: dict[str, float] = {}
     fs.makedirs(f"{root}/one", exist_ok=True)
@@ -44,75 +53,232 @@ def measure(fs: Any, root: str, files: int, stream_mib: int) -> dict[str, float]
     start = time.perf_counter()
     for i, data in enumerate(payloads):
         fs.pipe_file(f"{root}/one/f{i:05d}", data)
-    out["write 4K x N, one by one (s)"] = time.perf_counter() - start
+    out[W_ONE] = per_file(time.perf_counter() - start, files)
 
     start = time.perf_counter()
     with fs.transaction:
         for i, data in enumerate(payloads):
             fs.pipe_file(f"{root}/tx/f{i:05d}", data)
-    out["write 4K x N, one transaction (s)"] = time.perf_counter() - start
+    out[W_TX] = per_file(time.perf_counter() - start, files)
 
     start = time.perf_counter()
     for i in range(files):
         fs.cat_file(f"{root}/one/f{i:05d}")
-    out["read 4K x N (s)"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    listing = fs.ls(f"{root}/one", detail=True)
-    out["ls N-entry dir (s)"] = time.perf_counter() - start
-    assert len(listing) == files
+    out[READ] = per_file(time.perf_counter() - start, files)
 
     start = time.perf_counter()
     for i in range(files):
         fs.info(f"{root}/one/f{i:05d}")
-    out["info x N (s)"] = time.perf_counter() - start
-
-    block = bytearray(os.urandom(1 << 20))
-    start = time.perf_counter()
-    with fs.open(f"{root}/stream.bin", "wb") as f:
-        for i in range(stream_mib):
-            block[:8] = i.to_bytes(8, "little")
-            f.write(block)
-    out["stream write (MB/s)"] = stream_mib * 1.048576 / (time.perf_counter() - start)
+    out[INFO] = per_file(time.perf_counter() - start, files)
 
     start = time.perf_counter()
-    with fs.open(f"{root}/stream.bin", "rb", block_size=4 << 20) as f:
-        while f.read(4 << 20):
-            pass
-    out["stream read (MB/s)"] = stream_mib * 1.048576 / (time.perf_counter() - start)
-    out["peak RSS (MiB)"] = peak_rss_mib()
+    listing = fs.ls(f"{root}/one", detail=True)
+    out[LS] = (time.perf_counter() - start) * 1e3
+    assert len(listing) == files
+
+    if stream_mib:
+        block = bytearray(os.urandom(1 << 20))
+        start = time.perf_counter()
+        with fs.open(f"{root}/stream.bin", "wb") as f:
+            for i in range(stream_mib):
+                block[:8] = i.to_bytes(8, "little")
+                f.write(block)
+        out[S_WRITE] = stream_mib * 1.048576 / (time.perf_counter() - start)
+
+        start = time.perf_counter()
+        with fs.open(f"{root}/stream.bin", "rb", block_size=4 << 20) as f:
+            while f.read(4 << 20):
+                pass
+        out[S_READ] = stream_mib * 1.048576 / (time.perf_counter() - start)
+    out[RSS] = peak_rss_mib()
     return out
 
 
-def run_column(column: str, workdir: Path, files: int, stream_mib: int) -> dict[str, float]:
+def fill(fs: Any, directory: str, count: int, batch: int = 1000) -> None:
+    """``count`` files of one shared 4 KiB payload in ``directory``, written in
+    transactions of ``batch`` (the fill is setup, not a measurement)."""
+    payload = os.urandom(SMALL)
+    fs.makedirs(directory, exist_ok=True)
+    host = host_directory(fs, directory)
+    if host is not None:
+        # A directory on the host (disk mode, LocalFileSystem) fills by plain writes:
+        # disk mode's fsync per published file would make the setup take minutes.
+        for i in range(count):
+            with open(os.path.join(host, f"f{i:07d}"), "wb") as f:
+                f.write(payload)
+        return
+    for first in range(0, count, batch):
+        with fs.transaction:
+            for i in range(first, min(count, first + batch)):
+                fs.pipe_file(f"{directory}/f{i:07d}", payload)
+
+
+def host_directory(fs: Any, directory: str) -> str | None:
+    """Where ``directory`` lives on the host, when files written there show in ``fs``."""
+    workspace = getattr(fs, "workspace", None)
+    if workspace is None:
+        return directory  # LocalFileSystem
+    if workspace.mode == "disk":
+        return str(workspace.record.workspace) + directory
+    return None
+
+
+def sample_ops(fs: Any, directory: str, count: int, sample: int) -> dict[str, float]:
+    """Per-file costs of ``sample`` writes, reads and infos among ``count`` files."""
+    out: dict[str, float] = {}
+    payloads = [os.urandom(SMALL) for _ in range(sample)]
+    step = max(1, count // sample)
+    picks = [f"{directory}/f{i:07d}" for i in range(0, count, step)][:sample]
+    start = time.perf_counter()
+    for i, data in enumerate(payloads):
+        fs.pipe_file(f"{directory}/n{i:07d}", data)
+    out[W_ONE] = per_file(time.perf_counter() - start, sample)
+    start = time.perf_counter()
+    for path in picks:
+        fs.cat_file(path)
+    out[READ] = per_file(time.perf_counter() - start, len(picks))
+    start = time.perf_counter()
+    for path in picks:
+        fs.info(path)
+    out[INFO] = per_file(time.perf_counter() - start, len(picks))
+    return out
+
+
+def database_bytes(workdir: Path) -> int:
+    """Bytes of every SQLite file (database and WAL) under the column's home."""
+    total = 0
+    for path in (workdir / "home").rglob("*"):
+        if path.is_file() and (path.suffix in (".db", ".sqlite") or path.name.endswith("-wal")):
+            total += path.stat().st_size
+    return total
+
+
+def measure_scale(
+    fs: Any, root: str, count: int, agent_files: int, sample: int
+) -> dict[str, float]:
+    """Costs with ``count`` files in one directory (and ``agent_files`` in the agent)."""
+    out: dict[str, float] = {}
+    fill(fs, f"{root}/big", count)
+    for row, value in sample_ops(fs, f"{root}/big", count, sample).items():
+        out[f"{row} @{count:,} in one dir"] = value
+    listing = getattr(fs, "iterdir", fs.ls)  # agentvfs lists without holding the directory
+    start = time.perf_counter()
+    entries = sum(1 for _ in listing(f"{root}/big", detail=True))
+    elapsed = time.perf_counter() - start
+    # Memory in a second pass: tracemalloc slows every allocation down.
+    tracemalloc.start()
+    for _ in listing(f"{root}/big", detail=True):
+        pass
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    out[f"ls @{count:,} (µs/entry)"] = per_file(elapsed, entries)
+    out[f"ls @{count:,} peak Python MiB"] = peak / (1 << 20)
+    if agent_files:
+        per_dir = 1000
+        for d in range(0, max(0, agent_files - count), per_dir):
+            fill(fs, f"{root}/tree/d{d // per_dir:05d}", per_dir)
+        total = count + max(0, agent_files - count)
+        for row, value in sample_ops(fs, f"{root}/tree/d00000", per_dir, sample).items():
+            out[f"{row} @{total:,} in agent"] = value
+        start = time.perf_counter()
+        found = len(fs.find(root or "/"))
+        out[f"find @{total:,} (s)"] = time.perf_counter() - start
+        start = time.perf_counter()
+        fs.du(root or "/")
+        out[f"du @{total:,} (s)"] = time.perf_counter() - start
+        assert found >= total, (found, total)
+    return out
+
+
+def run_column(column: str, workdir: Path, args: argparse.Namespace) -> dict[str, float]:
     if column == "local":
         from fsspec.implementations.local import LocalFileSystem
 
-        return measure(LocalFileSystem(), str(workdir / "local"), files, stream_mib)
-    from vfs import Workspace
+        fs: Any = LocalFileSystem()
+        root = str(workdir / "local")
+        os.makedirs(root)
+        ws = None
+    else:
+        from vfs import Workspace
 
-    mode = column.split(" ")[0]
-    ws = Workspace.create("bench", workdir / "home", mode=mode)
+        ws = Workspace.create("bench", workdir / "home", mode=column.split(" ")[0])
+        fs, root = ws.fs, ""
     try:
-        return measure(ws.fs, "", files, stream_mib)
+        if not args.scale_only:
+            return measure(fs, root, args.files, args.stream_mib)
+        before = database_bytes(workdir)
+        out = measure_scale(fs, root, args.scale, args.agent_files, args.files)
     finally:
-        ws.close()
+        if ws is not None:
+            ws.close()  # checkpoints the WAL into the database
+    if ws is not None:
+        files = max(args.scale, args.agent_files) + 2 * args.files
+        out["database bytes per file"] = (database_bytes(workdir) - before) / files
+    return out
+
+
+W_ONE = "write one by one (µs/file)"
+W_TX = "write in one transaction (µs/file)"
+READ = "read (µs/file)"
+INFO = "info (µs/file)"
+LS = "ls of N (ms)"
+S_WRITE = "stream write (MB/s)"
+S_READ = "stream read (MB/s)"
+RSS = "peak RSS (MiB)"
+RATIO_ROWS = (W_ONE, W_TX, READ, INFO, LS)
+
+
+def child(column: str, args: argparse.Namespace, scale: bool) -> dict[str, float]:
+    workdir = Path(tempfile.mkdtemp(prefix="agentvfs-bench-", dir=os.environ.get("BENCH_DIR")))
+    env = dict(os.environ)
+    if column.startswith("sqlite ") and args.chunk_sizes:
+        env["AGENT_VFS_CHUNK_SIZE"] = str(int(column.split()[1][:-1]) * 1024)
+    command = [sys.executable, __file__, "--column", column, "--workdir", str(workdir)]
+    command += ["--files", str(args.files), "--stream-mib", str(args.stream_mib)]
+    if scale:
+        command += ["--scale-only", "--scale", str(args.scale)]
+        command += ["--agent-files", str(args.agent_files)]
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if proc.returncode:
+        sys.exit(f"bench: column {column} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout)
+
+
+def scaled_ls(args: argparse.Namespace) -> str:
+    return f"ls @{args.scale:,} (µs/entry)"
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {row: statistics.median(run[row] for run in runs) for row in runs[0]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--stream-mib", type=int, default=256)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per column; the median")
     parser.add_argument("--modes", default="sqlite,disk,hybrid")
+    parser.add_argument("--scale", type=int, default=100_000, help="files in one directory")
+    parser.add_argument("--agent-files", type=int, default=0, help="files in one agent")
+    parser.add_argument("--no-scale", action="store_true", help="skip the scale rows")
+    parser.add_argument(
+        "--quick", action="store_true", help="200 files, one run, 10,000 at scale, no streams"
+    )
     parser.add_argument("--chunk-sizes", default="", help="sweep sqlite mode over these sizes")
     parser.add_argument("--column", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--scale-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.column:  # child process: one column
-        result = run_column(args.column, Path(args.workdir), args.files, args.stream_mib)
-        print(json.dumps(result))
+        print(json.dumps(run_column(args.column, Path(args.workdir), args)))
         return
+    if args.quick:
+        args.files, args.repeat, args.stream_mib = 200, 1, 0
+        args.scale, args.agent_files = min(args.scale, 10_000), 0
 
     columns = ["local"]
     if args.chunk_sizes:
@@ -121,53 +287,53 @@ def main() -> None:
         for mode in args.modes.split(","):
             if importlib.util.find_spec(f"backends.{mode}") is not None:
                 columns.append(mode)
-    results: dict[str, dict[str, float]] = {}
-    for column in columns:
-        workdir = Path(tempfile.mkdtemp(prefix="agentvfs-bench-", dir=os.environ.get("BENCH_DIR")))
-        env = dict(os.environ)
-        if column.startswith("sqlite ") and args.chunk_sizes:
-            env["AGENT_VFS_CHUNK_SIZE"] = str(int(column.split()[1][:-1]) * 1024)
-        try:
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--column",
-                    column,
-                    "--workdir",
-                    str(workdir),
-                    "--files",
-                    str(args.files),
-                    "--stream-mib",
-                    str(args.stream_mib),
-                ],
-                capture_output=True,
-                text=True,
-                env=env,
-                check=True,
-            )
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-        results[column] = json.loads(proc.stdout)
+    # Runs interleave the columns, so a change in the machine's load hits all of them.
+    runs: dict[str, list[dict[str, float]]] = {c: [] for c in columns}
+    for _ in range(args.repeat):
+        for column in columns:
+            runs[column].append(child(column, args, scale=False))
+    results = {c: median_of(r) for c, r in runs.items()}
+    if args.scale and not args.no_scale and not args.chunk_sizes:
+        for column in columns:
+            if column == "local" and args.agent_files:
+                continue  # a million 4 KiB host files are 4 GiB, and no row compares them
+            results[column].update(child(column, args, scale=True))
 
-    rows = list(results["local"])
-    width = max(len(r) for r in rows) + 2
-    print(f"files={args.files}  stream={args.stream_mib} MiB  ({os.cpu_count()} cores)")
-    print("workload".ljust(width) + "".join(c.rjust(14) for c in columns))
+    local = results["local"]
+    width = max(len(r) for r in results[columns[-1]]) + 2
+    print(
+        f"files={args.files}  stream={args.stream_mib} MiB  median of {args.repeat}"
+        f"  ({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})"
+    )
+    print("workload".ljust(width) + "".join(c.rjust(18) for c in columns))
+    rows = list(dict.fromkeys(r for c in columns for r in results[c]))
     for row in rows:
-        print(row.ljust(width) + "".join(f"{results[c][row]:14.3f}" for c in columns))
-    if "sqlite" in results:
-        local, sql = results["local"], results["sqlite"]
-        print()
-        print("sqlite vs local (higher is better for sqlite):")
-        for row in (
-            "read 4K x N (s)",
-            "write 4K x N, one transaction (s)",
-            "write 4K x N, one by one (s)",
-            "ls N-entry dir (s)",
-            "info x N (s)",
-        ):
-            print(f"  {row.ljust(width)} {local[row] / sql[row]:6.2f}x")
+        cells = []
+        for column in columns:
+            value = results[column].get(row)
+            cell = "" if value is None else f"{value:.1f}" if value >= 10 else f"{value:.3f}"
+            # Times against LocalFileSystem's plain writes; the ratio is local / mode.
+            base = local[W_ONE] if row == W_TX else local.get(row)
+            if value and base and column != "local" and row in RATIO_ROWS:
+                cell += f" ({base / value:.2f}x)"
+            cells.append(cell.rjust(18))
+        print(row.ljust(width) + "".join(cells))
+    print()
+    print("ratios: LocalFileSystem / mode, higher is faster; the transaction row is")
+    print("compared with LocalFileSystem's plain writes one by one.")
+    for column in columns[1:]:
+        small = results[column]
+        scaled = [
+            (row, small[base], value)
+            for row, value in small.items()
+            for base in RATIO_ROWS
+            if row.startswith(base) and row != base and base in small
+        ]
+        if LS in small and scaled_ls(args) in small:
+            # ls at 1,000 is timed whole; per entry it compares with the scale row.
+            scaled.append((scaled_ls(args), small[LS] * 1e3 / args.files, small[scaled_ls(args)]))
+        for row, base_value, value in scaled:
+            print(f"  {column}: {row}: {value / base_value:.2f}x the {args.files:,}-file cost")
 
 
 if __name__ == "__main__":

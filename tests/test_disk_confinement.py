@@ -290,3 +290,33 @@ def test_symlink_creation_stores_any_target_but_never_follows_it(
     with pytest.raises(OSError):
         backend.open(link.ino, os.O_WRONLY | os.O_TRUNC)
     assert (outside / "secret").read_bytes() == b"do not read"
+
+
+@pytest.mark.parametrize(
+    "path", ["abs/secret", "rel/secret", "deep/up/secret", "abs_file", "inner/up/secret"]
+)
+def test_whole_file_reads_through_escaping_symlinks_are_refused(
+    backend: DiskBackend, path: str
+) -> None:
+    with pytest.raises(PermissionError):
+        backend.read_file(path)
+
+
+def test_whole_file_reads_follow_symlinks_inside_and_refuse_what_is_not_a_file(
+    backend: DiskBackend, root: Path
+) -> None:
+    (root / "deep" / "er" / "note").write_bytes(b"kept")
+    (root / "to_note").symlink_to("deep/er/note")
+    assert backend.read_file("inner/er/note") == b"kept"
+    assert backend.read_file("to_note") == b"kept"
+    assert backend.read_file("/file") == b"inside"
+    with pytest.raises(IsADirectoryError):
+        backend.read_file("deep")
+    os.mkfifo(root / "pipe")
+    with pytest.raises(OSError):  # refused at once: opening a FIFO must not wait for a writer
+        backend.read_file("pipe")
+    (root / ".agentvfs-tmp-1-abc").write_bytes(b"unpublished")
+    with pytest.raises(FileNotFoundError):
+        backend.read_file(".agentvfs-tmp-1-abc")
+    with pytest.raises(FileNotFoundError):
+        backend.resolve("deep/.agentvfs-tmp-1-abc")

@@ -13,7 +13,7 @@ import functools
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -27,6 +27,7 @@ from vfs.urls import PROTOCOL, make_url, normalize, split_url
 from vfs.workspace import Workspace
 
 DIR_MODE = 0o755
+_TYPES = {stat.S_IFDIR: "directory", stat.S_IFREG: "file"}
 COPY_BLOCK = 1 << 20
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -191,6 +192,8 @@ class AgentFileSystem(AbstractFileSystem):
     # -- paths -------------------------------------------------------------
 
     def _workspace_path(self, path: Any) -> Any:
+        if type(path) is str and path[:1] == "/" and path[1:2] != "/" and path[-1] != "/":
+            return path  # already a workspace path: every call starts here, so it is quick
         if isinstance(path, list):
             return [self._workspace_path(p) for p in path]
         agent, rest = split_url(os.fspath(path))
@@ -264,10 +267,11 @@ class AgentFileSystem(AbstractFileSystem):
     # -- metadata ------------------------------------------------------------
 
     def _info(self, path: str, attr: Attr) -> dict[str, Any]:
+        kind = stat.S_IFMT(attr.mode)
         info: dict[str, Any] = {
             "name": path,
-            "size": attr.size if not attr.is_dir else 0,
-            "type": "directory" if attr.is_dir else "file" if attr.is_file else "other",
+            "size": 0 if kind == stat.S_IFDIR else attr.size,
+            "type": _TYPES.get(kind, "other"),
             "mode": attr.mode,
             "uid": attr.uid,
             "gid": attr.gid,
@@ -275,9 +279,9 @@ class AgentFileSystem(AbstractFileSystem):
             "created": attr.btime_ns / 1e9,
             "ino": attr.ino,
             "nlink": attr.nlink,
-            "islink": attr.is_link,
+            "islink": kind == stat.S_IFLNK,
         }
-        if attr.is_link:
+        if kind == stat.S_IFLNK:
             # Targets are bytes; one that is not UTF-8 shows escaped, not as an error.
             info["destination"] = self.backend.readlink(attr.ino).decode(
                 "utf-8", "backslashreplace"
@@ -297,20 +301,27 @@ class AgentFileSystem(AbstractFileSystem):
     @_names_path
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         path = self._strip_protocol(path)
-        return self._info(path, self._resolve(path, follow=False))
+        return self._info(path, self.backend.resolve(path, follow=False))
 
     @_names_path
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        return list(self.iterdir(path, detail=detail))
+
+    @_names_path
+    def iterdir(self, path: str, detail: bool = True) -> Iterator[Any]:
+        """``ls`` one entry at a time: a directory of any size is read page by page,
+        so memory stays bounded by the page, not the directory."""
         path = self._strip_protocol(path)
-        attr = self._resolve(path)
+        backend = self.backend
+        attr = backend.resolve(path, follow=True)
         if not attr.is_dir:
-            entries = [self._info(path, self._resolve(path, follow=False))]
-        else:
-            entries = [
-                self._info(self._child(path, name), child)
-                for name, child, _ in self.backend.readdir(attr.ino)
-            ]
-        return entries if detail else [e["name"] for e in entries]
+            info = self._info(path, backend.resolve(path, follow=False))
+            return iter([info if detail else path])
+        entries = backend.readdir(attr.ino)
+        base = path.rstrip("/")
+        if not detail:
+            return (f"{base}/{name}" for name, _, _ in entries)
+        return (self._info(f"{base}/{name}", child) for name, child, _ in entries)
 
     @_names_path
     def modified(self, path: str) -> datetime:
@@ -440,6 +451,12 @@ class AgentFileSystem(AbstractFileSystem):
             # Without a database transaction, defer the write to the commit.
             with self.open(path, "xb" if mode == "create" else "wb") as f:
                 f.write(value)
+            return
+        if mode != "create":
+            # write_file is one transaction that checks the directory is still there;
+            # a directory renamed after the lookup takes the file along, as with open().
+            parent, name = self.parent_for_write(path)
+            backend.write_file(parent, name, bytes(value), FILE_MODE)
             return
         with backend.transaction():
             parent, name = self.parent_for_write(path)

@@ -32,7 +32,7 @@ from vfs.backends.disk.errors import reported, shown
 from vfs.backends.disk.handle import DiskHandle
 from vfs.backends.disk.inodes import HOST_INO_ONE, InodeMap
 from vfs.backends.host import fd_path, join, open_beneath, pid_alive, renameat2
-from vfs.backends.names import check_name
+from vfs.backends.names import check_name, split_path
 from vfs.backends.renames import RENAME_EXCHANGE, RENAME_NOREPLACE
 
 #: temp files of :meth:`DiskBackend.tmpfile` start with this; listings never show them
@@ -148,6 +148,56 @@ class DiskBackend(Backend):
         """Give a new inode the caller's owner; only root can, and only root needs to."""
         if os.geteuid() == 0 and (uid, gid) != (0, 0):
             os.chown(path, uid, gid)
+
+    # -- whole paths -------------------------------------------------------------
+
+    def _plain(self, path: str) -> str | None:
+        """``path`` relative to the root, when one ``openat2`` beneath the root may
+        resolve it; None for the root itself, a reserved name, or a closed backend."""
+        parts = split_path(path)  # refuses '..' and NUL, checks every name
+        if not parts or self._root_fd < 0 or any(p.startswith(TEMP_PREFIX) for p in parts):
+            return None
+        return "/".join(parts)
+
+    def resolve(self, path: str, *, follow: bool = False) -> Attr:
+        """One ``openat2`` that refuses every symlink on the way; a path with a symlink,
+        or one that fails, takes the generic walk (which follows links inside the
+        workspace and names the error)."""
+        rel = self._plain(path)
+        if rel is not None:
+            try:
+                fd = open_beneath(self._root_fd, rel, os.O_PATH)
+            except OSError:
+                pass
+            else:
+                try:
+                    st = os.fstat(fd)
+                finally:
+                    os.close(fd)
+                if not (follow and stat.S_ISLNK(st.st_mode)):
+                    return self.inodes.learned(st, rel)
+        return super().resolve(path, follow=follow)
+
+    def read_file(self, path: str) -> bytes:
+        """A regular file's content through one ``openat2`` beneath the root."""
+        rel = self._plain(path)
+        if rel is not None:
+            try:
+                # O_NONBLOCK: a FIFO must not block the open; it is no regular file.
+                fd = open_beneath(self._root_fd, rel, os.O_RDONLY | os.O_NONBLOCK)
+            except OSError:
+                pass
+            else:
+                try:
+                    st = os.fstat(fd)
+                    if stat.S_ISREG(st.st_mode):
+                        pieces = []
+                        while piece := os.read(fd, max(st.st_size, 1 << 16)):
+                            pieces.append(piece)
+                        return b"".join(pieces)
+                finally:
+                    os.close(fd)
+        return super().read_file(path)
 
     # -- inode operations ------------------------------------------------------
 

@@ -344,11 +344,12 @@ class SqliteBackend(Backend):
             existing = tables.entry(parent, name)
             if existing is not None and existing.is_dir:
                 raise IsADirectoryError(errno.EISDIR, "Is a directory", name)
-            ino = tables.new_inode(stat.S_IFREG | (mode & 0o7777), 1, _UID, _GID, len(data))
+            now = time.time_ns()
+            file_mode = stat.S_IFREG | (mode & 0o7777)
+            ino = tables.new_inode(file_mode, 1, _UID, _GID, len(data), now=now)
             cs = self.chunk_size
             for idx in range(0, (len(data) + cs - 1) // cs):
                 tables.store_chunk(ino, idx, data[idx * cs : (idx + 1) * cs])
-            now = time.time_ns()
             if existing is None:
                 self.db.execute(
                     "INSERT INTO entries (parent, name, ino) VALUES (?, ?, ?)", (parent, name, ino)
@@ -357,7 +358,8 @@ class SqliteBackend(Backend):
                 tables.point_entry(parent, name, ino)
                 tables.drop_link(existing.ino, now)
             tables.touch_dir(parent, now)
-            return tables.get(ino)
+            # The row just written, without reading it back.
+            return Attr(ino, file_mode, 1, _UID, _GID, len(data), now, now, now, now)
 
     def snapshot(self) -> contextlib.AbstractContextManager[object]:
         return self.db.read()

@@ -174,7 +174,14 @@ class FileTables:
         )
 
     def new_inode(
-        self, mode: int, nlink: int, uid: int, gid: int, size: int = 0, target: bytes | None = None
+        self,
+        mode: int,
+        nlink: int,
+        uid: int,
+        gid: int,
+        size: int = 0,
+        target: bytes | None = None,
+        now: int | None = None,
     ) -> int:
         """A new inode row; its number was never used before."""
         # Numbers come from a counter and are never reused: a handle another
@@ -185,7 +192,7 @@ class FileTables:
                 " RETURNING CAST(value AS INTEGER)"
             )
         )
-        now = time.time_ns()
+        now = time.time_ns() if now is None else now
         self.db.execute(
             "INSERT INTO inodes (ino, mode, nlink, uid, gid, size, atime_ns, mtime_ns, ctime_ns,"
             " btime_ns, target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -206,17 +213,22 @@ class FileTables:
 
     def drop_link(self, ino: int, now: int) -> None:
         """One name of ``ino`` is gone; free it when it has none left and nobody has it open."""
-        self.db.execute(
-            "UPDATE inodes SET nlink = nlink - 1, ctime_ns = ? WHERE ino = ?", (now, ino)
+        nlink = self.db.value(
+            "UPDATE inodes SET nlink = nlink - 1, ctime_ns = ? WHERE ino = ? RETURNING nlink",
+            (now, ino),
         )
-        self.release_if_unused(ino)
+        if nlink == 0:
+            self._release(ino)
 
     def release_if_unused(self, ino: int) -> None:
         """Free ``ino`` if it has no name and no process has it open; else, if it has
         no name, record it as an orphan that its last close frees."""
         nlink = self.db.value("SELECT nlink FROM inodes WHERE ino = ?", (ino,))
-        if nlink is None or nlink > 0:
-            return
+        if nlink == 0:
+            self._release(ino)
+
+    def _release(self, ino: int) -> None:
+        """``ino`` has no name left: free it now, or at its last close if it is open."""
         if self.open_files.is_open(ino) or self.inode_locks.held_elsewhere(ino):
             self.db.execute(
                 "INSERT OR REPLACE INTO orphans (ino, pid) VALUES (?, ?)", (ino, os.getpid())
