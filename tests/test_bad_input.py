@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import small_tmpfs
 from vfs import Workspace
 from vfs.backends.names import InvalidAgentId, check_agent_id
 from vfs.fs import AgentFileSystem
@@ -168,13 +168,8 @@ def test_lock_held_past_the_busy_timeout_is_a_clear_ebusy(home: Path) -> None:
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Path:
     """A 3 MiB tmpfs, so that a real ENOSPC happens quickly."""
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("mounting a tmpfs needs root and mount(8)")
-    mountpoint = tmp_path / "tiny"
-    mountpoint.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mountpoint)], check=True)
-    yield mountpoint
-    subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+    with small_tmpfs(tmp_path / "tiny", "3m") as mountpoint:
+        yield mountpoint
 
 
 def test_full_disk_is_enospc_and_keeps_committed_files(tiny_disk: Path) -> None:

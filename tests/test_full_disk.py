@@ -6,15 +6,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import apsw
 import pytest
 
-from tests.helpers import require_mode, run_vfs
+from tests.helpers import require_mode, run_vfs, small_tmpfs
 from vfs import Workspace
 from vfs.state.registry import MODES
 
@@ -22,13 +20,8 @@ from vfs.state.registry import MODES
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """An 8 MiB tmpfs, so that a real ENOSPC happens quickly."""
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("mounting a tmpfs needs root and mount(8)")
-    mountpoint = tmp_path / "small"
-    mountpoint.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mountpoint)], check=True)
-    yield mountpoint
-    subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+    with small_tmpfs(tmp_path / "small", "8m") as mountpoint:
+        yield mountpoint
 
 
 def fill_up(where: Path) -> None:
