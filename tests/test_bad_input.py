@@ -6,6 +6,7 @@ import errno
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -166,7 +167,7 @@ def test_lock_held_past_the_busy_timeout_is_a_clear_ebusy(home: Path) -> None:
 
 
 @pytest.fixture
-def tiny_disk(tmp_path: Path) -> Path:
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 3 MiB tmpfs, so that a real ENOSPC happens quickly."""
     with small_tmpfs(tmp_path / "tiny", "3m") as mountpoint:
         yield mountpoint
