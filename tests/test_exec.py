@@ -164,3 +164,26 @@ def test_a_process_the_command_leaves_behind_cannot_keep_the_mount(
         assert_nothing_left(home, scratch)
     finally:
         os.kill(straggler, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_checkpoint_before_the_command_lets_a_runtime_roll_it_back(
+    home: Path, scratch: Path, tmp_path: Path, mode: str
+) -> None:
+    require_mode(mode)
+    lower = tmp_path / "lower"
+    lower.mkdir()
+    with Workspace.create("alice", home, mode=mode, workspace=lower) as ws:
+        ws.fs.pipe("/keep.txt", b"before")
+    done = vfs_exec(
+        home, "alice", "--checkpoint", "--", "sh", "-c", "printf after > keep.txt; touch new.txt"
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stderr.splitlines()
+    name = line.removeprefix("checkpoint ")
+    with Workspace.open("alice", home) as ws:
+        assert ws.fs.cat("/keep.txt") == b"after"
+        ws.checkpoints.restore(name)
+        assert ws.fs.cat("/keep.txt") == b"before"
+        assert not ws.fs.exists("/new.txt")
+    assert_nothing_left(home, scratch)

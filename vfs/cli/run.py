@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from vfs.cli.app import main
-from vfs.cli.common import home_of
+from vfs.cli.common import home_of, open_workspace
 
 
 @main.command("exec")
@@ -14,8 +14,20 @@ from vfs.cli.common import home_of
 @click.option(
     "--read-only", "-r", is_flag=True, help="Mount read-only: every change fails (EROFS)."
 )
+@click.option(
+    "--checkpoint",
+    "take_checkpoint",
+    is_flag=True,
+    help="Take a checkpoint first and print its name (on stderr), to roll back to.",
+)
 @click.pass_context
-def exec_command(ctx: click.Context, agent: str, command: tuple[str, ...], read_only: bool) -> None:
+def exec_command(
+    ctx: click.Context,
+    agent: str,
+    command: tuple[str, ...],
+    read_only: bool,
+    take_checkpoint: bool,
+) -> None:
     """Run COMMAND with its working directory in a private mount of AGENT.
 
     Put -- before the command so its options stay its own:
@@ -24,8 +36,13 @@ def exec_command(ctx: click.Context, agent: str, command: tuple[str, ...], read_
     The mount point is a fresh temporary directory, named to the command in
     $AGENT_VFS_MOUNT; it is unmounted and removed when the command ends, however
     it ends. Exits with the command's status (128+N if signal N killed it;
-    127 if it was not found).
+    127 if it was not found). With --checkpoint, a checkpoint is taken first
+    and its name printed, so a runtime can `vfs rollback AGENT NAME`.
     """
     from vfs.mount.run import run_mounted
 
+    if take_checkpoint:
+        with open_workspace(ctx, agent) as ws:
+            info = ws.checkpoints.create(message=f"before: {' '.join(command)}")
+        click.echo(f"checkpoint {info.name}", err=True)
     ctx.exit(run_mounted(agent, command, home=home_of(ctx), read_only=read_only))
