@@ -1,9 +1,11 @@
-"""Every ```python and ```sh snippet of README.md and docs/guide.md runs verbatim.
+"""Every ```python and ```sh snippet of the pages in DOCS runs verbatim.
 
 Each snippet runs in a fresh interpreter or shell with its own home directory
-(``~`` and ``$AGENT_VFS_HOME``), after the setup a reader would have done: the
-directories it names exist (``~/src/project`` is a git checkout with a
-Makefile). Mounts are real FUSE mounts.
+(``~`` and ``$AGENT_VFS_HOME``) and no input (stdin is empty, so a server that
+reads stdin, like ``vfs mcp``, ends), after the setup a reader would have done:
+the directories it names exist (``~/src/project`` is a git checkout with a
+Makefile). Nothing else exists: a snippet creates the agents it uses. Mounts
+are real FUSE mounts.
 """
 
 from __future__ import annotations
@@ -79,7 +81,13 @@ def test_doc_snippet_runs_verbatim(tmp_path: Path, language: str, code: str) -> 
     command = [sys.executable, "-c", code] if language == "python" else ["bash", "-e", "-c", code]
     try:
         result = subprocess.run(
-            command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=300,
         )
     finally:
         for where in mounts_under(tmp_path):
