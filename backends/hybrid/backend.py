@@ -192,6 +192,13 @@ class HybridBackend(Backend):
             lower_dir = self._ref(parent).path
         found = None if lower_dir is None else self._lower_child(parent, lower_dir, name)
         if found is None:
+            below = (
+                None
+                if row is not None or lower_dir is None
+                else self.lower.lstat_or_none(lower_dir)
+            )
+            if below is not None and not stat.S_ISDIR(below.st_mode):
+                raise NotADirectoryError(errno.ENOTDIR, "Not a directory", f"inode {parent}")
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", name)
         return found
 

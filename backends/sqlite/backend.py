@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from vfs.backends.base import Attr, Backend, Handle, StatFs
 from vfs.backends.chunks import SharedChunks
 from vfs.backends.db import Database
-from vfs.backends.names import check_name
+from vfs.backends.names import NAME_MAX, check_name
 from vfs.backends.renames import RENAME_EXCHANGE, RENAME_NOREPLACE, check_rename
 from vfs.backends.sqlite.handle import SqliteHandle
 from vfs.backends.sqlite.tables import FileTables
@@ -78,6 +78,10 @@ class SqliteBackend(Backend):
     def lookup(self, parent: int, name: str) -> Attr:
         attr = self.tables.entry(parent, name)
         if attr is None:
+            # Only a miss pays for telling why, in the order Linux checks.
+            if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
+                raise OSError(errno.ENAMETOOLONG, "File name too long", name)
+            self.tables.directory(parent)  # NotADirectoryError under a file
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", name)
         return attr
 

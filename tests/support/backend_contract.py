@@ -41,15 +41,6 @@ KNOWN_BUGS = {
     ("test_a_directory_counts_itself_its_parent_entry_and_its_subdirectories", "hybrid-lower"): (
         _LOWER_DIR_NLINK
     ),
-    ("test_lookup_in_a_file_is_enotdir", "sqlite"): (
-        "sqlite lookup under a non-directory inode says ENOENT, not ENOTDIR"
-    ),
-    ("test_lookup_in_a_file_is_enotdir", "hybrid-lower"): (
-        "hybrid lookup under a lower file says ENOENT, not ENOTDIR"
-    ),
-    ("test_lookup_of_a_name_over_255_bytes_is_enametoolong", "sqlite"): (
-        "sqlite lookup does not check the name's length and says ENOENT"
-    ),
 }
 
 
