@@ -18,6 +18,11 @@ from vfs.backends.db import Database
 
 DEFAULT_CHUNK_SIZE = 64 * 1024
 
+# Checkpoints name chunks without counting in chunks.refs (see
+# schema/agent/0006_checkpoints.sql): a chunk at refs 0 that one uses is alive.
+UNCOUNTED_TABLES = ("checkpoint_file_chunks",)
+NOT_IN_CHECKPOINT = "NOT EXISTS (SELECT 1 FROM checkpoint_file_chunks WHERE chunk = chunks.id)"
+
 
 def chunk_hash(data: bytes) -> bytes:
     return xxhash.xxh3_128_digest(data)
@@ -109,7 +114,7 @@ class ChunkStore:
     def collect_garbage(self) -> int:
         """Delete chunks nothing references; returns how many."""
         with self.db.write():
-            self.db.execute("DELETE FROM chunks WHERE refs <= 0")
+            self.db.execute(f"DELETE FROM chunks WHERE refs <= 0 AND {NOT_IN_CHECKPOINT}")
             return int(self.db.conn.changes())
 
     # -- whole-store access, for backups and checks ---------------------------
@@ -155,7 +160,9 @@ class ChunkStore:
 
     def _counted_refs(self) -> str:
         counts = " UNION ALL ".join(
-            f"SELECT {column} AS chunk FROM {table}" for table, column in self.referencing_columns()
+            f"SELECT {column} AS chunk FROM {table}"
+            for table, column in self.referencing_columns()
+            if table not in UNCOUNTED_TABLES
         )
         return f"SELECT chunk, count(*) AS n FROM ({counts}) GROUP BY chunk"
 
@@ -168,7 +175,8 @@ class ChunkStore:
                 yield int(chunk_id)
 
     def wrong_refs(self) -> list[tuple[int, int, int]]:
-        """``(chunk, stored refs, real refs)`` where the count is wrong; real 0 is garbage."""
+        """``(chunk, stored refs, real refs)`` where the count is wrong; real 0 is
+        garbage unless a checkpoint uses the chunk."""
         return [
             (int(r[0]), int(r[1]), int(r[2]))
             for r in self.db.query(
@@ -199,5 +207,8 @@ class ChunkStore:
                 if real:
                     self.db.execute("UPDATE chunks SET refs = ? WHERE id = ?", (real, chunk_id))
                 else:
-                    self.db.execute("DELETE FROM chunks WHERE id = ?", (chunk_id,))
+                    self.db.execute(
+                        f"DELETE FROM chunks WHERE id = ? AND {NOT_IN_CHECKPOINT}", (chunk_id,)
+                    )
+                    self.db.execute("UPDATE chunks SET refs = 0 WHERE id = ?", (chunk_id,))
             return len(wrong)

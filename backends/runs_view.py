@@ -4,6 +4,7 @@
 except the ``/.vfs`` subtree, which it serves itself::
 
     /.vfs/runs/<run id>/<output name>
+    /.vfs/checkpoints/<checkpoint name>/<path>
 
 Inode numbers there come from a range no backend hands out (``>= 2**62``), so
 the FUSE adapter and fsspec see ordinary inodes. Every change inside the tree
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from vfs.backends.base import ROOT_INO, Attr, Backend, Handle, StatFs
+from vfs.backends.checkpoint_view import CHECKPOINTS_NAME, CheckpointDirs, CheckpointSource
 from vfs.backends.chunks import SharedChunks
 
 RESERVED_NAME = ".vfs"
@@ -32,9 +34,12 @@ RUNS_NAME = "runs"
 RESERVED_BASE = 1 << 62
 VFS_INO = RESERVED_BASE
 RUNS_INO = RESERVED_BASE + 1
+CHECKPOINTS_INO = RESERVED_BASE + 2
 # Run directories and output files get disjoint sub-ranges of the reserved range.
 RUN_BASE = RESERVED_BASE + (1 << 48)
 FILE_BASE = RESERVED_BASE + (2 << 48)
+# Checkpoint files (backends/checkpoint_view.py) are numbered above every run file.
+CHECKPOINT_BASE = RESERVED_BASE + (3 << 48)
 DIR_MODE = stat.S_IFDIR | 0o555
 FILE_MODE = stat.S_IFREG | 0o444
 
@@ -118,9 +123,16 @@ class ReservedHandle(Handle):
 class ReservedTree(Backend):
     """A backend that adds the read-only ``/.vfs`` tree in front of ``inner``."""
 
-    def __init__(self, inner: Backend, files: RunFiles) -> None:
+    def __init__(
+        self, inner: Backend, files: RunFiles, checkpoints: CheckpointSource | None = None
+    ) -> None:
         self.inner = inner
         self.files = files
+        self.checkpoints = (
+            None
+            if checkpoints is None
+            else CheckpointDirs(checkpoints, CHECKPOINTS_INO, CHECKPOINT_BASE)
+        )
         self._started_ns = time.time_ns()
         # What the Backend class declares is copied, so it never reaches __getattr__.
         self.mode = inner.mode
@@ -129,7 +141,7 @@ class ReservedTree(Backend):
 
     # Anything else a caller wants from the wrapped backend (mode-specific methods).
     def __getattr__(self, name: str) -> Any:
-        if name in ("inner", "files"):
+        if name in ("inner", "files", "checkpoints"):
             raise AttributeError(name)
         return getattr(self.inner, name)
 
@@ -163,9 +175,15 @@ class ReservedTree(Backend):
             btime_ns=entry.mtime_ns,
         )
 
+    def _checkpoint_dirs(self, ino: int) -> CheckpointDirs | None:
+        dirs = self.checkpoints
+        return dirs if dirs is not None and dirs.owns(ino) else None
+
     def _reserved_getattr(self, ino: int) -> Attr:
-        if ino in (VFS_INO, RUNS_INO):
+        if ino in (VFS_INO, RUNS_INO) or (ino == CHECKPOINTS_INO and self.checkpoints):
             return self._dir_attr(ino, self._started_ns)
+        if dirs := self._checkpoint_dirs(ino):
+            return dirs.getattr(ino)
         if RUN_BASE <= ino < FILE_BASE:
             run = self.files.run_dir(number=ino - RUN_BASE)
             if run is not None:
@@ -179,6 +197,10 @@ class ReservedTree(Backend):
     def _reserved_lookup(self, parent: int, name: str) -> Attr:
         if parent == VFS_INO and name == RUNS_NAME:
             return self._reserved_getattr(RUNS_INO)
+        if parent == VFS_INO and name == CHECKPOINTS_NAME and self.checkpoints:
+            return self._reserved_getattr(CHECKPOINTS_INO)
+        if dirs := self._checkpoint_dirs(parent):
+            return dirs.lookup(parent, name)
         if parent == RUNS_INO:
             run = self.files.run_dir(name=name)
             if run is not None:
@@ -193,7 +215,10 @@ class ReservedTree(Backend):
 
     def _reserved_entries(self, ino: int) -> list[tuple[str, Attr]]:
         if ino == VFS_INO:
-            return [(RUNS_NAME, self._reserved_getattr(RUNS_INO))]
+            found = [(RUNS_NAME, self._reserved_getattr(RUNS_INO))]
+            if self.checkpoints:
+                found.append((CHECKPOINTS_NAME, self._reserved_getattr(CHECKPOINTS_INO)))
+            return found
         if ino == RUNS_INO:
             return [
                 (run.name, self._dir_attr(RUN_BASE + run.number, run.mtime_ns))
@@ -233,6 +258,9 @@ class ReservedTree(Backend):
                 if not (ino == ROOT_INO and name == RESERVED_NAME):
                     yield name, attr, next_offset
             return
+        if dirs := self._checkpoint_dirs(ino):
+            yield from dirs.readdir(ino, offset)
+            return
         # Entries are ordered by their stable number, so the position is a stable offset.
         for name, attr in self._reserved_entries(ino):
             if attr.ino > offset:
@@ -251,6 +279,8 @@ class ReservedTree(Backend):
     def open(self, ino: int, flags: int = 0) -> Handle:
         if not is_reserved(ino):
             return self.inner.open(ino, flags)
+        if dirs := self._checkpoint_dirs(ino):
+            return dirs.open(ino, flags)
         attr = self._reserved_getattr(ino)
         if attr.is_dir:
             raise IsADirectoryError(errno.EISDIR, "Is a directory", f"inode {ino}")
@@ -284,6 +314,8 @@ class ReservedTree(Backend):
         return self.inner.symlink(parent, name, target, uid, gid)
 
     def readlink(self, ino: int) -> bytes:
+        if dirs := self._checkpoint_dirs(ino):
+            return dirs.readlink(ino)
         if is_reserved(ino):
             raise OSError(errno.EINVAL, "Invalid argument", f"inode {ino}")
         return self.inner.readlink(ino)
@@ -292,6 +324,8 @@ class ReservedTree(Backend):
         return self.inner.statfs()
 
     def getxattr(self, ino: int, name: bytes) -> bytes:
+        if dirs := self._checkpoint_dirs(ino):
+            return dirs.getxattr(ino, name)
         if is_reserved(ino):
             self._reserved_getattr(ino)
             raise OSError(errno.ENODATA, "No data available", name.decode(errors="replace"))
@@ -303,6 +337,8 @@ class ReservedTree(Backend):
         self.inner.setxattr(ino, name, value, flags)
 
     def listxattr(self, ino: int) -> list[bytes]:
+        if dirs := self._checkpoint_dirs(ino):
+            return dirs.listxattr(ino)
         if is_reserved(ino):
             self._reserved_getattr(ino)
             return []
@@ -326,6 +362,8 @@ class ReservedTree(Backend):
     def checksum(self, ino: int) -> str:
         if not is_reserved(ino):
             return self.inner.checksum(ino)
+        if dirs := self._checkpoint_dirs(ino):
+            return dirs.checksum(ino)
         entry = self.files.run_file(number=ino - FILE_BASE) if ino >= FILE_BASE else None
         if entry is None:
             raise IsADirectoryError(errno.EISDIR, "not a regular file", f"inode {ino}")

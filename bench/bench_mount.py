@@ -2,20 +2,27 @@
 
 Usage: ``python bench/bench_mount.py [--modes disk,sqlite,hybrid] [--gib 1]``
 
-Prints one table: wall-clock seconds (or MB/s, µs) per workload, the ratio to
-the native directory, and the mount process's peak RSS.
+Prints three tables: wall-clock seconds (or MB/s, µs) per workload with the
+ratio to the native directory and the mount process's peak RSS; the kernel
+requests each mode's mount received per workload, by type; and the cost of one
+request (a ``stat`` with nothing cached) in each mode against the floor, a
+pyfuse3 filesystem that answers from memory (``bench/floor_fs.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import random
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +30,7 @@ from pathlib import Path
 import psutil
 
 from vfs import Workspace
+from vfs.mount.counting import COUNT_ENV
 from vfs.mount.process import start, stop
 from vfs.state.registry import MODES
 
@@ -81,7 +89,6 @@ def bench_git(target: Path, source: Path) -> dict[str, float]:
 
     results["git commit"] = timed(change_and_commit)
     results["git total"] = sum(results.values())
-    shutil.rmtree(clone)
     return results
 
 
@@ -149,23 +156,102 @@ def peak_rss_mib(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / MIB
 
 
+class RequestCounts:
+    """The request counts of a mount process started with :data:`COUNT_ENV`."""
+
+    def __init__(self, pid: int, path: Path) -> None:
+        self.pid, self.path = pid, path
+        self.last: Counter[str] = Counter()
+
+    def now(self) -> Counter[str]:
+        before = self.path.stat().st_mtime_ns if self.path.exists() else 0
+        os.kill(self.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while (self.path.stat().st_mtime_ns if self.path.exists() else 0) == before:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the mount did not write its request counts")
+            time.sleep(0.01)
+        return Counter(json.loads(self.path.read_text()))
+
+    def since_last(self) -> Counter[str]:
+        current = self.now()
+        delta, self.last = current - self.last, current
+        return delta
+
+
 @contextmanager
-def target_for(mode: str, scratch: Path) -> Iterator[tuple[Path, int | None]]:
+def mounted_for(
+    mode: str, scratch: Path, name: str, **options: object
+) -> Iterator[tuple[Path, Path, RequestCounts]]:
+    home, where = scratch / f"home-{name}", scratch / f"mnt-{name}"
+    Workspace.create("bench", home, mode=mode).close()
+    where.mkdir()
+    counts_path = scratch / f"counts-{name}.json"
+    os.environ[COUNT_ENV] = str(counts_path)
+    try:
+        process = start("bench", where, home=home, **options)  # type: ignore[arg-type]
+    finally:
+        del os.environ[COUNT_ENV]
+    try:
+        yield home, where, RequestCounts(process.pid, counts_path)
+    finally:
+        stop(process, where)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@contextmanager
+def target_for(mode: str, scratch: Path) -> Iterator[tuple[Path, RequestCounts | None]]:
     if mode == "native":
         where = scratch / "native"
         where.mkdir()
         yield where, None
         shutil.rmtree(where)
         return
-    home, where = scratch / f"home-{mode}", scratch / f"mnt-{mode}"
-    Workspace.create("bench", home, mode=mode).close()
+    with mounted_for(mode, scratch, mode) as (_, where, counts):
+        yield where, counts
+
+
+def stat_loop(where: Path, files: int, rounds: int) -> float:
+    """Seconds per pass over ``files`` stats: the best of ``rounds`` passes, as
+    the machine is shared and a busy moment only ever adds time."""
+    names = [str(where / f"f{i:05d}") for i in range(files)]
+    return min(timed(lambda: [os.stat(n) for n in names]) for _ in range(rounds))
+
+
+def floor_cost(scratch: Path, files: int, rounds: int) -> tuple[float, Counter[str]]:
+    """µs per request of the floor filesystem, and its request counts."""
+    where, counts_path = scratch / "mnt-floor", scratch / "counts-floor.json"
     where.mkdir()
-    process = start("bench", where, home=home)
+    floor = Path(__file__).with_name("floor_fs.py")
+    process = subprocess.Popen(
+        [sys.executable, str(floor), str(where), str(files), str(counts_path)],
+        stdout=subprocess.PIPE,
+    )
     try:
-        yield where, process.pid
+        assert process.stdout is not None and process.stdout.readline() == b"ready\n"
+        while not os.path.ismount(where):
+            time.sleep(0.01)
+        stat_loop(where, files, 1)  # warm up
+        seconds = stat_loop(where, files, rounds)
     finally:
-        stop(process, where)
-        shutil.rmtree(home, ignore_errors=True)
+        subprocess.run(["fusermount3", "-u", str(where)], check=False)
+        process.wait(timeout=30)
+    counts = Counter(json.loads(counts_path.read_text()))
+    per_pass = (counts["lookup"] + counts["getattr"]) / (rounds + 1)
+    return seconds / per_pass * 1e6, counts
+
+
+def request_cost(mode: str, scratch: Path, files: int, rounds: int) -> float:
+    """µs per request of a mount in ``mode`` with nothing cached by the kernel."""
+    with mounted_for(mode, scratch, f"cost-{mode}", cache_timeout=0) as (home, where, counts):
+        with Workspace.open("bench", home) as ws:
+            for i in range(files):
+                ws.fs.pipe_file(f"/f{i:05d}", b"")
+        stat_loop(where, files, 1)  # warm up
+        counts.since_last()
+        seconds = stat_loop(where, files, rounds)
+        done = counts.since_last()
+    return seconds / ((done["lookup"] + done["getattr"]) / rounds) * 1e6
 
 
 def main() -> None:
@@ -175,26 +261,65 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--repo-files", type=int, default=2_000)
     parser.add_argument("--random-reads", type=int, default=5_000)
+    parser.add_argument("--cost-files", type=int, default=2_000)
+    parser.add_argument("--cost-rounds", type=int, default=7)
+    parser.add_argument(
+        "--only-requests", action="store_true", help="just the request counts and costs"
+    )
     args = parser.parse_args()
     modes = [m for m in args.modes.split(",") if importlib.util.find_spec(f"backends.{m}")]
     columns = ["native", *modes]
     table: dict[str, dict[str, float]] = {}
+    requests: dict[str, dict[str, Counter[str]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-mount-") as tmp:
         scratch = Path(tmp)
+        floor_us, _ = floor_cost(scratch, args.cost_files, args.cost_rounds)
+        costs = {m: request_cost(m, scratch, args.cost_files, args.cost_rounds) for m in modes}
         source = scratch / "source-repo"
         source.mkdir()
         make_repo(source, args.repo_files)
-        for column in columns:
-            with target_for(column, scratch) as (where, pid):
+        for column in columns if not args.only_requests else modes:
+            with target_for(column, scratch) as (where, counts):
                 results = bench_git(where, source)
-                results |= bench_small_files(where, args.files)
-                results |= bench_big_file(where, args.gib, args.random_reads)
-                if pid is not None:
-                    results["mount peak RSS (MiB)"] = peak_rss_mib(pid)
+                if counts is not None:
+                    requests.setdefault("git workload", {})[column] = counts.since_last()
+                shutil.rmtree(where / "clone")
+                if counts is not None:
+                    counts.since_last()
+                if not args.only_requests:
+                    results |= bench_small_files(where, args.files)
+                    if counts is not None:
+                        requests.setdefault("small files", {})[column] = counts.since_last()
+                    results |= bench_big_file(where, args.gib, args.random_reads)
+                    if counts is not None:
+                        results["mount peak RSS (MiB)"] = peak_rss_mib(counts.pid)
             for key, value in results.items():
                 table.setdefault(key, {})[column] = value
             print(f"# {column} done", flush=True)
-    print_table(table, columns)
+    if not args.only_requests:
+        print_table(table, columns)
+    for workload, by_mode in requests.items():
+        print(f"\nkernel requests, {workload}:\n")
+        print_counts(by_mode, modes)
+    print("\ncost of one request (stat, nothing cached):\n")
+    print("| filesystem | µs per request | x floor |")
+    print("|---|---:|---:|")
+    print(f"| floor (pyfuse3, from memory) | {floor_us:.1f} | 1.0x |")
+    for mode, cost in costs.items():
+        print(f"| {mode} | {cost:.1f} | {cost / floor_us:.1f}x |")
+
+
+def print_counts(by_mode: dict[str, Counter[str]], modes: list[str]) -> None:
+    kinds = sorted(
+        {k for c in by_mode.values() for k in c}, key=lambda k: -max(c[k] for c in by_mode.values())
+    )
+    shown = [m for m in modes if m in by_mode]
+    print("| request | " + " | ".join(shown) + " |")
+    print("|---|" + "---:|" * len(shown))
+    for kind in kinds:
+        print(f"| {kind} | " + " | ".join(f"{by_mode[m][kind]:,}" for m in shown) + " |")
+    totals = " | ".join(f"{sum(by_mode[m].values()):,}" for m in shown)
+    print(f"| all | {totals} |")
 
 
 def print_table(table: dict[str, dict[str, float]], columns: list[str]) -> None:

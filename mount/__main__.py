@@ -28,7 +28,7 @@ def main() -> int:
     parser.add_argument("--home")
     parser.add_argument("--ready-fd", type=int)
     parser.add_argument("--read-only", action="store_true")
-    parser.add_argument("--cache-timeout", type=float, default=1.0)
+    parser.add_argument("--cache-timeout", type=float)
     parser.add_argument("-o", dest="options", action="append", default=[])
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s")

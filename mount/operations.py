@@ -16,13 +16,15 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
 
 from vfs.backends.base import REOPEN_ATTEMPTS, Attr, Backend, Handle
+from vfs.backends.journal import Change
 from vfs.backends.names import NAME_MAX
+from vfs.mount import counting
 
 log = logging.getLogger("agentvfs.mount")
 
@@ -30,9 +32,17 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 #: Default seconds the kernel may trust a name lookup or an inode's attributes
-#: without asking again: the bound on how stale a change made by another
-#: process (fsspec, the CLI) can look through the mount.
+#: without asking again where nothing tells the mount about changes made by
+#: other processes (disk mode): the staleness bound there.
 DEFAULT_CACHE_TIMEOUT = 1.0
+
+#: The same where the change journal tells the mount what other processes
+#: changed (sqlite and hybrid mode): the mount invalidates exactly those
+#: entries and inodes, so the kernel may keep the rest for long.
+JOURNALED_CACHE_TIMEOUT = 3600.0
+
+#: Asked by the kernel before every write (to drop file capabilities).
+CAPABILITY_XATTR = b"security.capability"
 
 #: ``st_blksize``: the I/O size programs pick for buffers (one FUSE request).
 IO_BLOCK_SIZE = 128 * 1024
@@ -47,8 +57,12 @@ def kernel_op(
     pyfuse3, which would end the mount.
     """
 
+    name = method.__name__
+
     @functools.wraps(method)
     async def handler(*args: P.args, **kwargs: P.kwargs) -> R:
+        if counting.counts is not None:
+            counting.counts[name] += 1
         try:
             return await method(*args, **kwargs)
         except pyfuse3.FUSEError:
@@ -94,16 +108,32 @@ class AgentOperations(pyfuse3.Operations):
         Seconds the kernel may cache entries, negative lookups and attributes.
     """
 
-    # With a writeback cache the kernel keeps its own size and mtime of a file
-    # and ignores the backend's, so a write made by another process would stay
-    # invisible: the page cache is used write-through instead.
+    # With a writeback cache the kernel keeps its own size and mtime of a
+    # regular file and ignores the backend's for good (even after an
+    # invalidation), so a file grown by another process would keep its old
+    # size: the page cache is used write-through instead.
     enable_writeback_cache = False
     supports_dot_lookup = False
 
-    def __init__(self, backend: Backend, *, cache_timeout: float = DEFAULT_CACHE_TIMEOUT) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        cache_timeout: float = DEFAULT_CACHE_TIMEOUT,
+        journaled: bool = False,
+    ) -> None:
         super().__init__()
         self.backend = backend
         self.cache_timeout = cache_timeout
+        # Only a journal reports extended attributes set by other processes
+        # (setcap), so only then may "none" be remembered.
+        self.journaled = journaled
+        # parent -> names the kernel may cache (found or missing) under it: what
+        # to invalidate when the follower can no longer say what changed.
+        self._cached_names: dict[int, set[bytes]] = {}
+        # Inodes known to have no security.capability xattr: the kernel asks
+        # before every write, and a file this mount just created has none.
+        self._no_caps: set[int] = set()
         self._files: dict[int, Handle] = {}
         self._next_fh = itertools.count(1)
         self._lookups: dict[int, int] = {}
@@ -143,14 +173,46 @@ class AgentOperations(pyfuse3.Operations):
         entry.st_birthtime_ns = attr.btime_ns
         return entry
 
-    def _looked_up(
-        self, attr: Attr, parent: int | None = None, name: str | None = None
-    ) -> pyfuse3.EntryAttributes:
+    def _looked_up(self, attr: Attr, parent: int, name: bytes) -> pyfuse3.EntryAttributes:
         """An entry reply: the kernel now holds one more reference to the inode."""
         self._lookups[attr.ino] = self._lookups.get(attr.ino, 0) + 1
-        if parent is not None and name is not None and attr.is_file:
-            self._names[attr.ino] = (parent, name)
+        self._cached_names.setdefault(parent, set()).add(name)
+        if attr.is_file:
+            self._names[attr.ino] = (parent, decode_name(name))
         return self._entry(attr)
+
+    def _new_file(self, attr: Attr, parent: int, name: bytes) -> pyfuse3.EntryAttributes:
+        if self.journaled:
+            self._no_caps.add(attr.ino)
+        return self._looked_up(attr, parent, name)
+
+    def changed_elsewhere(
+        self, changes: Iterable[Change]
+    ) -> tuple[list[tuple[int, bytes]], list[int]]:
+        """The entries and inodes the kernel may cache that ``changes`` (made by
+        other processes) made stale; forgets what the mount itself cached of them."""
+        entries: dict[tuple[int, bytes], None] = {}
+        inodes: dict[int, None] = {}
+        for change in changes:
+            inodes[change.ino] = None
+            if change.parent is not None and change.name is not None:
+                entries[(change.parent, change.name.encode("utf-8", "surrogateescape"))] = None
+                inodes[change.parent] = None  # its listing, mtime and link count
+        for ino in inodes:
+            self._clean.pop(ino, None)
+            self._no_caps.discard(ino)
+        known = self._lookups
+        return (
+            [e for e in entries if e[0] == pyfuse3.ROOT_INODE or e[0] in known],
+            [i for i in inodes if i == pyfuse3.ROOT_INODE or i in known],
+        )
+
+    def handed_out(self) -> tuple[list[tuple[int, bytes]], list[int]]:
+        """Every entry and inode the kernel may cache (when what changed is unknown)."""
+        self._clean.clear()
+        self._no_caps.clear()
+        entries = [(parent, name) for parent, names in self._cached_names.items() for name in names]
+        return entries, [pyfuse3.ROOT_INODE, *self._lookups]
 
     def _replacement(self, ino: int) -> Attr:
         """The file that now has the name by which the kernel found ``ino``, which
@@ -211,6 +273,7 @@ class AgentOperations(pyfuse3.Operations):
 
     def close_all(self) -> None:
         """Flush and close every file still open (at unmount or shutdown)."""
+        counting.dump()
         pinned = list(self._pins.items())
         self._pins.clear()
         while self._files or pinned:
@@ -236,10 +299,13 @@ class AgentOperations(pyfuse3.Operations):
             miss = pyfuse3.EntryAttributes()
             miss.st_ino = 0
             miss.entry_timeout = self.cache_timeout
+            self._cached_names.setdefault(parent_inode, set()).add(name)
             return miss
-        return self._looked_up(attr, parent_inode, text)
+        return self._looked_up(attr, parent_inode, name)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        if counting.counts is not None:
+            counting.counts["forget"] += 1
         for ino, count in inode_list:
             left = self._lookups.get(ino, 0) - count
             if left > 0:
@@ -249,6 +315,8 @@ class AgentOperations(pyfuse3.Operations):
             self._names.pop(ino, None)
             self._clean.pop(ino, None)
             self._sizes.pop(ino, None)
+            self._cached_names.pop(ino, None)
+            self._no_caps.discard(ino)
             try:
                 self._unpin(self._pins.get(ino))
                 self.backend.forget(ino)
@@ -306,14 +374,14 @@ class AgentOperations(pyfuse3.Operations):
             raise OSError(errno.EOPNOTSUPP, "only regular files, directories and symlinks")
         handle, attr = self.backend.create(parent_inode, decode_name(name), mode, ctx.uid, ctx.gid)
         handle.close()
-        return self._looked_up(attr)
+        return self._new_file(attr, parent_inode, name)
 
     @kernel_op
     async def mkdir(
         self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         attr = self.backend.mkdir(parent_inode, decode_name(name), mode, ctx.uid, ctx.gid)
-        return self._looked_up(attr)
+        return self._new_file(attr, parent_inode, name)
 
     @kernel_op
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
@@ -334,7 +402,7 @@ class AgentOperations(pyfuse3.Operations):
         self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         attr = self.backend.symlink(parent_inode, decode_name(name), target, ctx.uid, ctx.gid)
-        return self._looked_up(attr)
+        return self._new_file(attr, parent_inode, name)
 
     @kernel_op
     async def rename(
@@ -360,7 +428,7 @@ class AgentOperations(pyfuse3.Operations):
         self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         attr = self.backend.link(inode, new_parent_inode, decode_name(new_name))
-        return self._looked_up(attr)
+        return self._looked_up(attr, new_parent_inode, new_name)
 
     # -- files ---------------------------------------------------------------
 
@@ -397,7 +465,7 @@ class AgentOperations(pyfuse3.Operations):
         text = decode_name(name)
         handle, attr = self.backend.create(parent_inode, text, mode, ctx.uid, ctx.gid)
         fh = self._open_file(handle, None)
-        entry = self._looked_up(attr, parent_inode, text)
+        entry = self._new_file(attr, parent_inode, name)
         return pyfuse3.FileInfo(fh=fh, keep_cache=False, direct_io=False), entry
 
     @kernel_op
@@ -448,7 +516,10 @@ class AgentOperations(pyfuse3.Operations):
                 continue
             if not pyfuse3.readdir_reply(token, encoded, self._entry(attr), offset):
                 return
-            self._looked_up(attr, fh, name)
+            self._lookups[attr.ino] = self._lookups.get(attr.ino, 0) + 1
+            self._cached_names.setdefault(fh, set()).add(encoded)
+            if attr.is_file:
+                self._names[attr.ino] = (fh, name)
 
     @kernel_op
     async def releasedir(self, fh: int) -> None:
@@ -479,11 +550,21 @@ class AgentOperations(pyfuse3.Operations):
     async def setxattr(
         self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext
     ) -> None:
+        self._no_caps.discard(inode)
         self.backend.setxattr(inode, name, value)
 
     @kernel_op
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
-        return self.backend.getxattr(inode, name)
+        if name != CAPABILITY_XATTR:
+            return self.backend.getxattr(inode, name)
+        if inode in self._no_caps:
+            raise OSError(errno.ENODATA, "No data available")
+        try:
+            return self.backend.getxattr(inode, name)
+        except OSError as exc:
+            if exc.errno == errno.ENODATA and self.journaled:
+                self._no_caps.add(inode)
+            raise
 
     @kernel_op
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
@@ -491,4 +572,5 @@ class AgentOperations(pyfuse3.Operations):
 
     @kernel_op
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self._no_caps.discard(inode)
         self.backend.removexattr(inode, name)

@@ -21,7 +21,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from vfs.backends.host import mount_table, pid_alive
-from vfs.mount.operations import DEFAULT_CACHE_TIMEOUT
 from vfs.mount.session import SUBTYPE
 from vfs.settings import resolve_home
 from vfs.state.mounts import MountTable
@@ -100,7 +99,7 @@ def start(
     home: str | os.PathLike[str] | None = None,
     read_only: bool = False,
     options: Iterable[str] = (),
-    cache_timeout: float = DEFAULT_CACHE_TIMEOUT,
+    cache_timeout: float | None = None,
     timeout: float = START_TIMEOUT_S,
 ) -> subprocess.Popen[bytes]:
     """Mount ``agent`` in a background process; return it once the mount is live."""
@@ -111,8 +110,9 @@ def start(
     command = [
         sys.executable, "-m", "vfs.mount", agent, str(where),
         "--home", str(home_dir), "--ready-fd", str(ready_write),
-        "--cache-timeout", str(cache_timeout),
     ]  # fmt: skip
+    if cache_timeout is not None:
+        command += ["--cache-timeout", str(cache_timeout)]
     if read_only:
         command.append("--read-only")
     for option in options:
@@ -234,7 +234,7 @@ def mounted(
     home: str | os.PathLike[str] | None = None,
     read_only: bool = False,
     options: Iterable[str] = (),
-    cache_timeout: float = DEFAULT_CACHE_TIMEOUT,
+    cache_timeout: float | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Serve ``agent`` at ``mountpoint`` in a child process for the ``with`` block."""
     process = start(

@@ -71,7 +71,7 @@ def test_every_tool_can_be_called(home: Path, tmp_path: Path, mode: str) -> None
     Workspace.create("alice", home, mode=mode, workspace=workspace).close()
 
     async def scenario(session: ClientSession) -> None:
-        async def call(name: str, **arguments: Any) -> dict[str, Any]:
+        async def call(name: str, /, **arguments: Any) -> dict[str, Any]:
             return payload(await session.call_tool(name, arguments))
 
         assert (await call("write", path="src/a.py", content="x = 1\n"))["bytes_written"] == 6
@@ -92,6 +92,12 @@ def test_every_tool_can_be_called(home: Path, tmp_path: Path, mode: str) -> None
             {"path": "/src/a.py", "line": 2, "text": "b = 2", "before": ["a = 3"], "after": []}
         ]
         assert (await call("stat", path="src/a.py"))["size"] == 12
+        assert (await call("checkpoint", name="before-mv"))["name"] == "before-mv"
+        await call("mv", source="src/a.py", destination="docs/a.py")
+        changes = (await call("diff", checkpoint="before-mv"))["changes"]
+        assert {(c["kind"], c["path"]) for c in changes} >= {("deleted", "/src/a.py")}
+        assert (await call("rollback", name="before-mv"))["rolled_back_to"] == "before-mv"
+        assert (await call("diff", checkpoint="before-mv"))["changes"] == []
         await call("mv", source="src/a.py", destination="docs/a.py")
         assert (await call("rm", path="docs", recursive=True))["removed"] == 3
         assert (await call("ls"))["entries"] == [

@@ -37,7 +37,7 @@ def tools(ws: Workspace) -> FileTools:
     return FileTools(ws)
 
 
-def fails(tools: FileTools, name: str, code: str, **arguments: object) -> str:
+def fails(tools: FileTools, name: str, code: str, /, **arguments: object) -> str:
     with pytest.raises(ToolError) as caught:
         tools.call(name, arguments)
     assert caught.value.code == code, caught.value.message
@@ -48,7 +48,7 @@ def fails(tools: FileTools, name: str, code: str, **arguments: object) -> str:
 def test_every_tool_has_an_object_schema_and_a_description() -> None:
     assert set(SPECS) == {
         "read", "write", "edit", "multi_edit", "append", "ls", "glob", "grep",
-        "mv", "rm", "mkdir", "stat",
+        "mv", "rm", "mkdir", "stat", "checkpoint", "rollback", "diff",
     }  # fmt: skip
     for spec in SPECS.values():
         assert spec.description
@@ -274,6 +274,8 @@ def test_a_read_only_workspace_refuses_every_writing_tool(
         "mv": {"source": "keep.txt", "destination": "moved.txt"},
         "rm": {"path": "keep.txt"},
         "mkdir": {"path": "newdir"},
+        "checkpoint": {"name": "c"},
+        "rollback": {"name": "c"},
     }
     assert set(writable) == {name for name, spec in SPECS.items() if spec.writes}
     read_only = Workspace.open(ws.agent, ws.home, read_only=True)

@@ -104,7 +104,7 @@ class _DefaultHome:
         return str(default_home())
 
 
-STORAGE_OPTIONS = ("agent", "home", "create", "mode", "read_only", "auto_mkdir")
+STORAGE_OPTIONS = ("agent", "home", "create", "mode", "read_only", "auto_mkdir", "checkpoint")
 
 
 class AgentFileSystem(AbstractFileSystem):
@@ -126,6 +126,9 @@ class AgentFileSystem(AbstractFileSystem):
     auto_mkdir:
         Create missing parent directories when writing a file (default true,
         as object stores and fsspec's local filesystem with auto_mkdir do).
+    checkpoint:
+        Show the files of this checkpoint, read-only, instead of the live ones
+        (also reachable as ``agentvfs://AGENT/.vfs/checkpoints/NAME/PATH``).
 
     A path is a workspace path (``/notes/todo.md``) or a URL naming this
     filesystem's agent; a URL naming another agent raises ``ValueError``, or
@@ -147,6 +150,7 @@ class AgentFileSystem(AbstractFileSystem):
         mode: str | None = None,
         read_only: bool = False,
         auto_mkdir: bool = True,
+        checkpoint: str | None = None,
         workspace: Workspace | None = None,
         url_agent: str | None = None,
         **kwargs: Any,
@@ -168,7 +172,11 @@ class AgentFileSystem(AbstractFileSystem):
                 raise ValueError("agentvfs needs an agent: agentvfs://<agent>/<path>")
             if create and read_only:
                 raise ValueError("agentvfs: create=True and read_only=True exclude each other")
-            workspace = Workspace.open(agent, home, create=create, mode=mode, read_only=read_only)
+            if create and checkpoint:
+                raise ValueError("agentvfs: create=True and checkpoint= exclude each other")
+            workspace = Workspace.open(
+                agent, home, create=create, mode=mode, read_only=read_only, checkpoint=checkpoint
+            )
             if workspace.db.writer == "python":
                 workspace.db.writer = "fsspec"
         self.workspace = workspace
@@ -430,12 +438,12 @@ class AgentFileSystem(AbstractFileSystem):
                 f.write(value)
             return
         with backend.transaction():
-            parent, name = self._parent_for_write(path)
+            parent, name = self.parent_for_write(path)
             if mode == "create" and backend.lookup_or_none(parent, name) is not None:
                 raise FileExistsError(errno.EEXIST, "File exists", path)
             backend.write_file(parent, name, bytes(value), FILE_MODE)
 
-    def _parent_for_write(self, path: str) -> tuple[int, str]:
+    def parent_for_write(self, path: str) -> tuple[int, str]:
         """The directory that will hold ``path`` (created when auto_mkdir), and the name.
 
         A final symlink is written through, as ``open(path, "w")`` does.
@@ -499,7 +507,7 @@ class AgentFileSystem(AbstractFileSystem):
             self.makedirs(path2, exist_ok=True)
             return
         with self.backend.transaction():
-            parent, name = self._parent_for_write(path2)
+            parent, name = self.parent_for_write(path2)
             self.backend.copy_file(source.ino, parent, name)
         self.invalidate_cache(path2)
 

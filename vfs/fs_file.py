@@ -6,14 +6,25 @@ import errno
 import functools
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from fsspec.spec import AbstractBufferedFile
 
-from vfs.backends.base import Handle, rename_error
+from vfs.backends.base import Backend, Handle, rename_error
 
-if TYPE_CHECKING:
-    from vfs.fs import AgentFileSystem
+
+class AgentFileSystem(Protocol):
+    """What a file needs of ``vfs.fs.AgentFileSystem``, which opens it (this
+    module does not import it back)."""
+
+    backend: Backend
+
+    def parent_for_write(self, path: str) -> tuple[int, str]: ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def isdir(self, path: str) -> bool: ...
+
 
 FILE_MODE = 0o644
 
@@ -72,7 +83,7 @@ class AgentFile(AbstractBufferedFile):
         try:
             self._handle, attr = backend.open_path(self.path, os.O_WRONLY | os.O_APPEND)
         except FileNotFoundError:
-            parent, name = self.fs._parent_for_write(self.path)
+            parent, name = self.fs.parent_for_write(self.path)
             self._handle, attr = backend.create(parent, name, FILE_MODE, os.getuid(), os.getgid())
         self.loc = attr.size
 
@@ -85,7 +96,7 @@ class AgentFile(AbstractBufferedFile):
     def _initiate_upload(self) -> None:
         if self.mode == "ab":
             return
-        parent, name = self.fs._parent_for_write(self.path)
+        parent, name = self.fs.parent_for_write(self.path)
         self._target = (parent, name)
         self._handle = self.fs.backend.tmpfile(parent, FILE_MODE)
 

@@ -11,6 +11,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import fsspec
+from fsspec.spec import AbstractFileSystem
+
 from vfs.backends import Backend, Database, open_backend
 from vfs.backends.runs_view import ReservedTree
 from vfs.backup.restore import finish_interrupted_restore
@@ -26,7 +29,7 @@ from vfs.state.registry import AgentRecord, Registry
 
 if TYPE_CHECKING:
     from vfs.backends.hybrid.overlay import Overlay
-    from vfs.fs import AgentFileSystem
+    from vfs.checkpoints import Checkpoints
     from vfs.stores import Artifacts, Caches, Sessions, Transcripts
     from vfs.watch import Watcher
 
@@ -45,6 +48,7 @@ class Workspace:
         *,
         mode: str | None = None,
         read_only: bool = False,
+        checkpoint: str | None = None,
     ) -> None:
         if mode is not None and mode != record.mode:
             check_explicit_mode(registry, record.id, mode)  # raises ModeMismatch
@@ -53,16 +57,20 @@ class Workspace:
         self.agent = record.id
         self.home = registry.home
         self.mode = mode or record.mode
-        self.read_only = read_only
+        #: the checkpoint whose files this workspace shows, read-only (None: the live files)
+        self.checkpoint = checkpoint
+        self.read_only = read_only or checkpoint is not None
         self.db = Database(record.db_path, "agent", create=False)  # only create() makes one
         self.db.keep_reserve()  # room to open and delete on a full disk
         if self.mode in ("disk", "hybrid"):
             record.workspace.mkdir(parents=True, exist_ok=True)
-        # The mode's backend, wrapped so that /.vfs/runs serves run artifacts read-only.
-        self.files_backend: Backend = open_backend(
-            self.mode, self.db, record.workspace, read_only=read_only
+        # The mode's backend, wrapped so that /.vfs serves run artifacts and checkpoints read-only.
+        self.files_backend: Backend = (
+            open_backend(self.mode, self.db, record.workspace, read_only=read_only)
+            if checkpoint is None
+            else self.checkpoints.open(checkpoint)
         )
-        self.backend: Backend = ReservedTree(self.files_backend, self.artifacts)
+        self.backend: Backend = ReservedTree(self.files_backend, self.artifacts, self.checkpoints)
 
     @classmethod
     def open(
@@ -74,10 +82,13 @@ class Workspace:
         mode: str | None = None,
         workspace: str | os.PathLike[str] | None = None,
         read_only: bool = False,
+        checkpoint: str | None = None,
     ) -> Workspace:
         """Open ``agent``; with ``create=True`` an unknown agent is created in ``mode``.
 
-        Raises ``FileNotFoundError`` naming the agent when it does not exist.
+        With ``checkpoint``, the files are that checkpoint's, read-only (the
+        stores stay the live ones). Raises ``FileNotFoundError`` naming the
+        agent when it does not exist, or the checkpoint when it does not.
         """
         registry = Registry(resolve_home(home))
         finish_interrupted_restore(registry, agent)  # a restore killed after its swap
@@ -91,7 +102,9 @@ class Workspace:
         if create and not registry.exists(agent):
             with contextlib.suppress(FileExistsError):  # another process created it first
                 registry.create(agent, mode or DEFAULT_MODE, workspace)
-        return cls(registry, registry.get(agent), mode=mode, read_only=read_only)
+        return cls(
+            registry, registry.get(agent), mode=mode, read_only=read_only, checkpoint=checkpoint
+        )
 
     @classmethod
     def create(
@@ -159,10 +172,21 @@ class Workspace:
         return self.registry.agent_dir(self.agent)
 
     @cached_property
-    def fs(self) -> AgentFileSystem:
-        from vfs.fs import AgentFileSystem
+    def fs(self) -> AbstractFileSystem:
+        """The workspace as an fsspec filesystem (``vfs.fs.AgentFileSystem``).
 
-        return AgentFileSystem(workspace=self)
+        Made through fsspec's registry of the ``agentvfs`` protocol, so this
+        module and the filesystem's, which opens workspaces, do not import
+        each other.
+        """
+        return fsspec.filesystem("agentvfs", workspace=self)
+
+    @cached_property
+    def checkpoints(self) -> Checkpoints:
+        """Named, read-only copies of the files to read, diff and roll back to."""
+        from vfs.checkpoints import Checkpoints
+
+        return Checkpoints(self)
 
     @cached_property
     def overlay(self) -> Overlay:
@@ -218,6 +242,11 @@ class Workspace:
         with contextlib.ExitStack() as stack:
             stack.callback(self.registry.db.close)
             stack.callback(self.db.close)
+            stack.callback(self.checkpoints.close)
+            if self.checkpoint is not None:
+                from vfs.checkpoints import close_view
+
+                stack.callback(close_view, self.files_backend)
             self.backend.close()
 
     def __enter__(self) -> Workspace:

@@ -19,7 +19,7 @@ from vfs.workspace import Workspace
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-NUMERIC_COLUMNS = {"SIZE", "DURATION", "FIELDS", "IMPORTED", "KEPT", "SKIPPED", "PID"}
+NUMERIC_COLUMNS = {"FILES", "SIZE", "DURATION", "FIELDS", "IMPORTED", "KEPT", "SKIPPED", "PID"}
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 

@@ -1,7 +1,8 @@
-"""Overlay and mode commands: ``diff``, ``commit``, ``discard``, ``mode``."""
+"""Overlay and mode commands: ``diff`` (also against checkpoints), ``commit``, ``discard``, ``mode``."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import errno
 import os
@@ -10,9 +11,11 @@ from typing import Any
 
 import click
 
+from vfs.backends import Backend
 from vfs.backends.hybrid.diff import Change
 from vfs.backends.hybrid.overlay import Overlay
 from vfs.backends.progress import no_progress
+from vfs.checkpoints import diff_trees
 from vfs.cli.app import main
 from vfs.cli.common import (
     agent_argument,
@@ -29,6 +32,7 @@ from vfs.settings import resolve_home
 from vfs.settings.config import requested_mode
 from vfs.settings.switch import abort_switch, switch_mode, unfinished_switch
 from vfs.state.registry import MODES, Registry
+from vfs.workspace import Workspace
 
 PATCH_LIMIT = 8 << 20  # larger files are reported, not diffed
 
@@ -85,11 +89,28 @@ def _patch(overlay: Overlay, change: Change) -> str:
 @main.command()
 @agent_argument()
 @click.option("--patch", is_flag=True, help="Show unified diffs of changed text files.")
+@click.option("--from", "from_name", metavar="NAME",
+              help="Compare checkpoint NAME with the files now (any mode).")  # fmt: skip
+@click.option("--to", "to_name", metavar="NAME",
+              help="With --from: compare with checkpoint NAME instead of the files now.")  # fmt: skip
 @json_option
 @click.pass_context
-def diff(ctx: click.Context, agent: str, patch: bool, as_json: bool) -> None:
-    """Show what AGENT's overlay changed against its disk tree (hybrid mode)."""
+def diff(
+    ctx: click.Context,
+    agent: str,
+    patch: bool,
+    from_name: str | None,
+    to_name: str | None,
+    as_json: bool,
+) -> None:
+    """Show what AGENT's overlay changed against its disk tree (hybrid mode),
+    or what changed since a checkpoint (--from, any mode)."""
+    if to_name is not None and from_name is None:
+        raise click.UsageError("--to needs --from")
     with open_workspace(ctx, agent) as ws:
+        if from_name is not None:
+            _checkpoint_diff(ws, from_name, to_name, patch, as_json)
+            return
         overlay = ws.overlay
         changes = overlay.diff()
         if as_json:
@@ -97,6 +118,52 @@ def diff(ctx: click.Context, agent: str, patch: bool, as_json: bool) -> None:
             return
         for change in changes:
             click.echo(_patch(overlay, change) if patch else _line(change), nl=not patch)
+
+
+def _checkpoint_diff(
+    ws: Workspace, from_name: str, to_name: str | None, patch: bool, as_json: bool
+) -> None:
+    with contextlib.ExitStack() as stack:
+        old = stack.enter_context(ws.checkpoints.reading(from_name))
+        new = (
+            ws.files_backend
+            if to_name is None
+            else stack.enter_context(ws.checkpoints.reading(to_name))
+        )
+        changes = diff_trees(old, new)
+        if as_json:
+            print_json([c.as_dict() for c in changes])
+            return
+        for change in changes:
+            if not patch:
+                mark = {"added": "A", "modified": "M", "deleted": "D"}[change.kind]
+                sizes = [_size(n) for n in (change.old_size, change.size) if n is not None]
+                shown = change.path.lstrip("/") + ("/" if change.type == "dir" else "")
+                extra = f"  ({' -> '.join(sizes)})" if change.type == "file" else ""
+                click.echo(f"{mark} {shown}{extra}")
+            elif change.type == "file":
+                before = _content(old, change.path) if change.kind != "added" else None
+                after = _content(new, change.path) if change.kind != "deleted" else None
+                click.echo(_unified(before, after, change.path.lstrip("/"), change.kind), nl=False)
+
+
+def _content(backend: Backend, path: str) -> bytes | None:
+    attr = backend.resolve(path)
+    return None if attr.size > PATCH_LIMIT else backend.read(attr.ino, 0, attr.size)
+
+
+def _unified(old: bytes | None, new: bytes | None, path: str, kind: str) -> str:
+    before, after = _text(old), _text(new)
+    if before is None or after is None:
+        return f"Binary files a/{path} and b/{path} differ\n"
+    lines = difflib.unified_diff(
+        before,
+        after,
+        "/dev/null" if kind == "added" else f"a/{path}",
+        "/dev/null" if kind == "deleted" else f"b/{path}",
+    )
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+                   for line in lines)  # fmt: skip
 
 
 @main.command()

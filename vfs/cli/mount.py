@@ -10,7 +10,6 @@ from vfs.settings import resolve_home
 from vfs.state.mounts import MountTable
 from vfs.state.registry import Registry
 
-DEFAULT_CACHE_TIMEOUT = 1.0
 FUSE_MODULES = ("pyfuse3", "trio")
 
 
@@ -42,10 +41,10 @@ def _need_fuse() -> None:
 @click.option(
     "--cache-timeout",
     type=click.FloatRange(min=0),
-    default=DEFAULT_CACHE_TIMEOUT,
-    show_default=True,
-    help="Seconds the kernel caches names and attributes: how stale changes made "
-    "by other processes may look.",
+    default=None,
+    help="Seconds the kernel caches names and attributes. Default: long in sqlite "
+    "and hybrid mode (the mount follows the change journal), 1 in disk mode, "
+    "where it bounds how stale changes made by other processes may look.",
 )
 @click.pass_context
 def mount_command(
@@ -55,7 +54,7 @@ def mount_command(
     foreground: bool,
     read_only: bool,
     options: tuple[str, ...],
-    cache_timeout: float,
+    cache_timeout: float | None,
 ) -> None:
     """Mount AGENT's workspace at MOUNTPOINT (an empty directory).
 

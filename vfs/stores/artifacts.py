@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from vfs.backends.base import Backend
-from vfs.backends.chunks import DEFAULT_CHUNK_SIZE
+from vfs.backends.chunks import DEFAULT_CHUNK_SIZE, NOT_IN_CHECKPOINT
 from vfs.backends.db import Database
 from vfs.backends.names import check_name
 from vfs.backends.progress import Progress, no_progress
@@ -439,7 +439,7 @@ class Artifacts:
             progress(done, len(seqs))
         # Chunks whose count reached zero are freed by the triggers; catch any
         # left at zero by an interrupted writer too.
-        self.db.execute("DELETE FROM chunks WHERE refs <= 0")
+        self.db.execute(f"DELETE FROM chunks WHERE refs <= 0 AND {NOT_IN_CHECKPOINT}")
         after = self.db.one("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM chunks")
         return GcReport(
             len(seqs), outputs, output_bytes, before[0] - after[0], before[1] - after[1]

@@ -65,6 +65,9 @@ class FileTools:
             "rm": self.rm,
             "mkdir": self.mkdir,
             "stat": self.stat,
+            "checkpoint": self.checkpoint,
+            "rollback": self.rollback,
+            "diff": self.diff,
         }
 
     @property
@@ -442,3 +445,22 @@ class FileTools:
         with self._errors(path):
             self.workspace.fs.makedirs(path, exist_ok=True)
         return {"path": path}
+
+    # -- checkpoints -----------------------------------------------------------
+
+    def checkpoint(self, name: str | None = None, message: str | None = None) -> Result:
+        self._writable(name or "checkpoint")
+        with self._errors(name or "checkpoint"):
+            info = self.workspace.checkpoints.create(name, message)
+        return {"name": info.name, "files": info.files, "bytes": info.bytes}
+
+    def rollback(self, name: str) -> Result:
+        self._writable(name)
+        with self._errors(name):
+            self.workspace.checkpoints.restore(name)
+        return {"rolled_back_to": name}
+
+    def diff(self, checkpoint: str, to: str | None = None) -> Result:
+        with self._errors(checkpoint if to is None else to):
+            changes = self.workspace.checkpoints.diff(checkpoint, to)
+        return {"changes": [change.as_dict() for change in changes]}

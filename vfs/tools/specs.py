@@ -175,6 +175,35 @@ SPECS: dict[str, ToolSpec] = {
             writes=True,
         ),
         ToolSpec(
+            "checkpoint",
+            "Save the workspace's files as a named checkpoint, to roll back to or diff "
+            "against later. Without a name one is made up; the answer gives it.",
+            _schema(
+                [],
+                name={"type": "string", "description": "Letters, digits, '_', '.', '-'."},
+                message={"type": "string", "description": "What the checkpoint is before."},
+            ),
+            writes=True,
+        ),
+        ToolSpec(
+            "rollback",
+            "Put the workspace's files back exactly as they were at a checkpoint, all or "
+            "nothing. Files made since are removed. The checkpoint is kept.",
+            _schema(["name"], name={"type": "string", "description": "The checkpoint."}),
+            writes=True,
+        ),
+        ToolSpec(
+            "diff",
+            "List the paths added, modified and deleted since a checkpoint (up to another "
+            "checkpoint `to`, or up to now).",
+            _schema(
+                ["checkpoint"],
+                checkpoint={"type": "string", "description": "The checkpoint to compare from."},
+                to={"type": "string", "description": "A later checkpoint (default: now)."},
+            ),
+            writes=False,
+        ),
+        ToolSpec(
             "stat",
             "Type, size, permissions and modification time of a path (a symlink is "
             "described, not followed).",
