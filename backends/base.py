@@ -15,6 +15,7 @@ import contextlib
 import errno
 import os
 import stat
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -25,6 +26,9 @@ from vfs.backends.names import check_name, split_path
 
 ROOT_INO = 1
 SYMLINK_HOPS = 40  # Linux's MAXSYMLINKS
+# How often a name is looked up again when its file was replaced before it
+# could be opened; each retry means another replacement landed meanwhile.
+REOPEN_ATTEMPTS = 64
 
 # setattr fields a caller may pass; None means "leave as is".
 SETTABLE = ("mode", "uid", "gid", "size", "atime_ns", "mtime_ns", "ctime_ns")
@@ -335,13 +339,40 @@ class Backend(ABC):
 
     def read_file(self, path: str) -> bytes:
         """The whole content of the file at ``path`` (a final symlink is followed)."""
+        handle, attr = self.open_path(path)
+        with handle:
+            return handle.read(0, attr.size)
+
+    def open_path(self, path: str, flags: int = 0) -> tuple[Handle, Attr]:
+        """Open the file at ``path`` (a final symlink is followed) and its attributes.
+
+        Another process may replace the file between the lookup of the name
+        and the open of the inode it named; then the name is looked up again,
+        as a local filesystem would open the old file or the new one, never
+        fail. The attributes are the opened file's own.
+        """
         with naming(path):
-            attr = self.resolve(path, follow=True)
-            if attr.is_dir:
-                raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
-            if not attr.is_file:  # reading a FIFO or a device would block or worse
-                raise OSError(errno.EINVAL, "not a regular file", path)
-            return self.read(attr.ino, 0, attr.size)
+            attempt = 0
+            while True:
+                attr = self.resolve(path, follow=True)
+                if attr.is_dir:
+                    raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+                if not attr.is_file:  # opening a FIFO or a device would block or worse
+                    raise OSError(errno.EINVAL, "not a regular file", path)
+                try:
+                    handle = self.open(attr.ino, flags)
+                except FileNotFoundError:
+                    attempt += 1
+                    if attempt > REOPEN_ATTEMPTS:
+                        raise
+                    # The replacement may still be committing: give it a moment.
+                    time.sleep(min(0.0005 * attempt, 0.01))
+                    continue
+                try:
+                    return handle, handle.getattr()
+                except BaseException:
+                    handle.close()
+                    raise
 
     def write_file(self, parent: int, name: str, data: bytes, mode: int = 0o644) -> Attr:
         """Replace ``parent/name`` with ``data`` atomically (see :meth:`publish`)."""

@@ -213,6 +213,7 @@ class Database:
         local.conn = conn
         local.generation = _fork_generation
         local.depth = 0
+        local.after = []
         return conn
 
     def _connect(self) -> apsw.Connection:
@@ -348,28 +349,45 @@ class Database:
                 local.journal_mark = conn.execute("SELECT coalesce(max(seq), 0) FROM journal").get
         local.depth = depth + 1
         try:
-            yield conn
-        except BaseException:
+            try:
+                yield conn
+            except BaseException:
+                local.depth = depth
+                # SQLite may already have rolled back (a full disk, an I/O error):
+                # then undoing fails too, and the original error is the one to report.
+                with contextlib.suppress(apsw.Error):
+                    if depth:
+                        conn.execute(f"ROLLBACK TO {name}; RELEASE {name}")
+                    elif not conn.getautocommit():
+                        conn.execute("ROLLBACK")
+                raise
             local.depth = depth
-            # SQLite may already have rolled back (a full disk, an I/O error):
-            # then undoing fails too, and the original error is the one to report.
-            with contextlib.suppress(apsw.Error):
+            with self._translated():
                 if depth:
-                    conn.execute(f"ROLLBACK TO {name}; RELEASE {name}")
-                elif not conn.getautocommit():
-                    conn.execute("ROLLBACK")
-            raise
-        local.depth = depth
-        with self._translated():
-            if depth:
-                conn.execute(f"RELEASE {name}")
-                return
-            if self._journaled:
-                conn.execute(
-                    "UPDATE journal SET writer = ? WHERE seq > ?",
-                    (f"{self.writer}:{os.getpid()}", local.journal_mark),
-                )
-            self._commit(conn)
+                    conn.execute(f"RELEASE {name}")
+                    return
+                if self._journaled:
+                    conn.execute(
+                        "UPDATE journal SET writer = ? WHERE seq > ?",
+                        (f"{self.writer}:{os.getpid()}", local.journal_mark),
+                    )
+                self._commit(conn)
+        finally:
+            if not depth:
+                self._ended()
+
+    def after_transaction(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once this thread's outermost transaction has ended,
+        committed or rolled back; at once when none is open."""
+        if not self.in_transaction:
+            callback()
+            return
+        self._local.after.append(callback)
+
+    def _ended(self) -> None:
+        after, self._local.after = self._local.after, []
+        for callback in after:
+            callback()
 
     def _commit(self, conn: apsw.Connection) -> None:
         # COMMIT can meet SQLITE_BUSY while readers finish a checkpoint; the
@@ -400,9 +418,12 @@ class Database:
             yield conn
         finally:
             local.depth = 0
-            with self._translated():
-                if not conn.getautocommit():
-                    conn.execute("COMMIT")
+            try:
+                with self._translated():
+                    if not conn.getautocommit():
+                        conn.execute("COMMIT")
+            finally:
+                self._ended()
 
     @property
     def in_transaction(self) -> bool:

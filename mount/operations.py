@@ -15,12 +15,13 @@ import itertools
 import logging
 import os
 import stat
+import time
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
 
-from vfs.backends.base import Attr, Backend, Handle
+from vfs.backends.base import REOPEN_ATTEMPTS, Attr, Backend, Handle
 from vfs.backends.journal import Change
 from vfs.backends.names import NAME_MAX
 from vfs.mount import counting
@@ -136,6 +137,11 @@ class AgentOperations(pyfuse3.Operations):
         self._files: dict[int, Handle] = {}
         self._next_fh = itertools.count(1)
         self._lookups: dict[int, int] = {}
+        # ino -> (parent, name) it was last looked up by, for regular files.
+        self._names: dict[int, tuple[int, str]] = {}
+        # ino -> the size the kernel has for it: what it was last told, or
+        # what its own writes through the mount made it.
+        self._sizes: dict[int, int] = {}
         # Files whose last name went away while the kernel still knew them: an
         # open handle keeps each alive (a later open or stat by inode works, as
         # on a local filesystem) until the kernel forgets the inode.
@@ -158,6 +164,7 @@ class AgentOperations(pyfuse3.Operations):
         entry.st_gid = attr.gid
         entry.st_rdev = attr.rdev
         entry.st_size = attr.size
+        self._sizes[attr.ino] = attr.size
         entry.st_blksize = IO_BLOCK_SIZE
         entry.st_blocks = attr.blocks
         entry.st_atime_ns = attr.atime_ns
@@ -170,6 +177,8 @@ class AgentOperations(pyfuse3.Operations):
         """An entry reply: the kernel now holds one more reference to the inode."""
         self._lookups[attr.ino] = self._lookups.get(attr.ino, 0) + 1
         self._cached_names.setdefault(parent, set()).add(name)
+        if attr.is_file:
+            self._names[attr.ino] = (parent, decode_name(name))
         return self._entry(attr)
 
     def _new_file(self, attr: Attr, parent: int, name: bytes) -> pyfuse3.EntryAttributes:
@@ -204,6 +213,30 @@ class AgentOperations(pyfuse3.Operations):
         self._no_caps.clear()
         entries = [(parent, name) for parent, names in self._cached_names.items() for name in names]
         return entries, [pyfuse3.ROOT_INODE, *self._lookups]
+
+    def _replacement(self, ino: int) -> Attr:
+        """The file that now has the name by which the kernel found ``ino``, which
+        another process replaced (or removed) while the kernel still caches it.
+
+        On a local filesystem a program opening or stating the name gets the
+        new file; the kernel asks for the cached inode instead, so the name
+        answers for it. ESTALE (the kernel looks the path up again) when the
+        name holds no regular file now.
+        """
+        named = self._names.get(ino)
+        attr = None if named is None else self.backend.lookup_or_none(*named)
+        if attr is None or not attr.is_file:
+            raise OSError(errno.ESTALE, "inode no longer exists")
+        return attr
+
+    def _open_replacement(self, ino: int, flags: int) -> Handle:
+        for attempt in range(REOPEN_ATTEMPTS):
+            try:
+                return self.backend.open(self._replacement(ino).ino, flags)
+            except FileNotFoundError:
+                # The name may still show a file whose replacement is committing.
+                time.sleep(min(0.0005 * attempt, 0.01))
+        raise OSError(errno.ESTALE, "inode no longer exists")
 
     def _handle(self, fh: int) -> Handle:
         try:
@@ -258,8 +291,9 @@ class AgentOperations(pyfuse3.Operations):
     ) -> pyfuse3.EntryAttributes:
         if len(name) > NAME_MAX:
             raise OSError(errno.ENAMETOOLONG, "File name too long")
+        text = decode_name(name)
         try:
-            attr = self.backend.lookup(parent_inode, decode_name(name))
+            attr = self.backend.lookup(parent_inode, text)
         except FileNotFoundError:
             # st_ino 0 lets the kernel cache the miss for the cache timeout.
             miss = pyfuse3.EntryAttributes()
@@ -278,7 +312,9 @@ class AgentOperations(pyfuse3.Operations):
                 self._lookups[ino] = left
                 continue
             self._lookups.pop(ino, None)
+            self._names.pop(ino, None)
             self._clean.pop(ino, None)
+            self._sizes.pop(ino, None)
             self._cached_names.pop(ino, None)
             self._no_caps.discard(ino)
             try:
@@ -289,8 +325,10 @@ class AgentOperations(pyfuse3.Operations):
 
     @kernel_op
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        with stale_if_gone():
+        try:
             return self._entry(self.backend.getattr(inode))
+        except FileNotFoundError:
+            return self._entry(self._replacement(inode))
 
     @kernel_op
     async def setattr(
@@ -317,7 +355,12 @@ class AgentOperations(pyfuse3.Operations):
             changes["mtime_ns"] = attr.st_mtime_ns
         if fields.update_ctime:
             changes["ctime_ns"] = attr.st_ctime_ns
-        return self._entry(self.backend.setattr(inode, **changes))
+        if fh is not None and fh in self._files:
+            inode = self._files[fh].ino  # the file this open reached (see open)
+        try:
+            return self._entry(self.backend.setattr(inode, **changes))
+        except FileNotFoundError:
+            return self._entry(self.backend.setattr(self._replacement(inode).ino, **changes))
 
     @kernel_op
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
@@ -391,19 +434,36 @@ class AgentOperations(pyfuse3.Operations):
 
     @kernel_op
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
-        with stale_if_gone():
-            attr = self.backend.getattr(inode)
+        try:
+            handle = self.backend.open(inode, flags)
+        except FileNotFoundError:
+            # Replaced since the kernel looked it up: open what the name holds
+            # now, past the kernel's cached pages and size, which are the old file's.
+            handle = self._open_replacement(inode, flags)
+            fh = self._open_file(handle, None)
+            return pyfuse3.FileInfo(fh=fh, keep_cache=False, direct_io=True)
+        try:
+            attr = handle.getattr()  # the opened file's, with any truncation applied
+        except BaseException:
+            handle.close()
+            raise
         stamp = (attr.mtime_ns, attr.size)
         keep_cache = not flags & os.O_TRUNC and self._clean.get(inode) == stamp
-        handle = self.backend.open(inode, flags)
-        fh = self._open_file(handle, None if flags & os.O_TRUNC else stamp)
-        return pyfuse3.FileInfo(fh=fh, keep_cache=keep_cache, direct_io=False)
+        # Larger than the kernel believes (another process grew or replaced it;
+        # a disk file may even reuse a replaced file's inode number): the kernel
+        # would cut reads at its cached size, so this open bypasses its cache.
+        grown = attr.size > self._sizes.get(inode, attr.size)
+        if flags & os.O_TRUNC:
+            self._sizes[inode] = attr.size
+        fh = self._open_file(handle, None if flags & os.O_TRUNC or grown else stamp)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=keep_cache and not grown, direct_io=grown)
 
     @kernel_op
     async def create(
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
-        handle, attr = self.backend.create(parent_inode, decode_name(name), mode, ctx.uid, ctx.gid)
+        text = decode_name(name)
+        handle, attr = self.backend.create(parent_inode, text, mode, ctx.uid, ctx.gid)
         fh = self._open_file(handle, None)
         entry = self._new_file(attr, parent_inode, name)
         return pyfuse3.FileInfo(fh=fh, keep_cache=False, direct_io=False), entry
@@ -416,7 +476,9 @@ class AgentOperations(pyfuse3.Operations):
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         handle = self._handle(fh)
         self._clean.pop(handle.ino, None)
-        return handle.write(off, buf)
+        written = handle.write(off, buf)
+        self._sizes[handle.ino] = max(self._sizes.get(handle.ino, 0), off + written)
+        return written
 
     @kernel_op
     async def flush(self, fh: int) -> None:
@@ -456,6 +518,8 @@ class AgentOperations(pyfuse3.Operations):
                 return
             self._lookups[attr.ino] = self._lookups.get(attr.ino, 0) + 1
             self._cached_names.setdefault(fh, set()).add(encoded)
+            if attr.is_file:
+                self._names[attr.ino] = (fh, name)
 
     @kernel_op
     async def releasedir(self, fh: int) -> None:

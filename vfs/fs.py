@@ -429,18 +429,14 @@ class AgentFileSystem(AbstractFileSystem):
         backend = self.backend
         if start is None and end is None:
             return backend.read_file(path)
-        with backend.snapshot():
-            attr = backend.resolve(path, follow=True)
-            if attr.is_dir:
-                raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
-            if not attr.is_file:
-                raise OSError(errno.EINVAL, "not a regular file", path)
+        handle, attr = backend.open_path(path)
+        with handle:
             size = attr.size
             begin = 0 if start is None else (start if start >= 0 else max(0, size + start))
             stop = size if end is None else (end if end >= 0 else max(0, size + end))
             if stop <= begin:
                 return b""
-            return backend.read(attr.ino, begin, stop - begin)
+            return handle.read(begin, stop - begin)
 
     @_names_path
     def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:

@@ -62,10 +62,7 @@ class AgentFile(AbstractBufferedFile):
         self._target: tuple[int, str] | None = None
         backend = fs.backend
         if mode == "rb":
-            attr = backend.resolve(path, follow=True)
-            if attr.is_dir:
-                raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
-            self._handle = backend.open(attr.ino)
+            self._handle, attr = backend.open_path(path)
             kwargs.setdefault("cache_type", "readahead")
             super().__init__(fs, path, mode, size=attr.size, **kwargs)
             return
@@ -84,14 +81,10 @@ class AgentFile(AbstractBufferedFile):
     def _open_for_append(self) -> None:
         backend = self.fs.backend
         try:
-            attr = backend.resolve(self.path, follow=True)
+            self._handle, attr = backend.open_path(self.path, os.O_WRONLY | os.O_APPEND)
         except FileNotFoundError:
             parent, name = self.fs.parent_for_write(self.path)
             self._handle, attr = backend.create(parent, name, FILE_MODE, os.getuid(), os.getgid())
-        else:
-            if attr.is_dir:
-                raise IsADirectoryError(errno.EISDIR, "Is a directory", self.path)
-            self._handle = backend.open(attr.ino, os.O_WRONLY | os.O_APPEND)
         self.loc = attr.size
 
     @_names_file

@@ -133,6 +133,10 @@ class HybridBackend(Backend):
                 return
             ref = self._ref(ino)
             self.copy_up(ref.parent)
+            if self.tables.entry(ref.parent, ref.name) or self.tables.hides(ref.parent, ref.name):
+                # Its name was replaced or removed since it was looked up: the
+                # lower object is no longer in the overlay.
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory", f"inode {ino}")
             self.tables.copy_up(ino, ref.parent, ref.name, ref.path)
 
     def _hide_lower(self, parent: int, name: str, *, replaced: bool = False) -> None:
@@ -157,6 +161,16 @@ class HybridBackend(Backend):
         attr = self.tables.entry(parent, name)
         if attr is not None:
             return self._shown(attr)
+        # A replacement of a lower file adds the upper entry and the whiteout
+        # together: look again and decide in one snapshot, or the name could
+        # seem to be in neither layer.
+        with self.db.read():
+            attr = self.tables.entry(parent, name)
+            if attr is not None:
+                return self._shown(attr)
+            return self._lookup_lower(parent, name)
+
+    def _lookup_lower(self, parent: int, name: str) -> Attr:
         # One query says whether the parent is upper, what it merges and what it hides.
         row = self.db.one(
             "SELECT i.mode, i.nlink, n.lower_path, EXISTS (SELECT 1 FROM overlay_whiteouts w"
@@ -410,12 +424,8 @@ class HybridBackend(Backend):
             small = self.tables.walk_small_file(path)
             if small is not None:
                 return small[1]
-        attr = self._shown(found) if found is not None else super().resolve(path, follow=True)
-        if attr.is_dir:
-            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
-        if not attr.is_file:  # opening a lower FIFO would block
-            raise OSError(errno.EINVAL, "not a regular file", path)
-        return self.read(attr.ino, 0, attr.size)
+        # Through a handle: it keeps the file while another process replaces it.
+        return super().read_file(path)
 
     def write_file(self, parent: int, name: str, data: bytes, mode: int = 0o644) -> Attr:
         self.check_writable()

@@ -118,6 +118,14 @@ class OverlayTables(FileTables):
             (parent, name, st.st_size, st.st_mtime_ns, digest),
         )
 
+    def hides(self, parent: int, name: str) -> bool:
+        """Whether upper directory ``parent`` hides its lower entry ``name``."""
+        return bool(
+            self.db.value(
+                "SELECT 1 FROM overlay_whiteouts WHERE parent = ? AND name = ?", (parent, name)
+            )
+        )
+
     def whiteouts(self, parent: int) -> set[str]:
         """The names of the lower entries upper directory ``parent`` hides."""
         rows = self.db.query("SELECT name FROM overlay_whiteouts WHERE parent = ?", (parent,))

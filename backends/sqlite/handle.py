@@ -38,7 +38,13 @@ class SqliteHandle(Handle):
         self.end = 0  # largest end offset among buffered writes
         self.written_ns = 0  # when the last buffered write happened
         self.closed = False
-        tables.open_files.register(self)  # tells other processes it is open
+        # Tells other processes it is open; refused while a transaction frees it.
+        tables.open_files.register(self)
+        # Held now, so it can no longer be freed; but a free that committed
+        # between the caller's lookup and the hold has already happened.
+        if not tables.exists(ino):
+            self.close()
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", f"inode {ino}")
 
     def _size(self) -> int:
         return max(self.tables.size(self.ino), self.end)

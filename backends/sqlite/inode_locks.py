@@ -2,13 +2,17 @@
 
 A process that opens an inode holds a shared open-file-description lock on
 byte ``ino`` of a lock file beside the database. Before freeing an inode that
-lost its last name, a process asks whether anyone else holds that byte: if so,
-the inode stays (nameless) until its last holder closes it. The kernel drops
+lost its last name, a process claims that byte exclusively: if anyone else
+holds it, the inode stays (nameless) until its last holder closes it. The
+claim lasts until the transaction that frees the inode has ended, so an opener
+that looked the inode up before the free cannot hold it in between: its hold
+fails, or it comes after the commit and finds the inode gone. The kernel drops
 the locks of a process that dies, so a crash leaves nothing held.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import struct
@@ -32,21 +36,34 @@ class InodeLocks:
             self._pid = os.getpid()
         return self._fd
 
-    def _fcntl(self, command: int, kind: int, ino: int) -> int:
+    def _setlk(self, kind: int, ino: int) -> None:
         request = struct.pack(_FLOCK, kind, os.SEEK_SET, ino, 1, 0)
         with self._lock:
-            answer = fcntl.fcntl(self._descriptor(), command, request)
-        return int(struct.unpack(_FLOCK, answer)[0])
+            fcntl.fcntl(self._descriptor(), fcntl.F_OFD_SETLK, request)
 
-    def hold(self, ino: int) -> None:
-        self._fcntl(fcntl.F_OFD_SETLK, fcntl.F_RDLCK, ino)
+    def _try(self, kind: int, ino: int) -> bool:
+        try:
+            self._setlk(kind, ino)
+        except OSError as error:
+            if error.errno in (errno.EAGAIN, errno.EACCES):
+                return False
+            raise
+        return True
+
+    def hold(self, ino: int) -> bool:
+        """Mark ``ino`` open here; False when another process is freeing it."""
+        return self._try(fcntl.F_RDLCK, ino)
+
+    def claim(self, ino: int) -> bool:
+        """Take ``ino`` for freeing; False when another process has it open.
+
+        Only for an inode this descriptor does not hold: a claim over one's own
+        hold would convert it. :meth:`release` ends the claim.
+        """
+        return self._try(fcntl.F_WRLCK, ino)
 
     def release(self, ino: int) -> None:
-        self._fcntl(fcntl.F_OFD_SETLK, fcntl.F_UNLCK, ino)
-
-    def held_elsewhere(self, ino: int) -> bool:
-        """Whether another process (or another backend object) has ``ino`` open."""
-        return self._fcntl(fcntl.F_OFD_GETLK, fcntl.F_WRLCK, ino) != fcntl.F_UNLCK
+        self._setlk(fcntl.F_UNLCK, ino)
 
     def close(self) -> None:
         with self._lock:

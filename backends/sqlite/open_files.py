@@ -8,6 +8,7 @@ inode and holds the cross-process lock (:class:`InodeLocks`) while one is open.
 
 from __future__ import annotations
 
+import errno
 import threading
 from typing import Protocol
 
@@ -36,15 +37,45 @@ class OpenFiles:
         #: which inodes some process has open, across processes
         self.locks = locks
         self._handles: dict[int, list[BufferedFile]] = {}
+        self._freeing: set[int] = set()  # inodes a transaction here is freeing
         self._lock = threading.RLock()
 
     def register(self, handle: BufferedFile) -> None:
-        """``handle`` opened its inode; other processes see it open from now on."""
+        """``handle`` opened its inode; other processes see it open from now on.
+
+        ``FileNotFoundError`` when a transaction (here or in another process)
+        is freeing the inode: the caller looked it up before the free.
+        """
+        ino = handle.ino
         with self._lock:
-            handles = self._handles.setdefault(handle.ino, [])
-            if not handles:
-                self.locks.hold(handle.ino)
-            handles.append(handle)
+            handles = self._handles.get(ino)
+            if ino in self._freeing or (not handles and not self.locks.hold(ino)):
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory", f"inode {ino}")
+            self._handles.setdefault(ino, []).append(handle)
+
+    def claim(self, ino: int) -> bool:
+        """Reserve ``ino`` for freeing, unless any process has it open.
+
+        Until :meth:`unclaim`, which the freeing transaction's end calls, no
+        handle can open it (in this process: :meth:`register` refuses; in
+        others: the inode lock), so an opener that looked it up before the
+        free fails and looks the name up again instead of keeping an inode
+        that is about to vanish.
+        """
+        with self._lock:
+            if ino in self._freeing:
+                return True
+            if self._handles.get(ino) or not self.locks.claim(ino):
+                return False
+            self._freeing.add(ino)
+            return True
+
+    def unclaim(self, ino: int) -> None:
+        """The transaction that claimed ``ino`` has ended."""
+        with self._lock:
+            if ino in self._freeing:
+                self._freeing.discard(ino)
+                self.locks.release(ino)
 
     def unregister(self, handle: BufferedFile) -> bool:
         """``handle`` closed; returns whether it was the last of its inode here."""

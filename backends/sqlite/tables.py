@@ -229,12 +229,21 @@ class FileTables:
 
     def _release(self, ino: int) -> None:
         """``ino`` has no name left: free it now, or at its last close if it is open."""
-        if self.open_files.is_open(ino) or self.inode_locks.held_elsewhere(ino):
+        if self._claim(ino):
+            self.db.execute("DELETE FROM inodes WHERE ino = ?", (ino,))
+        else:
+            # Still open here or in another process: its last close frees it.
             self.db.execute(
                 "INSERT OR REPLACE INTO orphans (ino, pid) VALUES (?, ?)", (ino, os.getpid())
             )
-        else:
-            self.db.execute("DELETE FROM inodes WHERE ino = ?", (ino,))
+
+    def _claim(self, ino: int) -> bool:
+        """Whether ``ino`` may be freed in this transaction: nobody has it open,
+        and nobody can open it until the transaction has ended."""
+        if not self.open_files.claim(ino):
+            return False
+        self.db.after_transaction(lambda: self.open_files.unclaim(ino))
+        return True
 
     def forget_orphan(self, ino: int) -> None:
         """``ino`` is no longer an orphan waiting for its last close."""
@@ -312,8 +321,7 @@ class FileTables:
         """Free nameless inodes that no process has open any more; returns how many."""
         with self.db.write():
             nameless = [r[0] for r in self.db.query("SELECT ino FROM inodes WHERE nlink = 0")]
-            unused = [ino for ino in nameless if not self.open_files.is_open(ino)]
-            dead = [ino for ino in unused if not self.inode_locks.held_elsewhere(ino)]
+            dead = [ino for ino in nameless if self._claim(ino)]
             for ino in dead:
                 self.db.execute("DELETE FROM inodes WHERE ino = ? AND nlink = 0", (ino,))
             return len(dead)

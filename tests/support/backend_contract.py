@@ -41,10 +41,6 @@ KNOWN_BUGS = {
     ("test_a_directory_counts_itself_its_parent_entry_and_its_subdirectories", "hybrid-lower"): (
         _LOWER_DIR_NLINK
     ),
-    ("test_enoent_for_creating_in_a_removed_directory", "hybrid-lower"): (
-        "hybrid create/mkdir through the inode of a removed lower directory succeeds"
-        " and brings the directory back into its parent's listing"
-    ),
 }
 
 
