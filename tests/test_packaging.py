@@ -3,6 +3,7 @@ the top level, so other distributions' generic names cannot shadow its parts."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -16,10 +17,17 @@ from tests.helpers import REPO
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # A copy of the tree, links kept: setuptools' build/ directory of a previous
+    # build would otherwise carry modules that no longer exist into the wheel.
+    source = tmp_path_factory.mktemp("source") / "agentvfs"
+    shutil.copytree(
+        REPO, source, symlinks=True,
+        ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__"),
+    )  # fmt: skip
     # setuptools of this interpreter builds it: no index is reached.
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", str(out), str(REPO)],
+         "-w", str(out), str(source)],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     (found,) = out.glob("agentvfs-*.whl")
