@@ -7,7 +7,6 @@ then SIGTERM, then ``fusermount3 -u -z`` and SIGKILL as the last resort.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import require_mode
 from vfs import Workspace
 from vfs.mount.process import mounted
 from vfs.state.registry import MODES
@@ -25,14 +25,7 @@ FUSE_MISSING = not Path("/dev/fuse").exists() or shutil.which("fusermount3") is 
 requires_fuse = pytest.mark.skipif(FUSE_MISSING, reason="FUSE (/dev/fuse, fusermount3) is absent")
 
 
-def require_backend(mode: str) -> None:
-    """Skip a mode whose backend module has not landed in this tree."""
-    if mode == "hybrid":
-        pytest.importorskip(
-            "vfs.backends.hybrid.backend", reason="the hybrid backend backends/hybrid.py is absent"
-        )
-    elif importlib.util.find_spec(f"backends.{mode}") is None:
-        pytest.skip(f"the {mode} backend backends/{mode}.py is absent")
+require_backend = require_mode
 
 
 @dataclass
