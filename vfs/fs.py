@@ -18,11 +18,10 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from fsspec.spec import AbstractFileSystem
-from fsspec.transaction import Transaction
 
 from vfs.backends.base import Attr, Backend, rename_error
 from vfs.fs_file import FILE_MODE, AgentFile
-from vfs.settings import default_home
+from vfs.fs_protocol import AgentTransaction, DefaultHome, StripProtocol
 from vfs.urls import PROTOCOL, make_url, normalize, split_url
 from vfs.workspace import Workspace
 
@@ -45,64 +44,6 @@ def _names_path(method: _Method) -> _Method:
             raise
 
     return wrapper  # type: ignore[return-value]
-
-
-class AgentTransaction(Transaction):
-    """``fs.transaction``: files publish at the end, inside one backend transaction.
-
-    In sqlite and hybrid mode that is one SQLite write transaction, so the
-    block's writes land together or not at all.
-    """
-
-    def start(self) -> None:
-        super().start()
-        self._scope = self.fs.backend.transaction()
-        self._scope.__enter__()
-
-    def complete(self, commit: bool = True) -> None:
-        scope = self._scope
-        try:
-            super().complete(commit=commit)
-        except BaseException as exc:
-            scope.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        if commit:
-            scope.__exit__(None, None, None)
-        else:
-            error = OSError(errno.ECANCELED, "transaction discarded")
-            try:
-                scope.__exit__(OSError, error, None)
-            except OSError as raised:
-                if raised is not error:
-                    raise
-
-
-class _StripProtocol:
-    """``_strip_protocol``, which fsspec calls both on the class and on an instance.
-
-    On the class (fsspec's URL parsing, ``open_files``, universal_pathlib) a URL
-    keeps the agent it names, as ``agentvfs://AGENT/PATH``, so the agent survives
-    until a filesystem sees the path. On an instance it gives the workspace path,
-    after checking that the agent named is this filesystem's own.
-    """
-
-    def __get__(self, fs: AgentFileSystem | None, owner: type) -> Any:
-        return _keep_agent if fs is None else fs._workspace_path
-
-
-def _keep_agent(path: Any) -> Any:
-    if isinstance(path, list):
-        return [_keep_agent(p) for p in path]
-    agent, rest = split_url(os.fspath(path))
-    return make_url(agent, rest) if agent else normalize(rest)
-
-
-class _DefaultHome:
-    """The home an instance without ``home=`` opens, as part of fsspec's cache key:
-    a changed ``AGENT_VFS_HOME`` gets a filesystem over the new home."""
-
-    def __get__(self, fs: object, owner: type) -> str:
-        return str(default_home())
 
 
 STORAGE_OPTIONS = ("agent", "home", "create", "mode", "read_only", "auto_mkdir", "checkpoint")
@@ -139,8 +80,8 @@ class AgentFileSystem(AbstractFileSystem):
     protocol = PROTOCOL
     root_marker = "/"
     transaction_type = AgentTransaction
-    _strip_protocol = _StripProtocol()
-    _default_home = _DefaultHome()
+    _strip_protocol = StripProtocol()
+    _default_home = DefaultHome()
     _extra_tokenize_attributes = ("_default_home",)
 
     def __init__(
@@ -191,11 +132,11 @@ class AgentFileSystem(AbstractFileSystem):
 
     # -- paths -------------------------------------------------------------
 
-    def _workspace_path(self, path: Any) -> Any:
+    def workspace_path(self, path: Any) -> Any:
         if type(path) is str and path[:1] == "/" and path[1:2] != "/" and path[-1] != "/":
             return path  # already a workspace path: every call starts here, so it is quick
         if isinstance(path, list):
-            return [self._workspace_path(p) for p in path]
+            return [self.workspace_path(p) for p in path]
         agent, rest = split_url(os.fspath(path))
         if agent is not None and agent != self.agent:
             raise self._foreign(agent, os.fspath(path))
