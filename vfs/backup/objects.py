@@ -60,9 +60,6 @@ class Destination:
     def forget_listing(self) -> None:
         self._known = None
 
-    def has(self, key: str) -> bool:
-        return key in self.keys() or bool(self.fs.exists(self._object_path(key)))
-
     def put_many(self, pieces: list[bytes]) -> list[tuple[str, bool]]:
         """Store each piece; returns each one's key and whether it was new."""
         known = self.keys()
@@ -111,9 +108,6 @@ class Destination:
     def get(self, key: str) -> bytes:
         """The bytes of object ``key``; ``OSError(EIO)`` if they do not match it."""
         return self.get_many([key])[0]
-
-    def size(self, key: str) -> int:
-        return int(self.fs.size(self._object_path(key)))
 
     # -- files of one backup -------------------------------------------------
 

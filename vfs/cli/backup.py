@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator
 
 import click
@@ -17,6 +16,7 @@ from vfs.backup import (
     prune,
     restore_agent,
 )
+from vfs.backup.backup import quiet
 from vfs.cli.app import main
 from vfs.cli.common import (
     AGENT,
@@ -26,28 +26,20 @@ from vfs.cli.common import (
     plural,
     print_json,
     print_table,
+    progress,
     show_time,
 )
 
 
 @contextlib.contextmanager
-def progress_bar(enabled: bool) -> Iterator[Progress]:
-    """A progress observer that draws a bar on a terminal, and says nothing elsewhere."""
-    if not (enabled and sys.stderr.isatty()):
-        yield lambda what, done, total: None
-        return
-    from rich.progress import Progress as Bar
-    from rich.progress import TaskID
-
-    with Bar(transient=True) as bar:
-        tasks: dict[str, TaskID] = {}
-
-        def update(what: str, done: int, total: int | None) -> None:
-            if what not in tasks:
-                tasks[what] = bar.add_task(what, total=total)
-            bar.update(tasks[what], completed=done, total=total)
-
-        yield update
+def phase_progress(label: str, enabled: bool) -> Iterator[Progress]:
+    """The CLI's one progress bar (``vfs.cli.common.progress``), fed by the
+    backup library's observer, which also names the phase it is in."""
+    with progress(label, enabled=enabled) as bar:
+        if bar is None:
+            yield quiet
+        else:
+            yield lambda what, done, total: bar(done, total)
 
 
 @main.command()
@@ -68,12 +60,12 @@ def backup(
     if len(targets) != (1 if everything else 2):
         raise click.UsageError("give AGENT DEST, or --all DEST")
     agent, dest = (None, targets[0]) if everything else targets
-    with progress_bar(not as_json) as progress:
+    with phase_progress("backing up", not as_json) as observe:
         if everything:
-            reports = backup_all(dest, home_of(ctx), progress=progress)
+            reports = backup_all(dest, home_of(ctx), progress=observe)
         else:
             assert agent is not None
-            reports = [backup_agent(agent, dest, home_of(ctx), progress=progress)]
+            reports = [backup_agent(agent, dest, home_of(ctx), progress=observe)]
     pruned = {}
     if keep is not None:
         destination = open_destination(dest)
@@ -148,10 +140,10 @@ def restore(
     The old agent stays untouched until the restored copy is complete and
     verified; then one atomic swap puts it in place.
     """
-    with progress_bar(not as_json) as progress:
+    with phase_progress("restoring", not as_json) as observe:
         report = restore_agent(
             source, agent, home_of(ctx), as_name=as_name, backup_id=backup_id, force=force,
-            progress=progress,
+            progress=observe,
         )  # fmt: skip
     if as_json:
         print_json(report.as_dict())
