@@ -30,6 +30,9 @@ SYMLINK_HOPS = 40  # Linux's MAXSYMLINKS
 # could be opened; each retry means another replacement landed meanwhile.
 REOPEN_ATTEMPTS = 64
 
+# open() flags that make a handle change the file: a read-only backend refuses them.
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND
+
 # setattr fields a caller may pass; None means "leave as is".
 SETTABLE = ("mode", "uid", "gid", "size", "atime_ns", "mtime_ns", "ctime_ns")
 

@@ -17,7 +17,7 @@ import stat
 from collections.abc import Iterator
 from typing import Protocol
 
-from vfs.backends.base import ROOT_INO, Attr, Backend, Handle
+from vfs.backends.base import ROOT_INO, WRITE_FLAGS, Attr, Backend, Handle
 
 CHECKPOINTS_NAME = "checkpoints"
 
@@ -123,7 +123,7 @@ class CheckpointDirs:
             yield name, self._shown(cid, attr), next_offset
 
     def open(self, ino: int, flags: int) -> Handle:
-        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
+        if flags & WRITE_FLAGS:
             raise OSError(errno.EROFS, "Read-only file system", f"inode {ino}")
         tree, _cid, inner = self._split(ino)
         return _Handle(self, ino, tree.open(inner, flags))

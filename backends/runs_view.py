@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from vfs.backends.base import ROOT_INO, Attr, Backend, Handle, StatFs
+from vfs.backends.base import ROOT_INO, WRITE_FLAGS, Attr, Backend, Handle, StatFs
 from vfs.backends.checkpoint_view import CHECKPOINTS_NAME, CheckpointDirs, CheckpointSource
 from vfs.backends.chunks import SharedChunks
 
@@ -284,7 +284,7 @@ class ReservedTree(Backend):
         attr = self._reserved_getattr(ino)
         if attr.is_dir:
             raise IsADirectoryError(errno.EISDIR, "Is a directory", f"inode {ino}")
-        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
+        if flags & WRITE_FLAGS:
             raise _read_only(f"inode {ino}")
         return ReservedHandle(self, ino)
 

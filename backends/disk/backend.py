@@ -27,7 +27,7 @@ from pathlib import Path
 
 import xxhash
 
-from vfs.backends.base import ROOT_INO, Attr, Backend, Handle, StatFs, close_all
+from vfs.backends.base import ROOT_INO, WRITE_FLAGS, Attr, Backend, Handle, StatFs, close_all
 from vfs.backends.disk.errors import reported, shown
 from vfs.backends.disk.handle import DiskHandle
 from vfs.backends.disk.inodes import HOST_INO_ONE, InodeMap
@@ -304,7 +304,7 @@ class DiskBackend(Backend):
         return DiskHandle(self, self.inodes, fd, attr.ino, rel, writable=True), attr
 
     def open(self, ino: int, flags: int = 0) -> Handle:
-        writes = flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND)
+        writes = flags & WRITE_FLAGS
         if writes:
             self.check_writable()
         with self._node(ino) as node, reported(node.rel):

@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from vfs.backends.base import ROOT_INO, Attr, Backend, Handle, StatFs
+from vfs.backends.base import ROOT_INO, WRITE_FLAGS, Attr, Backend, Handle, StatFs
 from vfs.backends.chunks import chunk_hash, content_checksum
 from vfs.backends.db import Database
 from vfs.backends.host import join
@@ -279,7 +279,7 @@ class HybridBackend(Backend):
             return self.upper.link(ino, new_parent, new_name)
 
     def open(self, ino: int, flags: int = 0) -> Handle:
-        writes = flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND)
+        writes = flags & WRITE_FLAGS
         upper = ino < LOWER_INO_BASE or self._is_upper(ino)
         attr = self.tables.get(ino) if upper else self.getattr(ino)
         if attr.is_dir:

@@ -14,7 +14,7 @@ import stat
 import time
 from collections.abc import Iterator
 
-from vfs.backends.base import Attr, Backend, Handle, StatFs
+from vfs.backends.base import WRITE_FLAGS, Attr, Backend, Handle, StatFs
 from vfs.backends.chunks import SharedChunks
 from vfs.backends.db import Database
 from vfs.backends.names import NAME_MAX, check_name
@@ -159,7 +159,7 @@ class SqliteBackend(Backend):
             raise IsADirectoryError(errno.EISDIR, "Is a directory", f"inode {ino}")
         if not attr.is_file:
             raise OSError(errno.EINVAL, "not a regular file", f"inode {ino}")
-        writes = flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND)
+        writes = flags & WRITE_FLAGS
         if writes:
             self.check_writable()
         handle = SqliteHandle(self, self.tables, ino, append=bool(flags & os.O_APPEND))
