@@ -3,6 +3,7 @@ restore never harms the agent it replaces: locally, across homes and on S3."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,9 +16,11 @@ import pytest
 
 from tests.helpers import REPO, disk_tree, run_vfs, workspace_tree
 from tests.support.s3_server import s3_server
+from tests.test_mount_support import requires_fuse
 from vfs import Workspace
 from vfs.backends import Database
 from vfs.backup import backup_agent, list_backups, open_destination, prune, restore_agent
+from vfs.mount import mounted
 
 MODES = ["sqlite", "disk", "hybrid"]
 
@@ -153,34 +156,62 @@ for version in range(10**6):
 """
 
 
+# Writes through the mount the way editors save: a temporary file renamed over
+# the old one, so every file is old or new at any instant.
+MOUNT_WRITER = """
+import os, sys
+root = sys.argv[1]
+os.makedirs(f"{root}/m", exist_ok=True)
+for version in range(10**6):
+    for i in range(5):
+        with open(f"{root}/m/.f{i}.tmp", "wb") as out:
+            out.write(bytes([version % 250 + 1]) * (20_000 + 1000 * i))
+        os.replace(f"{root}/m/.f{i}.tmp", f"{root}/m/f{i}.bin")
+"""
+
+
+@requires_fuse
 @pytest.mark.parametrize("mode", MODES)
-def test_a_backup_taken_while_four_processes_write_restores_whole(home, tmp_path, mode) -> None:
+def test_a_backup_taken_while_four_processes_and_a_mount_write_restores_whole(
+    home, tmp_path, mode
+) -> None:
     kwargs = {"workspace": tmp_path / "lower"} if mode == "hybrid" else {}
     if mode == "hybrid":
         (tmp_path / "lower").mkdir()
     Workspace.create("alice", home, mode=mode, **kwargs).close()
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(n)], cwd=REPO) for n in range(4)]
-    try:
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mounted("alice", mountpoint, home=home))
+        stack.callback(kill_all, [spawn(MOUNT_WRITER, str(mountpoint))])
+        stack.callback(kill_all, [spawn(WRITER, str(n)) for n in range(4)])
         for _ in range(3):
             done = run_vfs("backup", "alice", str(tmp_path / "backups"))
             assert done.returncode == 0, done.stderr
-    finally:
-        for writer in writers:
-            writer.kill()
-            writer.wait()
     for backup in list_backups(open_destination(str(tmp_path / "backups")), "alice"):
         name = f"r{backup.id[-6:]}"
         restore_agent(str(tmp_path / "backups"), "alice", home, as_name=name, backup_id=backup.id)
         with Workspace.open(name, home) as ws:
             assert ws.db.integrity_check() == []
             for path, content in workspace_tree(ws).items():
-                if content is not None:
+                if content is not None and not path.endswith(".tmp"):
                     # Every file old or new, never torn: one byte value throughout.
                     assert len(set(content)) == 1, path
                     assert len(content) == 20_000 + 1000 * int(path[-5])
             for n in range(4):
                 versions = [e.event["version"] for e in ws.transcripts.events(f"s{n}")]
                 assert versions == list(range(len(versions)))
+            assert ws.fs.exists("/m/f0.bin"), "nothing written through the mount was backed up"
+
+
+def spawn(code: str, arg: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", code, arg], cwd=REPO)
+
+
+def kill_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.kill()
+        process.wait()
 
 
 @pytest.mark.parametrize("kill_after", [1, 2, 3, 4])
