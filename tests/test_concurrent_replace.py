@@ -131,6 +131,11 @@ def test_vfs_cat_never_fails_while_another_process_replaces_the_file(shared):
     assert_clean(results)
 
 
+def test_file_tools_and_artifacts_never_fail_while_another_process_replaces_the_file(shared):
+    results = race(shared, {"tools": ("tools", 400), "artifacts": ("artifacts", 300)})
+    assert_clean(results)
+
+
 @requires_fuse
 def test_reads_through_a_mount_never_fail_while_another_process_replaces_the_file(shared):
     with mount_agent(shared, shared.parent / "mnt", AGENT):

@@ -88,6 +88,29 @@ def _reader(front: str, home: str, agent: str, path: str) -> Callable[[int], byt
             return done.stdout
 
         return through_vfs
+    if front in ("tools", "artifacts"):
+        from vfs import Workspace
+        from vfs.tools import FileTools
+
+        ws = Workspace.open(agent, home)
+        tools = FileTools(ws)
+        if front == "tools":
+            # The read tool, and grep, which must find the one line every version has.
+            def through_tools(i: int) -> bytes:
+                if i % 2:
+                    found = tools.grep(".", path=path, output="count")["counts"]
+                    if len(found) != 1:
+                        raise OSError(f"grep found {found}")
+                return tools.read(path, max_bytes=1 << 20)["content"].encode()
+
+            return through_tools
+
+        def through_artifacts(i: int) -> bytes:
+            run = ws.artifacts.start("replace-race")
+            ws.artifacts.attach_file(run.id, "out", path)
+            return ws.artifacts.read(run.id, "out")
+
+        return through_artifacts
     if front == "mount":
         # PATH is a host path inside the mount here.
         return lambda i: Path(path).read_bytes()

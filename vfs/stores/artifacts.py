@@ -317,17 +317,19 @@ class Artifacts:
         if self.backend is None:
             raise OSError(errno.EINVAL, "this artifact store has no workspace backend", path)
         backend = self.backend
-        attr = backend.resolve(path)
-        if not attr.is_file:
-            raise IsADirectoryError(errno.EISDIR, "not a regular file", path)
         with self.db.write():
+            # Resolved inside the transaction: the name and its rows are one state.
+            attr = backend.resolve(path)
+            if not attr.is_file:
+                raise IsADirectoryError(errno.EISDIR, "not a regular file", path)
             shared = backend.shared_chunks(attr.ino)
             if shared is not None:
                 number = self._new_output(run_id, name, shared.chunk_size, None, path)
                 for ref in shared.chunks:
                     self.content.add(number, ref.idx, ref.chunk)
                 return self._set_content(run_id, name, number, shared.size, shared.checksum)
-        handle = backend.open(attr.ino)
+        # By name, so a file another process replaces meanwhile is read old or new.
+        handle, attr = backend.open_path(path)
         try:
             chunk_size = DEFAULT_CHUNK_SIZE
             stream = (handle.read(off, chunk_size) for off in range(0, attr.size, chunk_size))

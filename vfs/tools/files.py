@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from vfs.backends.base import Attr, Backend
+from vfs.backends.base import Attr, Backend, Handle
 from vfs.tools import search
 from vfs.tools.errors import ToolError, from_os_error
 from vfs.tools.specs import DEFAULT_READ_BYTES, DEFAULT_RESULTS, SPECS, check_arguments
@@ -110,19 +110,23 @@ class FileTools:
         if self.read_only:
             raise ToolError("read_only", f"{path}: the workspace is read-only")
 
-    def _file(self, path: str) -> Attr:
-        attr = self.backend.resolve(path, follow=True)
-        if attr.is_dir:
-            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
-        if not attr.is_file:  # a FIFO or device in a disk tree: reading it could block
-            raise ToolError("not_a_file", f"{path}: not a regular file")
-        return attr
+    def _open(self, path: str) -> tuple[Handle, Attr]:
+        """The file at ``path`` opened, by name: a file another process replaces
+        meanwhile is read whole, old or new, never missed."""
+        try:
+            return self.backend.open_path(path)
+        except OSError as exc:
+            # open_path refuses a FIFO or device in a disk tree (reading it could block).
+            if exc.errno == errno.EINVAL and not self.backend.resolve(path, follow=True).is_file:
+                raise ToolError("not_a_file", f"{path}: not a regular file") from None
+            raise
 
     def _text(self, path: str) -> tuple[str, Attr]:
-        attr = self._file(path)
-        if attr.size > MAX_EDIT_BYTES:
-            raise ToolError("too_large", f"{path}: too large to edit ({attr.size} bytes)")
-        data = self.backend.read(attr.ino, 0, attr.size)
+        handle, attr = self._open(path)
+        with handle:
+            if attr.size > MAX_EDIT_BYTES:
+                raise ToolError("too_large", f"{path}: too large to edit ({attr.size} bytes)")
+            data = handle.read(0, attr.size)
         try:
             return data.decode("utf-8"), attr
         except UnicodeDecodeError:
@@ -155,12 +159,15 @@ class FileTools:
         if start_line and end_line and end_line < start_line:
             raise ToolError("invalid_argument", "end_line is before start_line")
         with self._errors(path), self.backend.snapshot():
-            attr = self._file(path)
-            if by_lines:
-                return self._read_lines(path, attr, start_line or 1, end_line, max_bytes)
-            begin = min(offset or 0, attr.size)
-            wanted = attr.size - begin if length is None else min(length, attr.size - begin)
-            data = self.backend.read(attr.ino, begin, min(wanted, max_bytes))
+            handle, attr = self._open(path)
+            with handle:
+                if by_lines:
+                    return self._read_lines(
+                        path, handle, attr, start_line or 1, end_line, max_bytes
+                    )
+                begin = min(offset or 0, attr.size)
+                wanted = attr.size - begin if length is None else min(length, attr.size - begin)
+                data = handle.read(begin, min(wanted, max_bytes))
         result: Result = {
             "path": path,
             "size": attr.size,
@@ -178,13 +185,13 @@ class FileTools:
         return result
 
     def _read_lines(
-        self, path: str, attr: Attr, first: int, last: int | None, max_bytes: int
+        self, path: str, handle: Handle, attr: Attr, first: int, last: int | None, max_bytes: int
     ) -> Result:
         taken: list[str] = []
         used = 0
         lineno = 0
         truncated = False
-        for block in search.text_blocks(self.backend, attr.ino):
+        for block in search.text_blocks(handle):
             ends = block.count("\n")
             if lineno + ends < first and block.endswith("\n"):
                 lineno += ends  # wholly before the range: no need to split it
@@ -305,21 +312,26 @@ class FileTools:
                 )
             else:
                 files = iter([(root, top)])
-            for file_path, attr in files:
+            for file_path, _attr in files:
                 left = limit - len(results)
-                if output == "content":
-                    matches, more = search.grep_file(self.backend, attr.ino, regex, context, left)
-                    results += [m.to_dict(file_path, context) for m in matches]
-                else:
-                    cap = 0 if left == 0 else (1 if output == "files" else 1 << 62)
-                    matches, more = search.grep_file(self.backend, attr.ino, regex, 0, cap)
-                    if matches:
-                        results.append(
-                            {"path": file_path}
-                            if output == "files"
-                            else {"path": file_path, "count": len(matches)}
-                        )
-                    more = more and left == 0
+                try:
+                    handle, _ = self.backend.open_path(file_path)
+                except FileNotFoundError:
+                    continue  # removed since the walk listed it, as grep -r goes on
+                with handle:
+                    if output == "content":
+                        matches, more = search.grep_file(handle, regex, context, left)
+                        results += [m.to_dict(file_path, context) for m in matches]
+                    else:
+                        cap = 0 if left == 0 else (1 if output == "files" else 1 << 62)
+                        matches, more = search.grep_file(handle, regex, 0, cap)
+                        if matches:
+                            results.append(
+                                {"path": file_path}
+                                if output == "files"
+                                else {"path": file_path, "count": len(matches)}
+                            )
+                        more = more and left == 0
                 if more or (left == 0 and matches):
                     truncated = True
                     break

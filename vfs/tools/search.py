@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from vfs.backends.base import Attr, Backend
+from vfs.backends.base import Attr, Backend, Handle
 
 READ_BLOCK = 1 << 20
 LINE_CLIP = 500  # characters of a matching line shown in a result
@@ -113,7 +113,7 @@ def _clip(text: str) -> str:
     return text if len(text) <= LINE_CLIP else text[:LINE_CLIP] + "…"
 
 
-def text_blocks(backend: Backend, ino: int) -> Iterator[str]:
+def text_blocks(handle: Handle) -> Iterator[str]:
     """The file's text in pieces that each end at a line end (the last may not).
 
     Stops at once, yielding nothing, for a binary file.
@@ -121,7 +121,7 @@ def text_blocks(backend: Backend, ino: int) -> Iterator[str]:
     offset = 0
     rest = b""
     at_end = False
-    while not at_end and (data := backend.read(ino, offset, READ_BLOCK)):
+    while not at_end and (data := handle.read(offset, READ_BLOCK)):
         if offset == 0 and b"\0" in data[:BINARY_SNIFF]:
             return
         offset += len(data)
@@ -149,7 +149,7 @@ def lines_of(block: str, *, keepends: bool = False) -> list[str]:
 
 
 def grep_file(
-    backend: Backend, ino: int, regex: re.Pattern[str], context: int, limit: int
+    handle: Handle, regex: re.Pattern[str], context: int, limit: int
 ) -> tuple[list[Match], bool]:
     """Up to ``limit`` matching lines with ``context`` lines around each, and
     whether more matches were left out."""
@@ -158,7 +158,7 @@ def grep_file(
     waiting: list[Match] = []  # matches still collecting lines after them
     lineno = 0
     more = False
-    for block in text_blocks(backend, ino):
+    for block in text_blocks(handle):
         lines = lines_of(block)
         if not waiting and not regex.search(block):
             lineno += len(lines)  # the common case: nothing here, skip line by line work

@@ -9,7 +9,6 @@ server keeps serving.
 from __future__ import annotations
 
 import base64
-import errno
 import json
 import mimetypes
 import sys
@@ -128,13 +127,12 @@ class ToolServer:
         path = "/" + uri[len(self.prefix) :]
         backend = self.tools.backend
         try:
-            attr = backend.resolve(path, follow=True)
-            if attr.is_dir:
-                raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
-            if attr.size > MAX_RESOURCE_BYTES:
-                message = f"{path}: too large to read as a resource; use the read tool"
-                raise MCPError(types.INVALID_PARAMS, message)
-            data = backend.read(attr.ino, 0, attr.size)
+            handle, attr = backend.open_path(path)
+            with handle:
+                if attr.size > MAX_RESOURCE_BYTES:
+                    message = f"{path}: too large to read as a resource; use the read tool"
+                    raise MCPError(types.INVALID_PARAMS, message)
+                data = handle.read(0, attr.size)
         except OSError as exc:
             error = from_os_error(exc, path)
             code = RESOURCE_NOT_FOUND if error.code == "not_found" else types.INVALID_PARAMS
