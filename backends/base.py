@@ -33,6 +33,23 @@ REOPEN_ATTEMPTS = 64
 # open() flags that make a handle change the file: a read-only backend refuses them.
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND
 
+#: The file types :meth:`Backend.mknod` makes: the kernel serves their I/O, never an engine.
+SPECIAL_TYPES = (stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK)
+
+
+def special_mode(mode: int, rdev: int) -> tuple[int, int]:
+    """``(mode, rdev)`` as :meth:`Backend.mknod` stores them: the type and the
+    permission bits of ``mode``, and ``rdev`` for a device only.
+
+    ``OSError(EINVAL)`` for a type that is not special (a regular file is
+    ``create``'s, a directory ``mkdir``'s)."""
+    kind = stat.S_IFMT(mode)
+    if kind not in SPECIAL_TYPES:
+        raise OSError(errno.EINVAL, "mknod makes FIFOs, sockets and devices only")
+    device = kind in (stat.S_IFCHR, stat.S_IFBLK)
+    return kind | (mode & 0o7777), rdev if device else 0
+
+
 # setattr fields a caller may pass; None means "leave as is".
 SETTABLE = ("mode", "uid", "gid", "size", "atime_ns", "mtime_ns", "ctime_ns")
 
@@ -99,6 +116,11 @@ class Attr:
     @property
     def is_link(self) -> bool:
         return stat.S_ISLNK(self.mode)
+
+    @property
+    def is_special(self) -> bool:
+        """A FIFO, socket or device: no content of its own (see :meth:`Backend.mknod`)."""
+        return stat.S_IFMT(self.mode) in SPECIAL_TYPES
 
     @property
     def blocks(self) -> int:
@@ -284,6 +306,25 @@ class Backend(ABC):
     def symlink(self, parent: int, name: str, target: bytes, uid: int = 0, gid: int = 0) -> Attr:
         """Create a symlink ``parent/name`` to ``target``, stored as given (never
         resolved here); ``FileExistsError`` if the name exists."""
+
+    @abstractmethod
+    def mknod(
+        self, parent: int, name: str, mode: int, rdev: int = 0, uid: int = 0, gid: int = 0
+    ) -> Attr:
+        """Create the special file ``parent/name``: a FIFO, a Unix socket, or a
+        character or block device, its type and exact permission bits (no
+        umask) taken from ``mode``, a device's number from ``rdev`` (0 for the
+        other types).
+
+        The engine stores the inode only: ``stat`` reports its type and
+        ``rdev``, it can be renamed, linked and unlinked, and :meth:`open`
+        refuses it (``OSError(EINVAL)``); the kernel serves a FIFO's or a
+        socket's I/O through a mount, and a mount is ``nodev``, so a device
+        node is never opened through it. ``OSError(EINVAL)`` for another type
+        (see :func:`special_mode`), ``FileExistsError`` if the name exists;
+        names are checked as by :meth:`mkdir`. Disk mode makes a real node,
+        so a device there needs ``CAP_MKNOD`` (``PermissionError`` without).
+        """
 
     @abstractmethod
     def readlink(self, ino: int) -> bytes:

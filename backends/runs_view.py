@@ -313,6 +313,12 @@ class ReservedTree(Backend):
         self._guard(parent, name)
         return self.inner.symlink(parent, name, target, uid, gid)
 
+    def mknod(
+        self, parent: int, name: str, mode: int, rdev: int = 0, uid: int = 0, gid: int = 0
+    ) -> Attr:
+        self._guard(parent, name)
+        return self.inner.mknod(parent, name, mode, rdev, uid, gid)
+
     def readlink(self, ino: int) -> bytes:
         if dirs := self._checkpoint_dirs(ino):
             return dirs.readlink(ino)

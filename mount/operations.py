@@ -370,10 +370,14 @@ class AgentOperations(pyfuse3.Operations):
     async def mknod(
         self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        if not stat.S_ISREG(mode):
-            raise OSError(errno.EOPNOTSUPP, "only regular files, directories and symlinks")
-        handle, attr = self.backend.create(parent_inode, decode_name(name), mode, ctx.uid, ctx.gid)
-        handle.close()
+        text = decode_name(name)
+        if stat.S_ISREG(mode):
+            handle, attr = self.backend.create(parent_inode, text, mode, ctx.uid, ctx.gid)
+            handle.close()
+        else:
+            # A FIFO, socket or device: the kernel serves its I/O and never
+            # sends an open for it here (and the mount is nodev).
+            attr = self.backend.mknod(parent_inode, text, mode, rdev, ctx.uid, ctx.gid)
         return self._new_file(attr, parent_inode, name)
 
     @kernel_op

@@ -27,7 +27,16 @@ from pathlib import Path
 
 import xxhash
 
-from vfs.backends.base import ROOT_INO, WRITE_FLAGS, Attr, Backend, Handle, StatFs, close_all
+from vfs.backends.base import (
+    ROOT_INO,
+    WRITE_FLAGS,
+    Attr,
+    Backend,
+    Handle,
+    StatFs,
+    close_all,
+    special_mode,
+)
 from vfs.backends.disk.errors import reported, shown
 from vfs.backends.disk.handle import DiskHandle
 from vfs.backends.disk.inodes import HOST_INO_ONE, InodeMap
@@ -389,6 +398,29 @@ class DiskBackend(Backend):
                 if os.geteuid() == 0 and (uid, gid) != (0, 0):
                     os.chown(name, uid, gid, dir_fd=directory.fd, follow_symlinks=False)
                 st = os.stat(name, dir_fd=directory.fd, follow_symlinks=False)
+        return self.inodes.learned(st, rel)
+
+    def mknod(
+        self, parent: int, name: str, mode: int, rdev: int = 0, uid: int = 0, gid: int = 0
+    ) -> Attr:
+        """A real node beneath the root: ``mknodat`` on the opened parent directory."""
+        self.check_writable()
+        mode, rdev = special_mode(mode, rdev)
+        _new_name(name)
+        with self._dir(parent) as directory:
+            rel = join(directory.rel, name)
+            with reported(rel):
+                # Owner-only until its owner and exact mode are set: no umask, and
+                # nobody else reaches a node that is not yet what was asked for.
+                os.mknod(name, stat.S_IFMT(mode) | 0o600, rdev, dir_fd=directory.fd)
+                fd = os.open(name, _PATH_FLAGS, dir_fd=directory.fd)
+                try:
+                    path = fd_path(fd)
+                    self._own(path, uid, gid)
+                    os.chmod(path, mode & 0o7777)
+                    st = os.fstat(fd)
+                finally:
+                    os.close(fd)
         return self.inodes.learned(st, rel)
 
     def readlink(self, ino: int) -> bytes:

@@ -270,6 +270,15 @@ class HybridBackend(Backend):
             self._must_not_exist(parent, name)
             return self.upper.symlink(parent, name, target, uid, gid)
 
+    def mknod(
+        self, parent: int, name: str, mode: int, rdev: int = 0, uid: int = 0, gid: int = 0
+    ) -> Attr:
+        self.check_writable()
+        with self.db.write():
+            self.copy_up(parent)
+            self._must_not_exist(parent, name)
+            return self.upper.mknod(parent, name, mode, rdev, uid, gid)
+
     def link(self, ino: int, new_parent: int, new_name: str) -> Attr:
         self.check_writable()
         with self.db.write():

@@ -14,7 +14,7 @@ import stat
 import time
 from collections.abc import Iterator
 
-from vfs.backends.base import WRITE_FLAGS, Attr, Backend, Handle, StatFs
+from vfs.backends.base import WRITE_FLAGS, Attr, Backend, Handle, StatFs, special_mode
 from vfs.backends.chunks import SharedChunks
 from vfs.backends.db import Database
 from vfs.backends.names import NAME_MAX, check_name
@@ -264,6 +264,20 @@ class SqliteBackend(Backend):
         with self.db.write():
             tables.directory(parent)
             ino = tables.new_inode(stat.S_IFLNK | 0o777, 1, uid, gid, len(target), target)
+            tables.add_entry(parent, name, ino)
+            tables.touch_dir(parent, time.time_ns())
+            return tables.get(ino)
+
+    def mknod(
+        self, parent: int, name: str, mode: int, rdev: int = 0, uid: int = 0, gid: int = 0
+    ) -> Attr:
+        self.check_writable()
+        mode, rdev = special_mode(mode, rdev)
+        check_name(name)
+        tables = self.tables
+        with self.db.write():
+            tables.directory(parent)
+            ino = tables.new_inode(mode, 1, uid, gid, rdev=rdev)
             tables.add_entry(parent, name, ino)
             tables.touch_dir(parent, time.time_ns())
             return tables.get(ino)

@@ -182,6 +182,7 @@ class FileTables:
         size: int = 0,
         target: bytes | None = None,
         now: int | None = None,
+        rdev: int = 0,
     ) -> int:
         """A new inode row; its number was never used before."""
         # Numbers come from a counter and are never reused: a handle another
@@ -195,8 +196,8 @@ class FileTables:
         now = time.time_ns() if now is None else now
         self.db.execute(
             "INSERT INTO inodes (ino, mode, nlink, uid, gid, size, atime_ns, mtime_ns, ctime_ns,"
-            " btime_ns, target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (ino, mode, nlink, uid, gid, size, now, now, now, now, target),
+            " btime_ns, target, rdev) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (ino, mode, nlink, uid, gid, size, now, now, now, now, target, rdev),
         )
         return ino
 
