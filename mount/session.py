@@ -28,13 +28,18 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def fuse_options(agent: str, *, read_only: bool, extra: Iterable[str] = ()) -> set[str]:
-    """Kernel mount options: permission checks by the kernel, our name, the caller's extras."""
+    """Kernel mount options: permission checks by the kernel, our name, the caller's
+    extras, and always ``nodev``."""
     options = set(pyfuse3.default_options)  # default_permissions
     options |= {f"fsname=agentvfs:{agent}", f"subtype={SUBTYPE}"}
     if read_only:
         options.add("ro")
     for item in extra:
         options.update(o.strip() for o in item.split(",") if o.strip())
+    # Device nodes may be created and listed, never opened through the mount:
+    # a workspace must not become a way to reach the host's devices.
+    options.discard("dev")
+    options.add("nodev")
     return options
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -291,6 +292,8 @@ def test_eexist_for_every_way_of_making_an_existing_name(given: Given) -> None:
     fails(errno.EEXIST, lambda: b.mkdir(ROOT_INO, "f", 0o755))
     fails(errno.EEXIST, lambda: b.mkdir(ROOT_INO, "d", 0o755))
     fails(errno.EEXIST, lambda: b.symlink(ROOT_INO, "f", b"x"))
+    fails(errno.EEXIST, lambda: b.mknod(ROOT_INO, "f", stat.S_IFIFO | 0o644))
+    fails(errno.EEXIST, lambda: b.mknod(ROOT_INO, "d", stat.S_IFSOCK | 0o644))
     fails(errno.EEXIST, lambda: b.link(f, ROOT_INO, "d"))
     assert cat(b, "f") == b"x"
 
@@ -338,6 +341,7 @@ def test_enametoolong_for_a_name_over_255_bytes(given: Given) -> None:
     fails(errno.ENAMETOOLONG, lambda: b.create(ROOT_INO, LONG_NAME, 0o644))
     fails(errno.ENAMETOOLONG, lambda: b.mkdir(ROOT_INO, LONG_NAME, 0o755))
     fails(errno.ENAMETOOLONG, lambda: b.symlink(ROOT_INO, LONG_NAME, b"f"))
+    fails(errno.ENAMETOOLONG, lambda: b.mknod(ROOT_INO, LONG_NAME, stat.S_IFIFO | 0o644))
     fails(errno.ENAMETOOLONG, lambda: b.link(ino(b, "f"), ROOT_INO, LONG_NAME))
     fails(errno.ENAMETOOLONG, lambda: b.rename(ROOT_INO, "f", ROOT_INO, LONG_NAME))
     b.create(ROOT_INO, "n" * 255, 0o644)[0].close()  # NAME_MAX itself is fine
@@ -354,6 +358,7 @@ def test_einval_for_a_name_that_cannot_be_an_entry(given: Given, bad: str) -> No
     b = given({"f": b"x"})
     fails(errno.EINVAL, lambda: b.create(ROOT_INO, bad, 0o644))
     fails(errno.EINVAL, lambda: b.mkdir(ROOT_INO, bad, 0o755))
+    fails(errno.EINVAL, lambda: b.mknod(ROOT_INO, bad, stat.S_IFIFO | 0o644))
     fails(errno.EINVAL, lambda: b.rename(ROOT_INO, "f", ROOT_INO, bad))
     assert ls(b) == ["f"]
 
@@ -382,6 +387,7 @@ def test_erofs_for_every_change_to_a_read_only_backend(given: Given) -> None:
         lambda: b.rename(ROOT_INO, "f", ROOT_INO, "g"),
         lambda: b.link(f, ROOT_INO, "g"),
         lambda: b.symlink(ROOT_INO, "s", b"f"),
+        lambda: b.mknod(ROOT_INO, "p", stat.S_IFIFO | 0o644),
         lambda: b.setxattr(f, b"user.a", b"1"),
         lambda: b.removexattr(f, b"user.a"),
         lambda: b.tmpfile(ROOT_INO),

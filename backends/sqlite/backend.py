@@ -317,7 +317,11 @@ class SqliteBackend(Backend):
         _check_xattr_name(name)
         self.check_writable()
         with self.db.write():
-            self.tables.get(ino)
+            attr = self.tables.get(ino)
+            if name.startswith(b"user.") and not (attr.is_file or attr.is_dir):
+                # As Linux: user attributes belong to file content, which only
+                # regular files and directories have (symlinks and special files do not).
+                raise PermissionError(errno.EPERM, "Operation not permitted", f"inode {ino}")
             exists = self.db.value("SELECT 1 FROM xattrs WHERE ino = ? AND name = ?", (ino, name))
             if exists and flags & XATTR_CREATE:
                 raise FileExistsError(errno.EEXIST, "File exists", name.decode(errors="replace"))

@@ -11,7 +11,9 @@ file or directory).
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,8 +28,17 @@ LONG_NAME = "n" * 256  # one byte over NAME_MAX
 #: the one lower file of the "hybrid" workspace; :func:`ls` leaves it out
 UNTOUCHED = "untouched-lower-file"
 
-#: a starting tree: path -> file content, or None for a directory (parents first)
-Tree = dict[str, bytes | None]
+
+@dataclass(frozen=True)
+class Special:
+    """A FIFO, socket or device in a starting tree: its ``st_mode`` and ``st_rdev``."""
+
+    mode: int
+    rdev: int = 0
+
+
+#: a starting tree: path -> file content, None for a directory, or a Special (parents first)
+Tree = dict[str, bytes | Special | None]
 Given = Callable[..., Backend]
 
 _LOWER_DIR_NLINK = (
@@ -48,6 +59,9 @@ def _write_host(root: Path, tree: Tree) -> None:
     for path, data in tree.items():
         if data is None:
             (root / path).mkdir()
+        elif isinstance(data, Special):
+            os.mknod(root / path, data.mode, data.rdev)
+            os.chmod(root / path, data.mode & 0o7777)  # past the umask
         else:
             (root / path).write_bytes(data)
 
@@ -57,6 +71,8 @@ def _write_through(backend: Backend, tree: Tree) -> None:
         parent, name = backend.resolve_parent(path)
         if data is None:
             backend.mkdir(parent, name, 0o755)
+        elif isinstance(data, Special):
+            backend.mknod(parent, name, data.mode, data.rdev)
         else:
             handle, _attr = backend.create(parent, name, 0o644)
             with handle:
