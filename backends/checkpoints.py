@@ -281,9 +281,9 @@ class _TreeImport:
         )
         self.db.execute(
             f"INSERT INTO checkpoint_inodes (checkpoint, {_INODE_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (self.cid, ino, st.st_mode, st.st_uid, st.st_gid, size,
-             2 if stat.S_ISDIR(st.st_mode) else 1,
+             2 if stat.S_ISDIR(st.st_mode) else 1, st.st_rdev,
              st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns, st.st_mtime_ns, target),
         )  # fmt: skip
 
@@ -291,11 +291,7 @@ class _TreeImport:
         with os.scandir(directory) as scan:
             found = sorted(scan, key=lambda e: e.name)
         for item in found:
-            st = item.stat(follow_symlinks=False)
-            if not (
-                stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)
-            ):
-                continue  # sockets, fifos, devices: nothing a workspace keeps
+            st = item.stat(follow_symlinks=False)  # a FIFO, socket or device: its row alone
             ino = self.next_ino
             self.next_ino += 1
             target = os.fsencode(os.readlink(item.path)) if stat.S_ISLNK(st.st_mode) else None

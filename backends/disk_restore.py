@@ -16,6 +16,7 @@ import stat
 from pathlib import Path
 
 from vfs.backends.base import ROOT_INO, Attr, Backend
+from vfs.backends.host import make_node
 
 _PIECE = 1 << 20
 
@@ -92,6 +93,14 @@ def _write_dir(source: Backend, ino: int, directory: Path) -> None:
                 path.unlink()
             os.symlink(target, path)
             continue
+        elif attr.is_special:
+            if st_or_none is not None and st_or_none.st_rdev != attr.rdev:
+                path.unlink()  # another device number: a node cannot be changed
+                st_or_none = None
+            if st_or_none is None:
+                make_node(path, attr.mode, attr.rdev)
+            elif (st_or_none.st_mode & 0o7777) != (attr.mode & 0o7777):
+                os.chmod(path, attr.mode & 0o7777)
         elif st_or_none is None or not _same_file(source, attr, path, st_or_none):
             _write_file(source, attr, path)
         elif (st_or_none.st_mode & 0o7777) != (attr.mode & 0o7777):

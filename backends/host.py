@@ -5,6 +5,7 @@
   walk elsewhere;
 - :func:`join` builds the root-relative paths it takes;
 - :func:`renameat2` and :func:`exchange_paths` rename with Linux's flags;
+- :func:`make_node` creates a FIFO, socket or device node with its exact mode;
 - :func:`fd_path`, :func:`pid_alive`, :func:`process_started_at` and
   :func:`mount_table` read ``/proc``.
 """
@@ -16,6 +17,7 @@ import errno
 import os
 import platform
 import re
+import stat
 from pathlib import Path
 
 #: ``openat2``'s number: 437 in both the x86_64 table and the generic table that
@@ -133,6 +135,28 @@ def exchange_paths(first: os.PathLike[str] | str, second: os.PathLike[str] | str
     """Swap two paths atomically (``renameat2(RENAME_EXCHANGE)``): at every moment
     each name holds one of the two objects, never nothing."""
     renameat2(_AT_FDCWD, os.fspath(first), _AT_FDCWD, os.fspath(second), _RENAME_EXCHANGE)
+
+
+def make_node(
+    name: str | os.PathLike[str],
+    mode: int,
+    rdev: int,
+    mtime_ns: int | None = None,
+    *,
+    dir_fd: int | None = None,
+) -> None:
+    """Create the FIFO, socket or device ``name`` (in directory ``dir_fd`` if given)
+    with exactly ``mode`` (no umask) and, when given, ``mtime_ns``.
+
+    A device node needs ``CAP_MKNOD``: without it this raises ``PermissionError``
+    naming ``name``, as ``mknod(2)`` does.
+    """
+    kind = stat.S_IFMT(mode)
+    device = kind in (stat.S_IFCHR, stat.S_IFBLK)
+    os.mknod(name, kind | 0o600, rdev if device else 0, dir_fd=dir_fd)
+    os.chmod(name, mode & 0o7777, dir_fd=dir_fd)  # chmod never opens the node
+    if mtime_ns is not None:
+        os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
 
 
 def fd_path(fd: int) -> str:

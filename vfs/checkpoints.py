@@ -200,7 +200,7 @@ def _kind(attr: Attr) -> str:
         return "dir"
     if stat.S_ISLNK(attr.mode):
         return "symlink"
-    return "file"
+    return "other" if attr.is_special else "file"
 
 
 def walk(backend: Backend, ino: int = ROOT_INO, prefix: str = "") -> Iterator[tuple[str, Attr]]:
@@ -248,8 +248,9 @@ def diff_trees(old: Backend, new: Backend) -> builtins.list[TreeChange]:
         elif a is None:
             changes.append(TreeChange("added", path, _kind(b), size=b.size))
         elif (
-            _kind(a) != _kind(b)
+            stat.S_IFMT(a.mode) != stat.S_IFMT(b.mode)  # a FIFO that became a socket, too
             or (a.mode & 0o7777) != (b.mode & 0o7777)
+            or (a.is_special and a.rdev != b.rdev)
             or (_kind(a) == "file" and not same_content(old, a, new, b))
             or (_kind(a) == "symlink" and old.readlink(a.ino) != new.readlink(b.ino))
         ):

@@ -1,5 +1,6 @@
 """Moving a workspace tree out of and into an agent: a directory or a tar file,
-local or at any fsspec URL, with modes, times and symlinks.
+local or at any fsspec URL, with modes, times, symlinks and special files
+(FIFOs, sockets and devices; a tar file holds no sockets, as with GNU tar).
 
 Both go through the agent's backend, so every mode works and hybrid mode
 exports its merged view. An import is merge-safe: a workspace file newer
@@ -24,11 +25,16 @@ from typing import IO, Any
 import fsspec
 from fsspec.core import url_to_fs
 
-from vfs.backends.base import ROOT_INO, Attr, Backend
+from vfs.backends.base import ROOT_INO, SPECIAL_TYPES, Attr, Backend
+from vfs.backends.host import make_node
 from vfs.workspace import Workspace
 
 PIECE = 1 << 20
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+# The special files a tar member can be (a socket cannot).
+_TAR_TYPES = {stat.S_IFIFO: tarfile.FIFOTYPE, stat.S_IFCHR: tarfile.CHRTYPE,
+              stat.S_IFBLK: tarfile.BLKTYPE}  # fmt: skip
+_TAR_KINDS = {kind: mode for mode, kind in _TAR_TYPES.items()}
 
 
 @dataclass
@@ -36,7 +42,9 @@ class TransferReport:
     files: int = 0
     directories: int = 0
     symlinks: int = 0
+    special: int = 0  # FIFOs, sockets and devices
     bytes: int = 0
+    skipped_sockets: list[str] = field(default_factory=list)  # export: a tar holds none
     skipped_newer: list[str] = field(default_factory=list)  # import: the workspace had newer
 
 
@@ -49,6 +57,7 @@ class Item:
     mtime_ns: int
     size: int = 0
     target: str | None = None
+    rdev: int = 0  # a device's number
 
 
 def _is_tar(url: str) -> bool:
@@ -66,7 +75,7 @@ def _walk(backend: Backend, ino: int = ROOT_INO, prefix: str = "") -> Iterator[t
     for name, attr, _offset in list(backend.readdir(ino)):
         path = f"{prefix}{name}"
         target = os.fsdecode(backend.readlink(attr.ino)) if attr.is_link else None
-        yield Item(path, attr.mode, attr.mtime_ns, attr.size, target), attr
+        yield Item(path, attr.mode, attr.mtime_ns, attr.size, target, attr.rdev), attr
         if attr.is_dir:
             yield from _walk(backend, attr.ino, f"{path}/")
 
@@ -120,6 +129,13 @@ def _export_tar(backend: Backend, out: IO[bytes], gzip: bool, report: TransferRe
                 tar.addfile(info, io.BufferedReader(_Stream(_read_pieces(backend, attr))))
                 report.files += 1
                 report.bytes += attr.size
+            elif stat.S_ISSOCK(attr.mode):
+                report.skipped_sockets.append(item.path)
+            elif attr.is_special:
+                info.type = _TAR_TYPES[stat.S_IFMT(attr.mode)]
+                info.devmajor, info.devminor = os.major(attr.rdev), os.minor(attr.rdev)
+                tar.addfile(info)
+                report.special += 1
 
 
 def _export_local_dir(backend: Backend, root: Path, report: TransferReport) -> None:
@@ -145,6 +161,11 @@ def _export_local_dir(backend: Backend, root: Path, report: TransferReport) -> N
             os.utime(target, ns=(item.mtime_ns, item.mtime_ns))
             report.files += 1
             report.bytes += attr.size
+        elif attr.is_special:
+            with contextlib.suppress(FileNotFoundError):
+                target.unlink()
+            make_node(target, item.mode, item.rdev, item.mtime_ns)
+            report.special += 1
     for item in reversed(directories):  # after their children changed them
         os.chmod(root / item.path, stat.S_IMODE(item.mode))
         os.utime(root / item.path, ns=(item.mtime_ns, item.mtime_ns))
@@ -164,8 +185,10 @@ def _export_remote_dir(backend: Backend, url: str, report: TransferReport) -> No
 def export_tree(ws: Workspace, dest: str) -> TransferReport:
     """Write the workspace tree to ``dest``: a directory, or a ``.tar``/``.tar.gz``.
 
-    Modes, times and symlinks are kept in a local directory and in a tar file
-    anywhere; a directory at a remote URL (object storage) holds content only.
+    Modes, times, symlinks, FIFOs and devices are kept in a local directory
+    and in a tar file anywhere, sockets in a local directory only (a tar file
+    cannot hold one: they are listed in ``skipped_sockets``); a directory at a
+    remote URL (object storage) holds content only.
     """
     report = TransferReport()
     with ws.backend.snapshot():
@@ -191,11 +214,14 @@ def _tar_items(source: str) -> Iterator[tuple[Item, Callable[[], IO[bytes] | Non
             kind = (
                 stat.S_IFDIR if member.isdir() else stat.S_IFLNK if member.issym() else stat.S_IFREG
             )
-            if not (member.isdir() or member.issym() or member.isfile()):
-                continue
+            if member.type in _TAR_KINDS:
+                kind = _TAR_KINDS[member.type]
+            elif not (member.isdir() or member.issym() or member.isfile()):
+                continue  # hard links inside the archive are not carried
+            rdev = os.makedev(member.devmajor, member.devminor) if member.isdev() else 0
             item = Item(
                 path, kind | member.mode, int(member.mtime * 1e9), member.size,
-                member.linkname if member.issym() else None,
+                member.linkname if member.issym() else None, rdev,
             )  # fmt: skip
             yield item, functools.partial(tar.extractfile, member)
 
@@ -213,10 +239,8 @@ def _dir_items(source: str) -> Iterator[tuple[Item, Callable[[], IO[bytes] | Non
             st = full.lstat()
             path = full.relative_to(root).as_posix()
             target = os.readlink(full) if stat.S_ISLNK(st.st_mode) else None
-            if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode) or target is not None):
-                continue
             yield (
-                Item(path, st.st_mode, st.st_mtime_ns, st.st_size, target),
+                Item(path, st.st_mode, st.st_mtime_ns, st.st_size, target, st.st_rdev),
                 functools.partial(_open_binary, full),
             )
 
@@ -265,6 +289,13 @@ def import_tree(ws: Workspace, source: str, *, overwrite: bool = False) -> Trans
             continue
         if existing is not None and existing.is_dir:
             raise IsADirectoryError(errno.EISDIR, "a directory is in the way", item.path)
+        if stat.S_IFMT(item.mode) in SPECIAL_TYPES:
+            if existing is not None:
+                backend.unlink(parent, name)
+            node = backend.mknod(parent, name, item.mode, item.rdev, os.getuid(), os.getgid())
+            backend.setattr(node.ino, atime_ns=item.mtime_ns, mtime_ns=item.mtime_ns)
+            report.special += 1
+            continue
         if item.target is not None:
             if existing is not None:
                 backend.unlink(parent, name)

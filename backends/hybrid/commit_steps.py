@@ -15,6 +15,7 @@ import stat
 import time
 from collections.abc import Callable
 
+from vfs.backends.host import make_node
 from vfs.backends.hybrid import staging
 from vfs.backends.hybrid.backend import HybridBackend
 from vfs.backends.hybrid.diff import Action
@@ -86,6 +87,9 @@ class DiskSteps:
             if stat.S_ISLNK(st.st_mode):
                 os.symlink(self.lower.readlink(action.source), name, dir_fd=staging)
                 return
+            if not stat.S_ISREG(st.st_mode):  # a FIFO, socket or device: never opened
+                make_node(name, st.st_mode, st.st_rdev, action.mtime_ns, dir_fd=staging)
+                return
             with self.lower.fd(action.source, os.O_RDONLY) as src:
                 self._write(name, action, lambda offset: os.pread(src, 1 << 20, offset))
             return
@@ -96,6 +100,10 @@ class DiskSteps:
             return  # deleted from the overlay since the plan: nothing to place
         if attr.is_link:
             os.symlink(self.backend.readlink(ino), name, dir_fd=staging)
+            return
+        if attr.is_special:
+            mode = stat.S_IFMT(attr.mode) | (action.mode if action.mode is not None else 0o644)
+            make_node(name, mode, attr.rdev, action.mtime_ns, dir_fd=staging)
             return
         with self.backend.open(ino) as handle:
             self._write(name, action, lambda offset: handle.read(offset, 1 << 20))

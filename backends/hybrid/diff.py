@@ -212,7 +212,7 @@ class _Scanner:
             self.add(Action(PLACE, "mkdir", target, group, mode=stat.S_IMODE(st.st_mode)))
             for name, child in self.lower.listdir(source):
                 self.copy_lower(join(source, name), join(target, name), child, group)
-        elif stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+        else:  # a file, symlink, FIFO, socket or device
             self.stage(target, group, source=source, mode=stat.S_IMODE(st.st_mode),
                        mtime_ns=st.st_mtime_ns)  # fmt: skip
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from vfs.backends.base import ROOT_INO, Backend
 from vfs.backends.db import Database
+from vfs.backends.host import make_node
 from vfs.backends.hybrid.backend import HybridBackend
 from vfs.backends.hybrid.lower import LowerTree
 from vfs.backends.progress import Progress, no_progress
@@ -77,7 +78,8 @@ def import_tree(
 ) -> int:
     """Copy a disk tree into an empty sqlite-mode file table; returns files copied.
 
-    Symlinks are copied as symlinks and never followed.
+    Symlinks are copied as symlinks and never followed; FIFOs, sockets and
+    devices as nodes of their type.
     """
     backend = SqliteBackend(db)
     lower = LowerTree(directory)
@@ -109,8 +111,10 @@ def import_tree(
                                 offset += len(data)
                         copied += 1
                         progress(copied, None)
-                    else:
-                        continue  # devices, fifos and sockets have no content to keep
+                    else:  # a FIFO, socket or device: the node itself, no content
+                        attr = backend.mknod(
+                            ino, name, st.st_mode, st.st_rdev, st.st_uid, st.st_gid
+                        )
                     backend.setattr(attr.ino, atime_ns=st.st_atime_ns, mtime_ns=st.st_mtime_ns)
             step()
         with db.write():  # creating a child moves its directory's mtime, so this comes last
@@ -175,6 +179,8 @@ def export_tree(
                         _write_file(backend, attr.ino, temp, parent, attr.mode, attr.mtime_ns)
                         written += 1
                         progress(written, None)
+                    elif attr.is_special:
+                        make_node(temp, attr.mode, attr.rdev, attr.mtime_ns, dir_fd=parent)
                     else:
                         continue
                     os.rename(temp, name, src_dir_fd=parent, dst_dir_fd=parent)

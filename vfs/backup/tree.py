@@ -1,5 +1,6 @@
 """A host directory tree as backup objects: what disk mode's workspace and
-hybrid mode's lower tree hold, stored and restored with modes, times and symlinks."""
+hybrid mode's lower tree hold, stored and restored with modes, times, symlinks
+and special files (FIFOs, sockets and devices, as nodes with their ``rdev``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from vfs.backends.base import SPECIAL_TYPES
 from vfs.backends.disk.backend import TEMP_PREFIX
+from vfs.backends.host import make_node
 from vfs.backup.objects import Destination
 
 PIECE = 1 << 20  # files are stored in 1 MiB objects
@@ -90,8 +93,8 @@ def store_tree(
                 entry["target"] = os.fsdecode(os.readlink(root / path))
             except FileNotFoundError:
                 continue
-        elif not stat.S_ISDIR(st.st_mode):
-            continue  # sockets, FIFOs and devices hold no content to keep
+        elif not stat.S_ISDIR(st.st_mode):  # a FIFO, socket or device: the node alone
+            entry["rdev"] = st.st_rdev
         entries.append(entry)
     return entries, unstable
 
@@ -117,6 +120,8 @@ def restore_tree(
         elif stat.S_ISLNK(mode):
             os.symlink(entry["target"], target)
             os.utime(target, ns=(entry["mtime_ns"], entry["mtime_ns"]), follow_symlinks=False)
+        elif stat.S_IFMT(mode) in SPECIAL_TYPES:
+            make_node(target, mode, int(entry.get("rdev", 0)), entry["mtime_ns"])
         else:
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             try:

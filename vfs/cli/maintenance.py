@@ -75,8 +75,8 @@ def vacuum(ctx: click.Context, agent: str, as_json: bool) -> None:
 def export_command(ctx: click.Context, agent: str, dest: str, as_json: bool) -> None:
     """Write AGENT's workspace tree to DEST: a directory or a .tar/.tar.gz, local or a URL.
 
-    Modes, times and symlinks are kept in a local directory and in tar files;
-    hybrid mode exports the merged view.
+    Modes, times, symlinks, FIFOs and devices are kept in a local directory and
+    in tar files (sockets in a directory only); hybrid mode exports the merged view.
     """
     with open_workspace(ctx, agent, read_only=True) as ws:
         report = export_tree(ws, dest)
@@ -86,8 +86,10 @@ def export_command(ctx: click.Context, agent: str, dest: str, as_json: bool) -> 
         click.echo(
             f"exported {plural(report.files, 'file')} ({human_size(report.bytes)}),"
             f" {plural(report.directories, 'directory', 'directories')},"
-            f" {plural(report.symlinks, 'symlink')} to {dest}"
+            f" {plural(report.symlinks, 'symlink')}{_special(report.special)} to {dest}"
         )
+        for path in report.skipped_sockets:
+            click.echo(f"skipped socket {path}: a tar file cannot hold one")
 
 
 @main.command("import")
@@ -111,7 +113,12 @@ def import_command(
     click.echo(
         f"imported {plural(report.files, 'file')} ({human_size(report.bytes)}),"
         f" {plural(report.directories, 'directory', 'directories')},"
-        f" {plural(report.symlinks, 'symlink')}"
+        f" {plural(report.symlinks, 'symlink')}{_special(report.special)}"
     )
     for path in report.skipped_newer:
         click.echo(f"kept {path}: the workspace copy is newer (--overwrite replaces it)")
+
+
+def _special(count: int) -> str:
+    """The special-file part of a transfer summary, shown only when there were some."""
+    return f", {plural(count, 'special file')}" if count else ""
