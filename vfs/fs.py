@@ -222,6 +222,8 @@ class AgentFileSystem(AbstractFileSystem):
             "nlink": attr.nlink,
             "islink": kind == stat.S_IFLNK,
         }
+        if kind in (stat.S_IFCHR, stat.S_IFBLK):
+            info["rdev"] = attr.rdev  # a device's number; its type is "other", like a FIFO's
         if kind == stat.S_IFLNK:
             # Targets are bytes; one that is not UTF-8 shows escaped, not as an error.
             info["destination"] = self.backend.readlink(attr.ino).decode(
