@@ -11,6 +11,7 @@ import ctypes
 import errno
 import mmap
 import os
+import socket
 import stat
 import threading
 from collections.abc import Callable
@@ -386,6 +387,91 @@ def seq_mmap(d: Path, log: Log) -> None:
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
             log("mmap_sees_write", lambda: m[100:107])
     log("size", size_of, d / "f")
+
+
+def _kind(path: Path) -> str:
+    return stat.filemode(os.lstat(path).st_mode)
+
+
+def _entry_kinds(d: Path) -> list[tuple[str, bool, bool, bool]]:
+    """Names with what readdir's d_type says of each (no stat behind it)."""
+    with os.scandir(d) as it:
+        return sorted((e.name, e.is_file(), e.is_dir(), e.is_symlink()) for e in it)
+
+
+def seq_fifos(d: Path, log: Log) -> None:
+    log("mkfifo", os.mkfifo, d / "p", 0o640)
+    log("mkfifo_existing", os.mkfifo, d / "p")
+    log("mkfifo_in_missing_dir", os.mkfifo, d / "no" / "p")
+    log("kind", _kind, d / "p")
+    log("size", size_of, d / "p")
+    log("d_type", _entry_kinds, d)
+    fd = log("open_read_nonblocking", os.open, d / "p", os.O_RDONLY | os.O_NONBLOCK)
+    log("read_without_writer", os.read, fd, 10)
+    writer = log("open_write_nonblocking", os.open, d / "p", os.O_WRONLY | os.O_NONBLOCK)
+    log("write", os.write, writer, b"through the pipe")
+    log("read", os.read, fd, 100)
+    log("fstat_kind", lambda: stat.filemode(os.fstat(fd).st_mode))
+    os.close(writer)
+    os.close(fd)
+    log("write_without_reader", os.open, d / "p", os.O_WRONLY | os.O_NONBLOCK)
+    log("truncate", os.truncate, d / "p", 0)
+    log("chmod", os.chmod, d / "p", 0o600)
+    log("kind_after_chmod", _kind, d / "p")
+    log("setxattr_user", os.setxattr, d / "p", "user.x", b"1")
+    log("getxattr_user", os.getxattr, d / "p", "user.x")
+    log("link", os.link, d / "p", d / "q")
+    log("nlink", lambda: os.lstat(d / "q").st_nlink)
+    log("rename", os.rename, d / "q", d / "r")
+    write_file(d / "f", b"file")
+    log("rename_over_file", os.rename, d / "r", d / "f")
+    log("replaced", _kind, d / "f")
+    log("unlink", os.unlink, d / "p")
+    log("nlink_after", lambda: os.lstat(d / "f").st_nlink)
+    log("listing", lambda: sorted(os.listdir(d)))
+
+
+def seq_mknod(d: Path, log: Log) -> None:
+    log("socket_node", os.mknod, d / "s", stat.S_IFSOCK | 0o600)
+    log("fifo_node", os.mknod, d / "p", stat.S_IFIFO | 0o644)
+    log("regular_node", os.mknod, d / "f", stat.S_IFREG | 0o644)
+    log("kinds", lambda: [_kind(d / n) for n in ("s", "p", "f")])
+    log("existing", os.mknod, d / "p", stat.S_IFIFO | 0o644)
+    log("d_type", _entry_kinds, d)
+    if os.geteuid() == 0:  # devices need CAP_MKNOD; the mount is nodev, so none is opened
+        log("char_device", os.mknod, d / "c", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        log("block_device", os.mknod, d / "b", stat.S_IFBLK | 0o660, os.makedev(7, 200))
+        log("devices", lambda: [(_kind(d / n), os.lstat(d / n).st_rdev) for n in "cb"])
+        log("device_rename", os.rename, d / "c", d / "c2")
+        log("device_unlink", os.unlink, d / "b")
+    log("listing", lambda: sorted(os.listdir(d)))
+
+
+def seq_unix_sockets(d: Path, log: Log) -> None:
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        log("bind", server.bind, str(d / "sock"))
+        log("bind_existing", socket.socket(socket.AF_UNIX).bind, str(d / "sock"))
+        log("kind", _kind, d / "sock")
+        log("connect_before_listen", client.connect, str(d / "sock"))
+        client.close()
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.listen(1)
+        log("connect", client.connect, str(d / "sock"))
+        conn, _ = server.accept()
+        with conn:
+            log("send", client.sendall, b"over the socket")
+            log("recv", conn.recv, 100)
+        log("open", os.open, d / "sock", os.O_RDONLY)
+        log("rename", os.rename, d / "sock", d / "moved")
+        log("d_type", _entry_kinds, d)
+    finally:
+        server.close()
+        client.close()
+    log("connect_after_close", socket.socket(socket.AF_UNIX).connect, str(d / "moved"))
+    log("unlink", os.unlink, d / "moved")
+    log("listing", os.listdir, d)
 
 
 module_mount = test_mount_support.module_mount
