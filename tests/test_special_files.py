@@ -106,6 +106,7 @@ def test_a_mode_switch_keeps_special_files(home: Path, tmp_path: Path, source: s
         assert ws.fs.cat("notes.md") == b"notes"
         if target != "sqlite":
             assert specials_on_disk(ws.record.workspace) == SPECIAL
+    assert vfs("doctor", "alice", home=home).returncode == 0
 
 
 def test_a_special_file_in_the_lower_tree_survives_a_switch_to_sqlite(home, tmp_path):
@@ -140,6 +141,19 @@ def test_hybrid_commit_places_new_special_files_and_moves_lower_ones(home, tmp_p
     assert specials_on_disk(lower) == expected
     with Workspace.open("alice", home) as ws:
         assert specials_of(ws.files_backend) == expected
+
+
+def test_hybrid_commit_of_a_chmod_of_a_lower_device_remakes_it_with_the_new_mode(home, tmp_path):
+    lower = tmp_path / "lower"
+    make_on_disk(lower, {"null": (stat.S_IFCHR, 0o666, NULL_DEVICE)})
+    with Workspace.create("alice", home, mode="hybrid", workspace=lower) as ws:
+        backend = ws.files_backend
+        backend.setattr(backend.resolve("null").ino, mode=0o600)
+        assert [(c.kind, c.path, c.type) for c in ws.overlay.diff()] == [
+            ("modified", "null", "other")
+        ]
+        assert ws.overlay.commit().conflicts == []
+    assert specials_on_disk(lower) == {"null": (stat.S_IFCHR, 0o600, NULL_DEVICE)}
 
 
 # -- export and import ----------------------------------------------------------------
