@@ -116,7 +116,7 @@ class FileTools:
         try:
             return self.backend.open_path(path)
         except OSError as exc:
-            # open_path refuses a FIFO or device in a disk tree (reading it could block).
+            # open_path refuses a FIFO, socket or device (reading it could block).
             if exc.errno == errno.EINVAL and not self.backend.resolve(path, follow=True).is_file:
                 raise ToolError("not_a_file", f"{path}: not a regular file") from None
             raise
