@@ -7,6 +7,7 @@ Each keeps a special file as a node of its type, with its permission bits and
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import subprocess
@@ -259,3 +260,15 @@ def test_cli_ls_shows_special_files_and_cat_of_one_is_a_one_line_error(home, tmp
     assert failed.returncode == 1
     assert failed.stderr.count("\n") == 1 and "Traceback" not in failed.stderr
     assert "not a regular file" in failed.stderr
+
+
+def test_mknod_in_the_reserved_tree_is_erofs_and_elsewhere_reaches_the_engine(home, tmp_path):
+    with Workspace.create("alice", home, mode="sqlite") as ws:
+        backend = ws.backend  # the engine behind the read-only /.vfs tree
+        reserved = backend.resolve(".vfs")
+        for parent, name in ((reserved.ino, "p"), (ROOT_INO, ".vfs")):
+            with pytest.raises(OSError) as refused:
+                backend.mknod(parent, name, stat.S_IFIFO | 0o644)
+            assert refused.value.errno == errno.EROFS
+        made = backend.mknod(ROOT_INO, "p", stat.S_IFIFO | 0o644)
+        assert backend.resolve("p") == made and stat.S_ISFIFO(made.mode)
