@@ -62,6 +62,10 @@ for line in sys.stdin:
         handle = ws.backend.open(ws.backend.resolve(args[0]).ino, os.O_WRONLY)
         handle.write(0, args[1].encode())
         handle.close()
+    elif verb == "rewrite":  # same inode, new bytes and a new size (up or down)
+        handle = ws.backend.open(ws.backend.resolve(args[0]).ino, os.O_WRONLY | os.O_TRUNC)
+        handle.write(0, args[1].encode())
+        handle.close()
     print("ok", flush=True)
 """
 
@@ -144,6 +148,58 @@ def test_rewrite_in_place_shows_in_open_file_and_mmap(live: tuple[Mounted, Chang
                     lambda: (
                         os.pread(fd, size + 1, 0) == letter.encode() * size
                         and os.fstat(fd).st_size == size
+                    )
+                )
+                return max(delay, delay_until(lambda: mapped[:8] == letter.encode() * 8))
+
+            assert median_delay(round_) <= BOUND_S
+        finally:
+            mapped.close()
+    finally:
+        os.close(fd)
+
+
+def test_grown_and_shrunk_files_show_their_size_within_the_bound(
+    live: tuple[Mounted, Changer],
+) -> None:
+    mounted, change = live
+    path = mounted.root / "sized.txt"
+    change("pipe", "/sized.txt", "s" * 5000)
+    sizes = [9000, 100, 70000, 4096, 1, 12000, 3]
+
+    def round_(i: int) -> float:
+        letter, size = "tuvwxyz"[i], sizes[i]
+        assert path.stat().st_size != size and path.read_bytes()  # cached now
+        change("rewrite", "/sized.txt", letter * size)
+        return delay_until(
+            lambda: path.stat().st_size == size and path.read_bytes() == letter.encode() * size
+        )
+
+    assert median_delay(round_) <= BOUND_S
+
+
+def test_a_file_shrunk_elsewhere_shows_in_open_file_and_mmap(
+    live: tuple[Mounted, Changer],
+) -> None:
+    """An open descriptor sees another process's truncation at once, as on a
+    local disk: its size, its reads (nothing past the new end) and its mapping."""
+    mounted, change = live
+    path = mounted.root / "shrinking.bin"
+    change("pipe", "/shrinking.bin", "a" * 8192)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        mapped = mmap.mmap(fd, 4096, prot=mmap.PROT_READ)
+        try:
+            sizes = [8000, 6000, 7000, 5000, 4500, 6500, 4097]
+
+            def round_(i: int) -> float:
+                letter, size = "bcdefgh"[i], sizes[i]
+                assert os.pread(fd, 8, 0) != letter.encode() * 8  # cached now
+                change("rewrite", "/shrinking.bin", letter * size)
+                delay = delay_until(
+                    lambda: (
+                        os.fstat(fd).st_size == size
+                        and os.pread(fd, 9000, 0) == letter.encode() * size
                     )
                 )
                 return max(delay, delay_until(lambda: mapped[:8] == letter.encode() * 8))
