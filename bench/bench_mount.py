@@ -92,21 +92,31 @@ def bench_git(target: Path, source: Path) -> dict[str, float]:
     return results
 
 
-def bench_small_files(target: Path, count: int) -> dict[str, float]:
+def bench_small_files(
+    target: Path, count: int, counts: RequestCounts | None, requests: dict[str, Counter[str]]
+) -> dict[str, float]:
+    """Create, stat, list and unlink ``count`` small files; each step's kernel
+    requests go to ``requests`` under the step's name (when ``counts`` is given)."""
     d = target / "small"
     d.mkdir()
     names = [d / f"f{i:05d}" for i in range(count)]
     payload = b"x" * 100
+    results: dict[str, float] = {}
+
+    def step(name: str, fn: Callable[[], object]) -> None:
+        results[name] = timed(fn)
+        if counts is not None:
+            requests[name] = counts.since_last()
 
     def create() -> None:
         for name in names:
             with open(name, "wb") as f:
                 f.write(payload)
 
-    results = {f"create {count} files": timed(create)}
-    results[f"stat {count} files"] = timed(lambda: [os.stat(n) for n in names])
-    results[f"readdir {count} files"] = timed(lambda: os.listdir(d))
-    results[f"unlink {count} files"] = timed(lambda: list(map(os.unlink, names)))
+    step(f"create {count} files", create)
+    step(f"stat {count} files", lambda: [os.stat(n) for n in names])
+    step(f"readdir {count} files", lambda: os.listdir(d))
+    step(f"unlink {count} files", lambda: list(map(os.unlink, names)))
     d.rmdir()
     return results
 
@@ -287,9 +297,10 @@ def main() -> None:
                 if counts is not None:
                     counts.since_last()
                 if not args.only_requests:
-                    results |= bench_small_files(where, args.files)
-                    if counts is not None:
-                        requests.setdefault("small files", {})[column] = counts.since_last()
+                    steps: dict[str, Counter[str]] = {}
+                    results |= bench_small_files(where, args.files, counts, steps)
+                    for step, done in steps.items():
+                        requests.setdefault(step, {})[column] = done
                     results |= bench_big_file(where, args.gib, args.random_reads)
                     if counts is not None:
                         results["mount peak RSS (MiB)"] = peak_rss_mib(counts.pid)
