@@ -44,6 +44,10 @@ JOURNALED_CACHE_TIMEOUT = 3600.0
 #: Asked by the kernel before every write (to drop file capabilities).
 CAPABILITY_XATTR = b"security.capability"
 
+#: Pins of forgotten inodes closed together at most: the rest wait for the
+#: next :meth:`AgentOperations.release_forgotten` (about every 50 ms).
+FORGOTTEN_BATCH = 256
+
 #: ``st_blksize``: the I/O size programs pick for buffers (one FUSE request).
 IO_BLOCK_SIZE = 128 * 1024
 
@@ -146,6 +150,10 @@ class AgentOperations(pyfuse3.Operations):
         # open handle keeps each alive (a later open or stat by inode works, as
         # on a local filesystem) until the kernel forgets the inode.
         self._pins: dict[int, Handle] = {}
+        # Pins of inodes the kernel has forgotten, closed together by
+        # release_forgotten(): each close frees its inode, and freeing them one
+        # forget at a time cost a commit per unlinked file.
+        self._forgotten: list[Handle] = []
         # ino -> (mtime_ns, size) when last opened and not written through the
         # mount since: while it is unchanged, the kernel's cached pages are good.
         self._clean: dict[int, tuple[int, int]] = {}
@@ -271,9 +279,23 @@ class AgentOperations(pyfuse3.Operations):
             del self._pins[pin.ino]
             pin.close()
 
+    def release_forgotten(self) -> None:
+        """Close the pins of inodes the kernel forgot, in one transaction."""
+        pins, self._forgotten = self._forgotten, []
+        if not pins:
+            return
+        try:
+            with self.backend.transaction():
+                for pin in pins:
+                    pin.close()
+        except Exception:
+            # Whatever stayed unfreed is an orphan the next mount reclaims.
+            log.exception("freeing %d forgotten inodes failed", len(pins))
+
     def close_all(self) -> None:
         """Flush and close every file still open (at unmount or shutdown)."""
         counting.dump()
+        self.release_forgotten()
         pinned = list(self._pins.items())
         self._pins.clear()
         while self._files or pinned:
@@ -317,11 +339,15 @@ class AgentOperations(pyfuse3.Operations):
             self._sizes.pop(ino, None)
             self._cached_names.pop(ino, None)
             self._no_caps.discard(ino)
+            pin = self._pins.pop(ino, None)
+            if pin is not None:
+                self._forgotten.append(pin)
             try:
-                self._unpin(self._pins.get(ino))
                 self.backend.forget(ino)
             except Exception:  # forget has nobody to answer
                 log.exception("forget of inode %d failed", ino)
+        if len(self._forgotten) >= FORGOTTEN_BATCH:
+            self.release_forgotten()
 
     @kernel_op
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
@@ -562,7 +588,7 @@ class AgentOperations(pyfuse3.Operations):
         if name != CAPABILITY_XATTR:
             return self.backend.getxattr(inode, name)
         if inode in self._no_caps:
-            raise OSError(errno.ENODATA, "No data available")
+            raise pyfuse3.FUSEError(errno.ENODATA)  # before every write: the cheapest answer
         try:
             return self.backend.getxattr(inode, name)
         except OSError as exc:

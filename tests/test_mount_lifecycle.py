@@ -199,6 +199,37 @@ def test_sigkill_mid_write_then_remount_loses_nothing_committed(tmp_path: Path, 
             assert reclaim() == 0  # the remount already freed the orphan
 
 
+def inode_exists(ws: Workspace, ino: int) -> bool:
+    try:
+        ws.backend.getattr(ino)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("mode", ["sqlite", "hybrid"])
+def test_files_unlinked_through_the_mount_are_freed_while_it_runs(
+    tmp_path: Path, mode: str
+) -> None:
+    """The mount keeps a file the kernel knows alive past its last name, and
+    frees it (in batches) soon after the kernel forgets it, not at unmount."""
+    with fresh_mount(tmp_path, mode) as mounted:
+        inos = []
+        for i in range(300):  # more than one batch
+            path = mounted.root / f"gone-{i}"
+            path.write_bytes(b"x" * 1000)
+            inos.append(path.stat().st_ino)
+            path.unlink()
+        with Workspace.open("alice", mounted.home) as ws:
+            deadline = time.monotonic() + 5
+            alive = list(inos)
+            while alive and time.monotonic() < deadline:
+                alive = [ino for ino in alive if inode_exists(ws, ino)]
+                time.sleep(0.02)
+            assert alive == []
+            assert ws.backend.reclaim_orphans() == 0
+
+
 FSSPEC_USER = """
 import sys, fsspec
 fs = fsspec.filesystem("agentvfs", agent="alice", home=sys.argv[1], skip_instance_cache=True)
