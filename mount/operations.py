@@ -110,6 +110,11 @@ class AgentOperations(pyfuse3.Operations):
         The workspace to serve; the mount owns it from here on.
     cache_timeout:
         Seconds the kernel may cache entries, negative lookups and attributes.
+    created_timeout:
+        The same for the names and attributes of inodes this mount created,
+        where only journaled writers can change them although other things
+        may change unjournaled (hybrid mode's disk tree); default
+        ``cache_timeout``.
     """
 
     # With a writeback cache the kernel keeps its own size and mtime of a
@@ -125,10 +130,16 @@ class AgentOperations(pyfuse3.Operations):
         *,
         cache_timeout: float = DEFAULT_CACHE_TIMEOUT,
         journaled: bool = False,
+        created_timeout: float | None = None,
     ) -> None:
         super().__init__()
         self.backend = backend
         self.cache_timeout = cache_timeout
+        self.created_timeout = cache_timeout if created_timeout is None else created_timeout
+        # Inodes this mount created and nobody else has changed since: in
+        # hybrid mode they live only in the database (no disk tree below
+        # them), so their names and attributes may be cached for long.
+        self._created: set[int] = set()
         # Only a journal reports extended attributes set by other processes
         # (setcap), so only then may "none" be remembered.
         self.journaled = journaled
@@ -164,8 +175,9 @@ class AgentOperations(pyfuse3.Operations):
         entry = pyfuse3.EntryAttributes()
         entry.st_ino = attr.ino
         entry.generation = 0
-        entry.entry_timeout = self.cache_timeout
-        entry.attr_timeout = self.cache_timeout
+        timeout = self.created_timeout if attr.ino in self._created else self.cache_timeout
+        entry.entry_timeout = timeout
+        entry.attr_timeout = timeout
         entry.st_mode = attr.mode
         entry.st_nlink = attr.nlink
         entry.st_uid = attr.uid
@@ -192,6 +204,7 @@ class AgentOperations(pyfuse3.Operations):
     def _new_file(self, attr: Attr, parent: int, name: bytes) -> pyfuse3.EntryAttributes:
         if self.journaled:
             self._no_caps.add(attr.ino)
+            self._created.add(attr.ino)
         return self._looked_up(attr, parent, name)
 
     def changed_elsewhere(
@@ -209,6 +222,7 @@ class AgentOperations(pyfuse3.Operations):
         for ino in inodes:
             self._clean.pop(ino, None)
             self._no_caps.discard(ino)
+            self._created.discard(ino)  # perhaps freed, and the number reused
         known = self._lookups
         return (
             [e for e in entries if e[0] == pyfuse3.ROOT_INODE or e[0] in known],
@@ -219,6 +233,7 @@ class AgentOperations(pyfuse3.Operations):
         """Every entry and inode the kernel may cache (when what changed is unknown)."""
         self._clean.clear()
         self._no_caps.clear()
+        self._created.clear()
         entries = [(parent, name) for parent, names in self._cached_names.items() for name in names]
         return entries, [pyfuse3.ROOT_INODE, *self._lookups]
 
@@ -339,6 +354,7 @@ class AgentOperations(pyfuse3.Operations):
             self._sizes.pop(ino, None)
             self._cached_names.pop(ino, None)
             self._no_caps.discard(ino)
+            self._created.discard(ino)
             pin = self._pins.pop(ino, None)
             if pin is not None:
                 self._forgotten.append(pin)

@@ -77,12 +77,19 @@ def serve(
             if freed:
                 log.info("freed %d inodes left open by a process that died", freed)
         follower = _journal_follower(workspace)
+        created_timeout = None
         if cache_timeout is None:
-            # Hybrid mode's disk tree may change under it unjournaled.
+            # Hybrid mode's disk tree may change under it unjournaled; what
+            # the mount created lives only in the database.
             long_ok = follower is not None and workspace.mode == "sqlite"
             cache_timeout = JOURNALED_CACHE_TIMEOUT if long_ok else DEFAULT_CACHE_TIMEOUT
+            if follower is not None:
+                created_timeout = JOURNALED_CACHE_TIMEOUT
         operations = AgentOperations(
-            workspace.backend, cache_timeout=cache_timeout, journaled=follower is not None
+            workspace.backend,
+            cache_timeout=cache_timeout,
+            journaled=follower is not None,
+            created_timeout=created_timeout,
         )
         pyfuse3.init(
             operations, str(where), fuse_options(agent, read_only=read_only, extra=options)

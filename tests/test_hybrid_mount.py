@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,32 @@ def test_changes_made_through_a_mount_land_in_the_overlay_until_commit(home, tmp
     assert (tree / "src" / "app.py").stat().st_mode & 0o777 == 0o600
     assert (tree / "notes" / "todo.md").read_text() == "- commit\n"
     assert sorted(os.listdir(tree)) == ["README.md", "notes", "src"]
+
+
+def test_what_the_mount_created_follows_the_disk_once_committed(home, tmp_path):
+    """The mount caches what it created for long; a commit by another process
+    moves it to the disk tree, whose direct edits then show as for any disk file."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    Workspace.create("alice", home, mode="hybrid", workspace=tree).close()
+    where = tmp_path / "mnt"
+    where.mkdir()
+    vfs("mount", "alice", str(where))
+    try:
+        (where / "made").mkdir()
+        (where / "made" / "f").write_text("mine\n")
+        assert (where / "made" / "f").read_text() == "mine\n"
+        vfs("commit", "alice")
+        with open(tree / "made" / "f", "a") as stream:
+            stream.write("edited on disk\n")
+        (tree / "made" / "g").write_text("new on disk\n")
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            seen = (where / "made" / "f").read_text(), (where / "made" / "g").exists()
+            if seen == ("mine\nedited on disk\n", True):
+                break
+            time.sleep(0.05)
+        assert (where / "made" / "f").read_text() == "mine\nedited on disk\n"
+        assert (where / "made" / "g").read_text() == "new on disk\n"
+    finally:
+        vfs("umount", str(where))

@@ -10,13 +10,16 @@ until the change shows, and requires the median delay to be within the bound.
 from __future__ import annotations
 
 import errno
+import json
 import mmap
 import os
+import signal
 import statistics
 import struct
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,7 +30,8 @@ from test_mount_support import FUSE_MISSING, Mounted, env_for, fresh_mount
 
 from vfs import Workspace
 from vfs.backends.journal import Change
-from vfs.mount.operations import AgentOperations
+from vfs.mount.counting import COUNT_ENV
+from vfs.mount.operations import DEFAULT_CACHE_TIMEOUT, AgentOperations
 
 pytestmark = pytest.mark.skipif(FUSE_MISSING, reason="FUSE (/dev/fuse, fusermount3) is absent")
 
@@ -283,6 +287,67 @@ def test_writes_through_the_mount_are_read_by_fsspec_after_fsync_and_close(
             f.write(b"+appended")
         assert bytes(ws.fs.cat_file("/written.bin")).endswith(b"second+appended")
         assert ws.fs.info("/written.bin")["size"] == path.stat().st_size
+
+
+def test_changes_elsewhere_to_what_the_mount_created_show_within_the_bound(
+    live: tuple[Mounted, Changer],
+) -> None:
+    """What the mount creates is cached for long in every journaled mode, so
+    the journal alone must make other processes' changes to it show."""
+    mounted, change = live
+    (mounted.root / "own").mkdir()
+
+    def round_(i: int) -> float:
+        path, moved = mounted.root / "own" / f"o{i}", mounted.root / "own" / f"p{i}"
+        path.write_bytes(b"mine")
+        assert path.read_bytes() == b"mine" and path.stat().st_mode & 0o777 == 0o644
+        change("pipe", f"/own/o{i}", f"theirs-{i}")
+        rewritten = delay_until(lambda: path.read_bytes() == f"theirs-{i}".encode())
+        change("chmod", f"/own/o{i}", "600")
+        chmodded = delay_until(lambda: path.stat().st_mode & 0o777 == 0o600)
+        change("mv", f"/own/o{i}", f"/own/p{i}")
+        renamed = delay_until(lambda: not path.exists() and moved.exists())
+        change("rm", f"/own/p{i}")
+        removed = delay_until(lambda: not moved.exists())
+        return max(rewritten, chmodded, renamed, removed)
+
+    assert median_delay(round_) <= BOUND_S
+
+
+def request_counts(mounted: Mounted, path: Path) -> Counter[str]:
+    """The mount process's kernel request counts so far (it writes them on SIGUSR1)."""
+    before = path.stat().st_mtime_ns if path.exists() else 0
+    os.kill(mounted.process.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + GIVE_UP_S
+    while (path.stat().st_mtime_ns if path.exists() else 0) == before:
+        assert time.monotonic() < deadline, "the mount did not write its request counts"
+        time.sleep(0.01)
+    return Counter(json.loads(path.read_text()))
+
+
+@pytest.mark.parametrize("mode", JOURNALED_MODES)
+def test_what_the_mount_created_stays_cached_past_the_short_timeout(
+    tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In hybrid mode the disk tree keeps 1 s timeouts, but names and
+    attributes of what the mount created change only through the journal."""
+    counts = tmp_path / "counts.json"
+    monkeypatch.setenv(COUNT_ENV, str(counts))
+    with fresh_mount(tmp_path, mode) as mounted:
+        made = mounted.root / "made"
+        made.mkdir()
+        paths = [made / f"f{i}" for i in range(20)]
+        for path in paths:
+            path.write_bytes(b"x")
+            path.stat()
+        time.sleep(DEFAULT_CACHE_TIMEOUT * 1.5)
+        before = request_counts(mounted, counts)
+        assert [p.stat().st_size for p in paths] == [1] * len(paths)
+        after = request_counts(mounted, counts)
+    asked = after - before
+    # At most the root's attributes (its directory is on disk in hybrid mode),
+    # which the path walk's permission check needs.
+    assert asked["lookup"] == 0 and asked["getattr"] <= 1, asked
 
 
 def capability(path: Path) -> bytes | None:
