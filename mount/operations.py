@@ -8,16 +8,13 @@ place, :func:`kernel_op`.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import functools
 import itertools
 import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Iterable, Sequence
 
 import pyfuse3
 
@@ -25,11 +22,9 @@ from vfs.backends.base import REOPEN_ATTEMPTS, Attr, Backend, Handle
 from vfs.backends.journal import Change
 from vfs.backends.names import NAME_MAX
 from vfs.mount import counting
+from vfs.mount.kernel import decode_name, entry_attributes, kernel_op, stale_if_gone
 
 log = logging.getLogger("agentvfs.mount")
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 #: Default seconds the kernel may trust a name lookup or an inode's attributes
 #: without asking again where nothing tells the mount about changes made by
@@ -47,58 +42,6 @@ CAPABILITY_XATTR = b"security.capability"
 #: Pins of forgotten inodes closed together at most: the rest wait for the
 #: next :meth:`AgentOperations.release_forgotten` (about every 50 ms).
 FORGOTTEN_BATCH = 256
-
-#: ``st_blksize``: the I/O size programs pick for buffers (one FUSE request).
-IO_BLOCK_SIZE = 128 * 1024
-
-
-def kernel_op(
-    method: Callable[P, Coroutine[Any, Any, R]],
-) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Answer an ``OSError`` with its errno and anything unexpected with EIO.
-
-    An unexpected exception is logged with its traceback; it never reaches
-    pyfuse3, which would end the mount.
-    """
-
-    name = method.__name__
-
-    @functools.wraps(method)
-    async def handler(*args: P.args, **kwargs: P.kwargs) -> R:
-        if counting.counts is not None:
-            counting.counts[name] += 1
-        try:
-            return await method(*args, **kwargs)
-        except pyfuse3.FUSEError:
-            raise
-        except OSError as exc:
-            raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
-        except Exception:
-            log.exception("%s failed", method.__name__)
-            raise pyfuse3.FUSEError(errno.EIO) from None
-
-    return handler
-
-
-@contextlib.contextmanager
-def stale_if_gone() -> Iterator[None]:
-    """An inode the kernel still caches but another process removed is ESTALE.
-
-    The kernel answers ESTALE by looking the path up again (``LOOKUP_REVAL``),
-    so a program sees the name's current file rather than an error.
-    """
-    try:
-        yield
-    except FileNotFoundError:
-        raise OSError(errno.ESTALE, "inode no longer exists") from None
-
-
-def decode_name(raw: bytes) -> str:
-    """Names are UTF-8 in every front end; other bytes are refused with EILSEQ."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise OSError(errno.EILSEQ, "file names must be valid UTF-8") from None
 
 
 class AgentOperations(pyfuse3.Operations):
@@ -172,26 +115,9 @@ class AgentOperations(pyfuse3.Operations):
     # -- helpers -------------------------------------------------------------
 
     def _entry(self, attr: Attr) -> pyfuse3.EntryAttributes:
-        entry = pyfuse3.EntryAttributes()
-        entry.st_ino = attr.ino
-        entry.generation = 0
         timeout = self.created_timeout if attr.ino in self._created else self.cache_timeout
-        entry.entry_timeout = timeout
-        entry.attr_timeout = timeout
-        entry.st_mode = attr.mode
-        entry.st_nlink = attr.nlink
-        entry.st_uid = attr.uid
-        entry.st_gid = attr.gid
-        entry.st_rdev = attr.rdev
-        entry.st_size = attr.size
         self._sizes[attr.ino] = attr.size
-        entry.st_blksize = IO_BLOCK_SIZE
-        entry.st_blocks = attr.blocks
-        entry.st_atime_ns = attr.atime_ns
-        entry.st_mtime_ns = attr.mtime_ns
-        entry.st_ctime_ns = attr.ctime_ns
-        entry.st_birthtime_ns = attr.btime_ns
-        return entry
+        return entry_attributes(attr, timeout)
 
     def _looked_up(self, attr: Attr, parent: int, name: bytes) -> pyfuse3.EntryAttributes:
         """An entry reply: the kernel now holds one more reference to the inode."""

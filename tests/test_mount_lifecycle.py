@@ -28,7 +28,7 @@ import vfs.mount.process as mount_process
 from vfs import Workspace
 from vfs.backends.host import mount_table
 from vfs.cli import main
-from vfs.mount.operations import kernel_op
+from vfs.mount.kernel import kernel_op
 from vfs.state.registry import MODES
 
 pytestmark = pytest.mark.skipif(FUSE_MISSING, reason="FUSE (/dev/fuse, fusermount3) is absent")
