@@ -17,7 +17,7 @@ import os
 import stat
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -426,6 +426,22 @@ class Backend(ABC):
             return self.publish(handle, parent, name)
         finally:
             handle.close()
+
+    def write_plain(
+        self, path: str, data: bytes, mode: int = 0o644, *, exclusive: bool = False
+    ) -> Attr | None:
+        """Write ``data`` as the whole file at ``path``, as :meth:`write_file` does, when
+        the engine can do it without the generic name-by-name walk; else do nothing
+        and return None (a symlink on the way, a name that is not a regular file,
+        a missing directory, any error to report). With ``exclusive``, an
+        existing name is left to the caller too.
+        """
+        return None
+
+    def sync_ahead(self, handles: Sequence[Handle]) -> None:  # noqa: B027 - optional hook
+        """Start making the content of these unpublished files (from :meth:`tmpfile`)
+        durable, before they are published one after another: each publish then
+        waits for writes already under way instead of starting its own."""
 
     def snapshot(self) -> contextlib.AbstractContextManager[object]:
         """A block whose reads all see one consistent state, where the backend can."""

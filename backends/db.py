@@ -29,6 +29,14 @@ BUSY_TIMEOUT_S = 60.0
 # SQLite's default 2 MiB page cache misses on a few thousand small files; a
 # miss is a system call per page. 16 MiB per connection keeps them cached.
 CACHE_KIB = 16384
+# WAL pages between automatic checkpoints (SQLite's default is 1,000). A
+# checkpoint copies the WAL into the database and syncs both; a small-file write
+# adds about 15 pages, so the default checkpoints every ~70 writes. 4,096 is
+# one wal-index hash segment: readers still search a single table.
+WAL_CHECKPOINT_PAGES = 4096
+# Prepared statements kept per connection (apsw's default is 100): the path
+# walks alone are one statement text per depth.
+STATEMENT_CACHE = 512
 # Disk space held back beside each database for opening and deleting on a full
 # disk: a delete of some thousand chunks writes a few hundred KiB to the WAL.
 RESERVE_BYTES = 512 * 1024
@@ -222,6 +230,7 @@ class Database:
             conn = apsw.Connection(
                 str(self.path),
                 flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_NOFOLLOW,
+                statementcachesize=STATEMENT_CACHE,
             )
             if self.kind == "state":
                 # Every command opens the control database: keeping its -wal and
@@ -245,6 +254,8 @@ class Database:
                 "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; "
                 "PRAGMA recursive_triggers=OFF; PRAGMA trusted_schema=OFF"
             )
+            # Its own call: it returns a row, which would stop a statement list there.
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}").fetchall()
             conn.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
             conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 0)
         except apsw.Error as exc:
@@ -343,10 +354,16 @@ class Database:
         depth = local.depth
         name = f"sp{depth}"
         with self._translated():
-            conn.execute(f"SAVEPOINT {name}" if depth else "BEGIN IMMEDIATE")
-            if not depth and self._journaled:
+            if depth:
+                conn.execute(f"SAVEPOINT {name}")
+            elif self._journaled:
                 # Journal rows past this mark are this transaction's: the write lock is ours.
-                local.journal_mark = conn.execute("SELECT coalesce(max(seq), 0) FROM journal").get
+                # (One call for both statements: this runs on every write.)
+                local.journal_mark = conn.execute(
+                    "BEGIN IMMEDIATE; SELECT coalesce(max(seq), 0) FROM journal"
+                ).get
+            else:
+                conn.execute("BEGIN IMMEDIATE")
         local.depth = depth + 1
         try:
             try:
@@ -367,11 +384,9 @@ class Database:
                     conn.execute(f"RELEASE {name}")
                     return
                 if self._journaled:
-                    conn.execute(
-                        "UPDATE journal SET writer = ? WHERE seq > ?",
-                        (f"{self.writer}:{os.getpid()}", local.journal_mark),
-                    )
-                self._commit(conn)
+                    self._commit(conn, (f"{self.writer}:{os.getpid()}", local.journal_mark))
+                else:
+                    self._commit(conn)
         finally:
             if not depth:
                 self._ended()
@@ -389,10 +404,23 @@ class Database:
         for callback in after:
             callback()
 
-    def _commit(self, conn: apsw.Connection) -> None:
+    def _commit(self, conn: apsw.Connection, stamp: tuple[str, int] | None = None) -> None:
+        """COMMIT; with ``stamp`` (writer, journal mark), first stamp this
+        transaction's journal rows with the writer, in the same call."""
         # COMMIT can meet SQLITE_BUSY while readers finish a checkpoint; the
         # transaction stays open then, so retrying is safe.
         deadline = time.monotonic() + self.busy_timeout
+        if stamp is not None:
+            try:
+                conn.execute("UPDATE journal SET writer = ? WHERE seq > ?; COMMIT", stamp)
+                return
+            except apsw.BusyError:
+                if conn.getautocommit():
+                    raise  # SQLite rolled the transaction back: nothing to retry
+                if time.monotonic() > deadline:
+                    conn.execute("ROLLBACK")
+                    raise
+                time.sleep(0.01)
         while True:
             try:
                 conn.execute("COMMIT")

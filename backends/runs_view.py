@@ -21,7 +21,7 @@ import errno
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -391,6 +391,18 @@ class ReservedTree(Backend):
     def write_file(self, parent: int, name: str, data: bytes, mode: int = 0o644) -> Attr:
         self._guard(parent, name)
         return self.inner.write_file(parent, name, data, mode)
+
+    def write_plain(
+        self, path: str, data: bytes, mode: int = 0o644, *, exclusive: bool = False
+    ) -> Attr | None:
+        # The wrapped engine's fast path only writes where no symlink leads, so
+        # never into /.vfs unless the path itself says so.
+        if _in_reserved(path):
+            return None
+        return self.inner.write_plain(path, data, mode, exclusive=exclusive)
+
+    def sync_ahead(self, handles: Sequence[Handle]) -> None:
+        self.inner.sync_ahead(handles)
 
     def snapshot(self) -> contextlib.AbstractContextManager[object]:
         return self.inner.snapshot()

@@ -320,3 +320,35 @@ def test_whole_file_reads_follow_symlinks_inside_and_refuse_what_is_not_a_file(
         backend.read_file(".agentvfs-tmp-1-abc")
     with pytest.raises(FileNotFoundError):
         backend.resolve("deep/.agentvfs-tmp-1-abc")
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(path=PATHS)
+def test_whole_file_writes_by_any_path_land_inside_the_root_or_are_left_to_the_walk(
+    backend: DiskBackend, root: Path, outside: Path, path: str
+) -> None:
+    path = path.replace("OUTSIDE/", str(outside) + "/")
+    before = snapshot(outside)
+    try:
+        attr = backend.write_plain(path, b"written")
+    except OSError as error:
+        assert_no_host_path(error, path, outside.parent)
+    else:
+        if attr is not None:
+            assert attr.ino in inodes_inside(root)
+            assert backend.read_file(path) == b"written"
+    assert snapshot(outside) == before
+    assert not [p for p in root.rglob("*") if p.name.startswith(".agentvfs-tmp-")]
+
+
+@pytest.mark.parametrize("path", ["abs/secret", "rel/secret", "deep/up/secret", "abs_file"])
+def test_whole_file_writes_through_escaping_symlinks_are_refused(
+    backend: DiskBackend, outside: Path, path: str
+) -> None:
+    before = snapshot(outside)
+    assert backend.write_plain(path, b"planted") is None  # left to the walk, which refuses
+    with pytest.raises(PermissionError):
+        backend.resolve_parent(path, follow=True)
+    assert snapshot(outside) == before

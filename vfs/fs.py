@@ -391,17 +391,20 @@ class AgentFileSystem(AbstractFileSystem):
             with self.open(path, "xb" if mode == "create" else "wb") as f:
                 f.write(value)
             return
+        data = bytes(value)
+        if backend.write_plain(path, data, FILE_MODE, exclusive=mode == "create") is not None:
+            return
         if mode != "create":
             # write_file is one transaction that checks the directory is still there;
             # a directory renamed after the lookup takes the file along, as with open().
             parent, name = self.parent_for_write(path)
-            backend.write_file(parent, name, bytes(value), FILE_MODE)
+            backend.write_file(parent, name, data, FILE_MODE)
             return
         with backend.transaction():
             parent, name = self.parent_for_write(path)
             if mode == "create" and backend.lookup_or_none(parent, name) is not None:
                 raise FileExistsError(errno.EEXIST, "File exists", path)
-            backend.write_file(parent, name, bytes(value), FILE_MODE)
+            backend.write_file(parent, name, data, FILE_MODE)
 
     def parent_for_write(self, path: str) -> tuple[int, str]:
         """The directory that will hold ``path`` (created when auto_mkdir), and the name.

@@ -113,6 +113,11 @@ class AgentFile(AbstractBufferedFile):
             self.commit()
         return True
 
+    @property
+    def unpublished(self) -> Handle | None:
+        """The nameless file this write fills until :meth:`commit` publishes it."""
+        return self._handle if self._target is not None else None
+
     @_names_file
     def commit(self) -> None:
         handle = self._handle

@@ -35,6 +35,10 @@ class AgentTransaction(Transaction):
     def complete(self, commit: bool = True) -> None:
         scope = self._scope
         try:
+            if commit:
+                # The files publish one by one; their content starts for the disk together.
+                pending = [getattr(f, "unpublished", None) for f in self.files]
+                self.fs.backend.sync_ahead([h for h in pending if h is not None])
             super().complete(commit=commit)
         except BaseException as exc:
             scope.__exit__(type(exc), exc, exc.__traceback__)

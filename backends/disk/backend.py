@@ -21,7 +21,7 @@ import secrets
 import stat
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +40,14 @@ from vfs.backends.base import (
 from vfs.backends.disk.errors import reported, shown
 from vfs.backends.disk.handle import DiskHandle
 from vfs.backends.disk.inodes import HOST_INO_ONE, InodeMap
-from vfs.backends.host import fd_path, join, open_beneath, pid_alive, renameat2
+from vfs.backends.host import (
+    fd_path,
+    join,
+    open_beneath,
+    pid_alive,
+    renameat2,
+    start_writeback,
+)
 from vfs.backends.names import check_name, split_path
 from vfs.backends.renames import RENAME_EXCHANGE, RENAME_NOREPLACE
 
@@ -492,6 +499,72 @@ class DiskBackend(Backend):
         handle.path = rel
         os.close(temp_dir_fd)
         return self.inodes.learned(os.fstat(handle.fd), rel)
+
+    def sync_ahead(self, handles: Sequence[Handle]) -> None:
+        for handle in handles:
+            if isinstance(handle, DiskHandle) and handle.backend is self and handle.temp:
+                start_writeback(handle.fd)
+
+    def write_plain(
+        self, path: str, data: bytes, mode: int = 0o644, *, exclusive: bool = False
+    ) -> Attr | None:
+        """The whole-file write through one ``openat2`` of the directory beneath the
+        root (no symlink on the way), a temp file beside the name, ``fsync`` and a
+        rename: what :meth:`publish` guarantees, in a dozen system calls. None
+        when the generic walk must decide (a symlink, a name that is not a
+        regular file, a missing directory)."""
+        self.check_writable()
+        rel = self._plain(path)
+        if rel is None:
+            return None
+        head, _, name = rel.rpartition("/")
+        try:
+            dir_fd = (
+                open_beneath(self._root_fd, head, _PATH_FLAGS | os.O_DIRECTORY)
+                if head
+                else self._root_fd
+            )
+        except OSError:
+            return None
+        try:
+            return self._write_in(dir_fd, rel, name, data, mode, exclusive)
+        finally:
+            if dir_fd != self._root_fd:
+                os.close(dir_fd)
+
+    def _write_in(
+        self, dir_fd: int, rel: str, name: str, data: bytes, mode: int, exclusive: bool
+    ) -> Attr | None:
+        try:
+            st: os.stat_result | None = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        except OSError:
+            return None
+        if st is not None and (exclusive or not stat.S_ISREG(st.st_mode)):
+            return None
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        with reported(rel):
+            while True:
+                temp = f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+                with contextlib.suppress(FileExistsError):
+                    fd = os.open(temp, flags, 0o600, dir_fd=dir_fd)
+                    break
+            try:
+                os.fchmod(fd, mode & 0o7777)
+                view, done = memoryview(data), 0
+                while done < len(view):
+                    done += os.write(fd, view[done:])
+                os.fsync(fd)  # the new content is on disk before any name points at it
+                renameat2(dir_fd, temp, dir_fd, name, RENAME_NOREPLACE if exclusive else 0)
+                st = os.fstat(fd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp, dir_fd=dir_fd)
+                raise
+            finally:
+                os.close(fd)
+        return self.inodes.learned(st, rel)
 
     def checksum(self, ino: int) -> str:
         """xxh3-128 of the content, read in bounded pieces."""

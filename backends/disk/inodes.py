@@ -57,9 +57,10 @@ class InodeMap:
         attr = self.attr_of(st)
         if attr.ino != ROOT_INO:
             with self._lock:
-                self.drop_path(rel)
-                self._inos[rel] = attr.ino
-                self._paths.setdefault(attr.ino, set()).add(rel)
+                if self._inos.get(rel) != attr.ino:  # most lookups find what was known
+                    self.drop_path(rel)
+                    self._inos[rel] = attr.ino
+                    self._paths.setdefault(attr.ino, set()).add(rel)
         return attr
 
     def paths_of(self, ino: int) -> list[str]:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from vfs.backends.base import WRITE_FLAGS, Attr, Backend, Handle, StatFs, special_mode
 from vfs.backends.chunks import SharedChunks
 from vfs.backends.db import Database
-from vfs.backends.names import NAME_MAX, check_name
+from vfs.backends.names import NAME_MAX, check_name, split_path
 from vfs.backends.renames import RENAME_EXCHANGE, RENAME_NOREPLACE, check_rename
 from vfs.backends.sqlite.handle import SqliteHandle
 from vfs.backends.sqlite.tables import FileTables
@@ -146,12 +146,26 @@ class SqliteBackend(Backend):
         check_name(name)
         tables = self.tables
         with self.db.write():
-            tables.directory(parent)
-            ino = tables.new_inode(stat.S_IFREG | (mode & 0o7777), 1, uid, gid)
-            tables.add_entry(parent, name, ino)
-            tables.touch_dir(parent, time.time_ns())
-            handle = SqliteHandle(self, tables, ino)
-            return handle, tables.get(ino)
+            self._free_slot(parent, name)
+            now = time.time_ns()
+            file_mode = stat.S_IFREG | (mode & 0o7777)
+            ino = tables.new_inode(file_mode, 1, uid, gid, now=now)
+            self.db.execute(
+                "INSERT INTO entries (parent, name, ino) VALUES (?, ?, ?)", (parent, name, ino)
+            )
+            tables.touch_dir(parent, now)
+            handle = SqliteHandle(self, tables, ino, new=True)
+            # The row just written, without reading it back.
+            return handle, Attr(ino, file_mode, 1, uid, gid, 0, now, now, now, now)
+
+    def _free_slot(self, parent: int, name: str) -> None:
+        """Check that ``parent`` is a live directory without ``name``, in one statement
+        when it is; else raise what Linux would."""
+        slot = self.tables.slot(parent, name)
+        if slot is None:
+            self.tables.directory(parent)  # raises why
+        elif slot.child is not None:
+            raise FileExistsError(errno.EEXIST, "File exists", name)
 
     def open(self, ino: int, flags: int = 0) -> Handle:
         attr = self.tables.get(ino)
@@ -171,14 +185,15 @@ class SqliteBackend(Backend):
         self.check_writable()
         tables = self.tables
         with self.db.write():
-            tables.directory(parent)
-            attr = self.lookup(parent, name)
-            if attr.is_dir:
-                raise IsADirectoryError(errno.EISDIR, "Is a directory", name)
+            ino = tables.remove_nondir_entry(parent, name)
+            if ino is None:
+                tables.directory(parent)
+                if self.lookup(parent, name).is_dir:  # raises if the name is missing
+                    raise IsADirectoryError(errno.EISDIR, "Is a directory", name)
+                raise AssertionError("unreachable: a name that is no directory was not removed")
             now = time.time_ns()
-            tables.remove_entry(parent, name)
             tables.touch_dir(parent, now)
-            tables.drop_link(attr.ino, now)
+            tables.drop_link(ino, now)
 
     def rmdir(self, parent: int, name: str) -> None:
         self.check_writable()
@@ -356,28 +371,51 @@ class SqliteBackend(Backend):
         """The whole-file write in one transaction with as few statements as it takes."""
         self.check_writable()
         check_name(name)
-        tables = self.tables
         with self.db.write():
-            tables.directory(parent)
-            existing = tables.entry(parent, name)
-            if existing is not None and existing.is_dir:
+            slot = self.tables.slot(parent, name)
+            if slot is None:
+                self.tables.directory(parent)  # raises why
+                raise AssertionError("unreachable: slot() found no live directory")
+            if slot.child_mode is not None and stat.S_ISDIR(slot.child_mode):
                 raise IsADirectoryError(errno.EISDIR, "Is a directory", name)
-            now = time.time_ns()
-            file_mode = stat.S_IFREG | (mode & 0o7777)
-            ino = tables.new_inode(file_mode, 1, _UID, _GID, len(data), now=now)
-            cs = self.chunk_size
-            for idx in range(0, (len(data) + cs - 1) // cs):
-                tables.store_chunk(ino, idx, data[idx * cs : (idx + 1) * cs])
-            if existing is None:
-                self.db.execute(
-                    "INSERT INTO entries (parent, name, ino) VALUES (?, ?, ?)", (parent, name, ino)
-                )
-            else:
-                tables.point_entry(parent, name, ino)
-                tables.drop_link(existing.ino, now)
-            tables.touch_dir(parent, now)
-            # The row just written, without reading it back.
-            return Attr(ino, file_mode, 1, _UID, _GID, len(data), now, now, now, now)
+            return self._store_file(parent, name, data, mode, slot.child)
+
+    def write_plain(
+        self, path: str, data: bytes, mode: int = 0o644, *, exclusive: bool = False
+    ) -> Attr | None:
+        """The whole-file write by path, walk included, in one transaction; None when
+        the path needs the name-by-name walk (a symlink, a directory or an error)."""
+        self.check_writable()
+        parts = split_path(path)
+        with self.db.write():
+            slot = self.tables.slot_at(parts)
+            if slot is None:
+                return None
+            if slot.child_mode is not None and (exclusive or not stat.S_ISREG(slot.child_mode)):
+                return None
+            return self._store_file(slot.parent, parts[-1], data, mode, slot.child)
+
+    def _store_file(
+        self, parent: int, name: str, data: bytes, mode: int, existing: int | None
+    ) -> Attr:
+        """A new inode holding ``data`` named ``parent/name``, in place of ``existing``."""
+        tables = self.tables
+        now = time.time_ns()
+        file_mode = stat.S_IFREG | (mode & 0o7777)
+        ino = tables.new_inode(file_mode, 1, _UID, _GID, len(data), now=now)
+        cs = self.chunk_size
+        for idx in range(0, (len(data) + cs - 1) // cs):
+            tables.store_chunk(ino, idx, data[idx * cs : (idx + 1) * cs])
+        if existing is None:
+            self.db.execute(
+                "INSERT INTO entries (parent, name, ino) VALUES (?, ?, ?)", (parent, name, ino)
+            )
+        else:
+            tables.point_entry(parent, name, ino)
+            tables.drop_link(existing, now)
+        tables.touch_dir(parent, now)
+        # The row just written, without reading it back.
+        return Attr(ino, file_mode, 1, _UID, _GID, len(data), now, now, now, now)
 
     def snapshot(self) -> contextlib.AbstractContextManager[object]:
         return self.db.read()
@@ -388,7 +426,7 @@ class SqliteBackend(Backend):
         with self.db.write():
             tables.directory(parent)
             ino = tables.new_inode(stat.S_IFREG | (mode & 0o7777), 0, _UID, _GID)
-            handle = SqliteHandle(self, tables, ino)
+            handle = SqliteHandle(self, tables, ino, new=True)
             tables.add_orphan(ino)
             return handle
 

@@ -27,7 +27,13 @@ class SqliteHandle(Handle):
     """
 
     def __init__(
-        self, backend: Backend, tables: FileTables, ino: int, *, append: bool = False
+        self,
+        backend: Backend,
+        tables: FileTables,
+        ino: int,
+        *,
+        append: bool = False,
+        new: bool = False,
     ) -> None:
         self.backend = backend
         self.tables = tables
@@ -41,8 +47,9 @@ class SqliteHandle(Handle):
         # Tells other processes it is open; refused while a transaction frees it.
         tables.open_files.register(self)
         # Held now, so it can no longer be freed; but a free that committed
-        # between the caller's lookup and the hold has already happened.
-        if not tables.exists(ino):
+        # between the caller's lookup and the hold has already happened
+        # (not for an inode this transaction has just made: ``new``).
+        if not new and not tables.exists(ino):
             self.close()
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", f"inode {ino}")
 

@@ -23,7 +23,7 @@ import os
 import stat
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from vfs.backends.base import ROOT_INO, Attr
 from vfs.backends.chunks import (
@@ -46,6 +46,15 @@ NUMBERED_INO_LIMIT = 1 << 61
 # The largest file, as on ext4 with 4 KiB blocks: offsets past it are EFBIG.
 MAX_FILE_SIZE = (16 << 40) - 4096
 _FAST_DEPTH = 24  # deeper paths resolve name by name
+
+
+class Slot(NamedTuple):
+    """A name in a live directory, found in one statement: the directory and what
+    the name holds now (``child`` None when it is free)."""
+
+    parent: int
+    child: int | None
+    child_mode: int | None
 
 
 def attr_of(row: Any) -> Attr:
@@ -209,6 +218,16 @@ class FileTables:
             "INSERT INTO entries (parent, name, ino) VALUES (?, ?, ?)", (parent, name, ino)
         )
 
+    def remove_nondir_entry(self, parent: int, name: str) -> int | None:
+        """Remove the entry ``parent/name`` unless it names a directory; the inode it
+        named, or None when nothing was removed (no such name, or a directory)."""
+        value = self.db.value(
+            "DELETE FROM entries WHERE parent = ? AND name = ?"
+            " AND (SELECT mode FROM inodes WHERE ino = entries.ino) & ? != ? RETURNING ino",
+            (parent, name, stat.S_IFMT(0o177777), stat.S_IFDIR),
+        )
+        return None if value is None else int(value)
+
     def remove_entry(self, parent: int, name: str) -> None:
         self.db.execute("DELETE FROM entries WHERE parent = ? AND name = ?", (parent, name))
 
@@ -344,6 +363,43 @@ class FileTables:
             else ""
         )
         return f"SELECT {INODE_COLUMNS}{data} FROM inodes WHERE ino = {ino}"
+
+    @staticmethod
+    @functools.cache
+    def _slot_sql(depth: int | None) -> str:
+        """One statement for a directory and one name in it: the directory is
+        parameter ``?1`` (``depth`` None; the name is ``?2``), or the walk of
+        ``depth`` names from the root (the name is ``?{depth + 1}``)."""
+        if depth is None:
+            ino, name = "?1", "?2"
+        else:
+            ino, name = str(ROOT_INO), f"?{depth + 1}"
+            for k in range(1, depth + 1):
+                ino = f"(SELECT ino FROM entries WHERE parent = {ino} AND name = ?{k})"
+        child = f"(SELECT ino FROM entries WHERE parent = d.ino AND name = {name})"
+        return (
+            f"SELECT d.mode, d.nlink, d.ino, {child},"
+            f" (SELECT mode FROM inodes AS c WHERE c.ino = {child})"
+            f" FROM inodes AS d WHERE d.ino = {ino}"
+        )
+
+    def _slot(self, row: Any) -> Slot | None:
+        if row is None or not stat.S_ISDIR(row[0]) or row[1] == 0:
+            return None
+        return Slot(row[2], row[3], row[4])
+
+    def slot(self, parent: int, name: str) -> Slot | None:
+        """``name`` in directory ``parent``; None when ``parent`` is not a live
+        directory (the caller asks again name by name, to report why)."""
+        return self._slot(self.db.one(self._slot_sql(None), (parent, name)))
+
+    def slot_at(self, parts: list[str]) -> Slot | None:
+        """The last of ``parts`` (checked names) in the directory the others name from
+        the root, found by entry rows alone; None when a name-by-name walk must
+        decide (a symlink or a missing name on the way, a path too deep)."""
+        if not parts or len(parts) > _FAST_DEPTH:
+            return None
+        return self._slot(self.db.one(self._slot_sql(len(parts) - 1), parts))
 
     def _walk(self, path: str, follow: bool, with_data: bool) -> Any:
         parts = split_path(path)
