@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import xxhash
 
@@ -86,15 +87,29 @@ class ChunkStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def put(self, data: bytes) -> int:
+    def put(self, data: bytes, *, spill: bool = False) -> int:
         """The id of a chunk holding ``data``, stored if no identical chunk exists.
 
-        Call inside a write transaction, and reference the id in the same one:
-        an unreferenced chunk is garbage.
+        With ``spill`` and a blob store, the bytes go to the store (written
+        before this returns, so before the caller commits) and the row names
+        the blob. Call inside a write transaction, and reference the id in the
+        same one: an unreferenced chunk is garbage.
         """
         digest = chunk_hash(data)
+        blobs = self.db.blobs
+        if spill and blobs is not None and data:
+            key = blobs.put(data)
+            found = self.db.value("SELECT id FROM chunks WHERE blob = ? LIMIT 1", (key,))
+            if found is not None:
+                return int(found)
+            self.db.execute(
+                "INSERT INTO chunks (hash, size, refs, data, blob) VALUES (?, ?, 0, x'', ?)",
+                (digest, len(data), key),
+            )
+            return int(self.db.conn.last_insert_rowid())
         found = self.db.value(
-            "SELECT id FROM chunks WHERE hash = ? AND size = ? AND data = ? LIMIT 1",
+            "SELECT id FROM chunks WHERE hash = ? AND size = ? AND data = ? AND blob IS NULL"
+            " LIMIT 1",
             (digest, len(data), data),
         )
         if found is not None:
@@ -105,11 +120,34 @@ class ChunkStore:
         )
         return int(self.db.conn.last_insert_rowid())
 
+    def content(self, data: Any, digest: bytes, blob: str | None, where: str) -> bytes:
+        """The bytes of a chunk row's ``(data, hash, blob)``, checked against its hash;
+        ``OSError(EIO)`` naming ``where`` when they are damaged or the blob is missing."""
+        if blob is None:
+            return verified(bytes(data), digest, where)
+        if self.db.blobs is None:
+            raise OSError(errno.EIO, f"stored content is in blob {blob}, but no blob store", where)
+        return self.db.blobs.get(blob, digest, where)
+
     def get(self, chunk_id: int) -> bytes:
-        row = self.db.one("SELECT data, hash FROM chunks WHERE id = ?", (chunk_id,))
+        row = self.db.one("SELECT data, hash, blob FROM chunks WHERE id = ?", (chunk_id,))
         if row is None:
             raise FileNotFoundError(f"chunk {chunk_id} is missing")
-        return verified(bytes(row[0]), row[1], f"chunk {chunk_id}")
+        return self.content(row[0], row[1], row[2], f"chunk {chunk_id}")
+
+    def blob_keys(self) -> set[str]:
+        """The blobs this database names (live files, checkpoints, stores alike)."""
+        return {
+            str(r[0])
+            for r in self.db.query("SELECT DISTINCT blob FROM chunks WHERE blob IS NOT NULL")
+        }
+
+    def blob_holders(self) -> list[tuple[int, str]]:
+        """``(chunk id, blob key)`` of every chunk kept in the blob store."""
+        return [
+            (int(r[0]), str(r[1]))
+            for r in self.db.query("SELECT id, blob FROM chunks WHERE blob IS NOT NULL")
+        ]
 
     def collect_garbage(self) -> int:
         """Delete chunks nothing references; returns how many."""
@@ -137,12 +175,19 @@ class ChunkStore:
     def fill(self, chunk_id: int, data: bytes) -> None:
         """Put back the bytes of chunk ``chunk_id`` in a copy made by :meth:`drop_bytes`;
         ``OSError(EIO)`` if they are not the bytes the chunk's hash and size name."""
-        row = self.db.one("SELECT hash, size FROM chunks WHERE id = ?", (chunk_id,))
+        row = self.db.one("SELECT hash, size, blob FROM chunks WHERE id = ?", (chunk_id,))
         if row is None:
             raise FileNotFoundError(errno.ENOENT, "no such chunk", str(chunk_id))
         if len(data) != row[1] or chunk_hash(data) != bytes(row[0]):
             raise OSError(errno.EIO, "chunk bytes do not match their hash", str(chunk_id))
-        self.db.execute("UPDATE chunks SET data = ? WHERE id = ?", (data, chunk_id))
+        if row[2] is None:
+            self.db.execute("UPDATE chunks SET data = ? WHERE id = ?", (data, chunk_id))
+        elif self.db.blobs is not None:
+            self.db.blobs.put(data)  # named by the same digest: the row stays as it is
+        else:  # no store to put it in: the bytes come back into the database
+            self.db.execute(
+                "UPDATE chunks SET data = ?, blob = NULL WHERE id = ?", (data, chunk_id)
+            )
 
     # -- checks, for ``vfs doctor`` -------------------------------------------
 
@@ -167,9 +212,10 @@ class ChunkStore:
         return f"SELECT chunk, count(*) AS n FROM ({counts}) GROUP BY chunk"
 
     def damaged(self) -> Iterator[int]:
-        """Ids of chunks whose bytes no longer match their hash or size (bit rot)."""
+        """Ids of chunks whose bytes no longer match their hash or size (bit rot);
+        chunks kept in the blob store are checked by their own checks."""
         for chunk_id, digest, size, data in self.db.query(
-            "SELECT id, hash, size, data FROM chunks"
+            "SELECT id, hash, size, data FROM chunks WHERE blob IS NULL"
         ):
             if len(data) != size or chunk_hash(bytes(data)) != bytes(digest):
                 yield int(chunk_id)

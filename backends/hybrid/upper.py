@@ -13,7 +13,6 @@ import os
 import stat
 
 from vfs.backends.base import ROOT_INO
-from vfs.backends.chunks import verified
 from vfs.backends.db import Database
 from vfs.backends.hybrid.lower import LowerTree, read_at, tree_stamp
 from vfs.backends.hybrid.nodes import LOWER_INO_BASE, Backing, Layout
@@ -229,10 +228,12 @@ class OverlayTables(FileTables):
         out = bytearray(end - offset)
         cs = self.chunk_size
         where = f"inode {ino}"
+        content = self.chunks.content
         rows = {
-            idx: verified(data, digest, where)
-            for idx, data, digest in self.db.query(
-                "SELECT f.idx, c.data, c.hash FROM file_chunks f JOIN chunks c ON c.id = f.chunk"
+            idx: content(data, digest, blob, where)
+            for idx, data, digest, blob in self.db.query(
+                "SELECT f.idx, c.data, c.hash, c.blob FROM file_chunks f"
+                " JOIN chunks c ON c.id = f.chunk"
                 " WHERE f.ino = ? AND f.idx BETWEEN ? AND ?",
                 (ino, offset // cs, (end - 1) // cs),
             )
@@ -266,12 +267,12 @@ class OverlayTables(FileTables):
 
     def chunk(self, ino: int, idx: int) -> bytes:
         row = self.db.one(
-            "SELECT c.data, c.hash FROM file_chunks f JOIN chunks c ON c.id = f.chunk"
+            "SELECT c.data, c.hash, c.blob FROM file_chunks f JOIN chunks c ON c.id = f.chunk"
             " WHERE f.ino = ? AND f.idx = ?",
             (ino, idx),
         )
         if row is not None:
-            return verified(bytes(row[0]), row[1], f"inode {ino}")
+            return self.chunks.content(row[0], row[1], row[2], f"inode {ino}")
         backing = self.backing(ino)
         base = idx * self.chunk_size
         if backing is None or base >= backing.limit:

@@ -102,10 +102,10 @@ class SqliteHandle(Handle):
             return
         tables = self.tables
         with tables.db.write():
-            size = self._size()
+            # The size first: whether a chunk goes to the blob store depends on it.
+            tables.set_size(self.ino, self._size(), time.time_ns())
             for idx in sorted(self.dirty):
                 tables.store_chunk(self.ino, idx, self._merged(idx))
-            tables.set_size(self.ino, size, time.time_ns())
         self.dirty.clear()
         self.spans.clear()
         self.end = 0

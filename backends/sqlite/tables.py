@@ -31,7 +31,6 @@ from vfs.backends.chunks import (
     ChunkRef,
     ChunkStore,
     content_checksum,
-    verified,
 )
 from vfs.backends.db import Database
 from vfs.backends.names import split_path
@@ -340,6 +339,7 @@ class FileTables:
         data = (
             f", (SELECT data FROM chunks WHERE id = {first})"
             f", (SELECT hash FROM chunks WHERE id = {first})"
+            f", (SELECT blob FROM chunks WHERE id = {first})"
             if with_data
             else ""
         )
@@ -367,9 +367,9 @@ class FileTables:
         row = self._walk(path, True, with_data=True)
         if row is None or not stat.S_ISREG(row[1]) or row[5] > self.chunk_size:
             return None
-        attr, data = attr_of(row[:-2]), bytes(row[-2] or b"")
-        if data:
-            verified(data, row[-1], path)
+        attr, data, digest, blob = attr_of(row[:-3]), bytes(row[-3] or b""), row[-2], row[-1]
+        if data or blob is not None:
+            data = self.chunks.content(data, digest, blob, path)
         return attr, data + bytes(attr.size - len(data))  # trailing zeros are not stored
 
     def close(self) -> None:
@@ -385,9 +385,10 @@ class FileTables:
         cs = self.chunk_size
         # One statement returns the size (idx -1) and the chunks in range.
         rows = self.db.query(
-            "SELECT -1, size, NULL FROM inodes WHERE ino = ?1 UNION ALL"
+            "SELECT -1, size, NULL, NULL FROM inodes WHERE ino = ?1 UNION ALL"
             " SELECT idx, (SELECT data FROM chunks WHERE id = chunk),"
-            " (SELECT hash FROM chunks WHERE id = chunk) FROM file_chunks"
+            " (SELECT hash FROM chunks WHERE id = chunk),"
+            " (SELECT blob FROM chunks WHERE id = chunk) FROM file_chunks"
             " WHERE ino = ?1 AND idx BETWEEN ?2 AND ?3",
             (ino, offset // cs, (offset + length - 1) // cs),
         )
@@ -395,7 +396,10 @@ class FileTables:
         if size is None:
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", f"inode {ino}")
         where = f"inode {ino}"
-        rows = [(i, verified(data, digest, where)) for i, data, digest in rows if i != -1]
+        content = self.chunks.content
+        rows = [
+            (i, content(data, digest, blob, where)) for i, data, digest, blob in rows if i != -1
+        ]
         return self._assemble(rows, offset, min(size, offset + length))
 
     def _assemble(self, rows: list[Any], offset: int, end: int) -> bytes:
@@ -421,11 +425,11 @@ class FileTables:
     def chunk(self, ino: int, idx: int) -> bytes:
         """The stored bytes of chunk ``idx`` of ``ino`` (trailing zeros trimmed)."""
         row = self.db.one(
-            "SELECT data, hash FROM chunks"
+            "SELECT data, hash, blob FROM chunks"
             " WHERE id = (SELECT chunk FROM file_chunks WHERE ino = ? AND idx = ?)",
             (ino, idx),
         )
-        return b"" if row is None else verified(bytes(row[0]), row[1], f"inode {ino}")
+        return b"" if row is None else self.chunks.content(row[0], row[1], row[2], f"inode {ino}")
 
     def store_chunk(self, ino: int, idx: int, data: bytes) -> None:
         """Make chunk ``idx`` of ``ino`` hold ``data`` (at most one chunk)."""
@@ -437,12 +441,22 @@ class FileTables:
         if not data and not keep_empty:
             self.db.execute("DELETE FROM file_chunks WHERE ino = ? AND idx = ?", (ino, idx))
             return
-        chunk = self.chunks.put(data)
+        chunk = self.chunks.put(data, spill=self._spills(ino, idx, data))
         self.db.execute(
             "INSERT INTO file_chunks (ino, idx, chunk) VALUES (?, ?, ?)"
             " ON CONFLICT (ino, idx) DO UPDATE SET chunk = excluded.chunk",
             (ino, idx, chunk),
         )
+
+    def _spills(self, ino: int, idx: int, data: bytes) -> bool:
+        """Whether this chunk of ``ino`` goes to the blob store: the file, as long as
+        its row says (callers record a new size before its chunks) or as this chunk
+        makes it, reaches the store's threshold."""
+        blobs = self.db.blobs
+        if blobs is None or not blobs.threshold:
+            return False
+        end = idx * self.chunk_size + len(data)
+        return blobs.spills(end) or blobs.spills(self.size(ino))
 
     def chunk_indexes(self, ino: int) -> set[int]:
         """The indexes of the chunks ``ino`` has rows for."""

@@ -17,7 +17,6 @@ from vfs.backends.chunks import (
     ChunkStore,
     chunk_hash,
     content_checksum,
-    verified,
 )
 from vfs.backends.db import Database
 
@@ -91,13 +90,14 @@ class ChunkedContent:
         if offset >= end:
             return b""
         rows = self.db.query(
-            f"SELECT t.idx, c.data, c.hash FROM {self.table} t JOIN chunks c ON c.id = t.chunk"
+            f"SELECT t.idx, c.data, c.hash, c.blob FROM {self.table} t"
+            " JOIN chunks c ON c.id = t.chunk"
             f" WHERE t.{self.owner} = ? AND t.idx BETWEEN ? AND ?",
             (owner_id, offset // chunk_size, (end - 1) // chunk_size),
         )
         out = bytearray(end - offset)
-        for idx, data, digest in rows:
-            verified(data, digest, f"{self.table} {owner_id}")
+        for idx, stored, digest, blob in rows:
+            data = self.chunks.content(stored, digest, blob, f"{self.table} {owner_id}")
             base = idx * chunk_size
             lo = max(offset, base)
             hi = min(end, base + len(data))
