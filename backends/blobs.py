@@ -43,6 +43,8 @@ import xxhash
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
+from vfs.backends import steps
+
 #: seconds a blob nothing references is kept before collection may delete it
 DEFAULT_GRACE = 3600.0
 USERS = "users"
@@ -110,6 +112,7 @@ class BlobStore:
             # Written even if present: the PUT renews its time, so collection,
             # which spares young blobs, cannot take it before the row commits.
             self.fs.pipe_file(path, data)
+            steps.blob_written()
             return key
         with contextlib.suppress(FileNotFoundError):
             os.utime(path)  # present: renewed for the same reason
@@ -125,6 +128,7 @@ class BlobStore:
         finally:
             os.close(fd)
         os.replace(temp, path)  # a reader never sees a torn blob
+        steps.blob_written()
         return key
 
     def get(self, key: str, digest: bytes, where: str) -> bytes:

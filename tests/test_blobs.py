@@ -1,0 +1,315 @@
+"""Large file content lives in the blob store: written before its row commits,
+read back checked, EIO naming the file when lost, collected only past the
+grace period and only when no agent references it."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import tomli_w
+from click.testing import CliRunner
+
+from tests.helpers import require_mode, run_vfs
+from tests.test_mount_support import create_agent, mount_agent, requires_fuse
+from vfs import Workspace
+from vfs.backends.chunks import DEFAULT_CHUNK_SIZE
+from vfs.backends.sqlite.check import DAMAGED_XATTR
+from vfs.blob_gc import collect_blobs
+from vfs.cli import main
+from vfs.state.registry import Registry
+
+DB_MODES = ("sqlite", "hybrid")  # the modes whose file content is in the database
+THRESHOLD = 200_000
+BIG = os.urandom(5 * DEFAULT_CHUNK_SIZE + 1234)
+
+
+def configure(home: Path, **settings: object) -> None:
+    """``[defaults]`` of the settings file: blob_threshold, blob_store, blob_grace."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(
+        tomli_w.dumps({"defaults": {"blob_threshold": THRESHOLD, **settings}})
+    )
+
+
+def blob_files(store: Path) -> list[Path]:
+    return sorted(p for p in store.glob("??/*") if len(p.name) == 64)
+
+
+def make(home: Path, tmp_path: Path, mode: str, agent: str = "alice") -> Workspace:
+    require_mode(mode)
+    kwargs = {}
+    if mode == "hybrid":
+        lower = tmp_path / f"lower-{agent}"
+        lower.mkdir()
+        (lower / "base.txt").write_text("from the lower tree")
+        kwargs["workspace"] = lower
+    return Workspace.create(agent, home, mode=mode, **kwargs)
+
+
+def stored_bytes(ws: Workspace) -> tuple[int, int]:
+    """(chunks named by a blob, bytes of chunk data inside the database)."""
+    row = ws.db.one("SELECT count(blob), coalesce(sum(length(data)), 0) FROM chunks")
+    return int(row[0]), int(row[1])
+
+
+@pytest.mark.parametrize("mode", DB_MODES)
+def test_files_past_the_threshold_keep_their_chunks_in_the_blob_store(
+    home: Path, tmp_path: Path, mode: str
+) -> None:
+    configure(home)
+    with make(home, tmp_path, mode) as ws:
+        ws.fs.pipe("/big.bin", BIG)
+        ws.fs.pipe("/small.txt", b"stays in the database")
+        blobs, inline = stored_bytes(ws)
+        assert blobs == 6 and inline == len(b"stays in the database")
+        assert len(blob_files(ws.directory / "blobs")) == 6
+        assert ws.fs.cat("/big.bin") == BIG
+        assert ws.fs.cat("/small.txt") == b"stays in the database"
+        # Random writes into a spilled file: inside a chunk, across two, past the end.
+        expected = bytearray(BIG)
+        handle, _attr = ws.files_backend.open_path("/big.bin", os.O_RDWR)
+        for offset, data in ((100, b"a"), (DEFAULT_CHUNK_SIZE - 3, b"across"), (len(BIG), b"z")):
+            handle.write(offset, data)
+            expected[offset : offset + len(data)] = data
+        handle.close()
+        assert ws.fs.cat("/big.bin") == bytes(expected)
+        assert ws.fs.cat_file(
+            "/big.bin", start=DEFAULT_CHUNK_SIZE - 10, end=DEFAULT_CHUNK_SIZE + 10
+        ) == bytes(expected[DEFAULT_CHUNK_SIZE - 10 : DEFAULT_CHUNK_SIZE + 10])
+        ws.fs.cp_file("/big.bin", "/copy.bin")  # shares chunks: no new blob
+        assert ws.fs.cat("/copy.bin") == bytes(expected)
+        with ws.fs.open("/big.bin", "ab") as f:
+            f.write(b"appended")
+        assert ws.fs.cat("/big.bin") == bytes(expected) + b"appended"
+        ws.fs.rm("/big.bin")
+        assert ws.fs.cat("/copy.bin") == bytes(expected)
+
+
+def test_a_zero_threshold_keeps_everything_in_the_database(home: Path) -> None:
+    configure(home, blob_threshold=0)
+    with Workspace.create("alice", home) as ws:
+        ws.fs.pipe("/big.bin", BIG)
+        assert stored_bytes(ws) == (0, len(BIG))
+        assert not (ws.directory / "blobs").exists()
+
+
+def test_equal_content_in_two_agents_of_a_shared_store_is_one_blob(
+    home: Path, tmp_path: Path
+) -> None:
+    configure(home, blob_store=str(tmp_path / "shared"), blob_grace=0)
+    with Workspace.create("alice", home) as alice, Workspace.create("bob", home) as bob:
+        alice.fs.pipe("/a.bin", BIG)
+        bob.fs.pipe("/b.bin", BIG)
+        assert len(blob_files(tmp_path / "shared")) == 6
+        alice.fs.rm("/a.bin")
+        registry = Registry(home)
+        assert sum(c.deleted for c in collect_blobs(registry, "alice", delete=True)) == 0
+        assert bob.fs.cat("/b.bin") == BIG
+        bob.fs.rm("/b.bin")
+        assert sum(c.deleted for c in collect_blobs(registry, "alice", delete=True)) == 6
+        assert blob_files(tmp_path / "shared") == []
+
+
+def test_a_user_of_the_store_that_never_published_holds_collection_back(
+    home: Path, tmp_path: Path
+) -> None:
+    configure(home, blob_store=str(tmp_path / "shared"), blob_grace=0)
+    with Workspace.create("alice", home) as ws:
+        ws.fs.pipe("/a.bin", BIG)
+        ws.fs.rm("/a.bin")
+    # An agent of another home (another machine) that writes blobs here too.
+    (tmp_path / "shared" / "users" / "elsewhere.json").write_text(
+        json.dumps({"agent": "carol", "host": "far", "published_at": None, "keys": None})
+    )
+    [result] = collect_blobs(Registry(home), "alice", delete=True)
+    assert result.deleted == 0 and result.waiting_for == ["carol on far"]
+    assert len(blob_files(tmp_path / "shared")) == 6
+
+
+# -- lost and damaged blobs -------------------------------------------------------
+
+
+def _lose_and_damage(store: Path, content: bytes) -> None:
+    """Delete the blob of ``content``'s second chunk; flip a byte in its third."""
+    import hashlib
+
+    second = content[DEFAULT_CHUNK_SIZE : 2 * DEFAULT_CHUNK_SIZE]
+    third = content[2 * DEFAULT_CHUNK_SIZE : 3 * DEFAULT_CHUNK_SIZE]
+    for piece, damage in ((second, False), (third, True)):
+        key = hashlib.sha256(piece).hexdigest()
+        path = store / key[:2] / key
+        if damage:
+            data = bytearray(path.read_bytes())
+            data[10] ^= 0xFF
+            path.write_bytes(bytes(data))
+        else:
+            path.unlink()
+
+
+@pytest.mark.parametrize("mode", DB_MODES)
+def test_a_lost_or_damaged_blob_is_eio_naming_the_file(
+    home: Path, tmp_path: Path, mode: str
+) -> None:
+    configure(home)
+    with make(home, tmp_path, mode) as ws:
+        ws.fs.pipe("/docs/big.bin", BIG)
+        _lose_and_damage(ws.directory / "blobs", BIG)
+        for start in (DEFAULT_CHUNK_SIZE + 5, 2 * DEFAULT_CHUNK_SIZE + 5):
+            with pytest.raises(OSError) as info:
+                ws.fs.cat_file("/docs/big.bin", start=start, end=start + 10)
+            assert info.value.errno == errno.EIO
+            assert info.value.filename == "/docs/big.bin"
+        with pytest.raises(OSError) as info, ws.fs.open("/docs/big.bin", "rb") as f:
+            f.read()
+        assert info.value.errno == errno.EIO
+        # The chunks still in the store read.
+        assert ws.fs.cat_file("/docs/big.bin", end=100) == BIG[:100]
+    result = CliRunner().invoke(main, ["--home", str(home), "cat", "alice:/docs/big.bin"])
+    assert result.exit_code == 1
+    last = result.output.splitlines()[-1]
+    assert last.startswith("Error: /docs/big.bin: stored content is"), last
+    assert "Traceback" not in result.output
+
+
+@requires_fuse
+@pytest.mark.parametrize("mode", DB_MODES)
+def test_a_lost_blob_is_eio_through_the_mount(tmp_path: Path, mode: str) -> None:
+    require_mode(mode)
+    home = tmp_path / "home"
+    configure(home)
+    create_agent(home, mode)
+    with mount_agent(home, tmp_path / "mnt", mode=mode) as mounted:
+        (mounted.root / "big.bin").write_bytes(BIG)
+        assert (mounted.root / "big.bin").read_bytes() == BIG
+    _lose_and_damage(home / "agents" / "alice" / "blobs", BIG)
+    with mount_agent(home, tmp_path / "mnt", mode=mode) as again:
+        with pytest.raises(OSError) as info:
+            (again.root / "big.bin").read_bytes()
+        assert info.value.errno == errno.EIO
+        with open(again.root / "big.bin", "rb") as f:
+            assert f.read(100) == BIG[:100]
+
+
+def test_doctor_reports_lost_and_damaged_blobs_and_keeps_the_file(home: Path) -> None:
+    configure(home)
+    with Workspace.create("alice", home) as ws:
+        ws.fs.pipe("/big.bin", BIG)
+        _lose_and_damage(ws.directory / "blobs", BIG)
+    found = run_vfs("doctor", "alice", "--json")
+    assert found.returncode == 1
+    kinds = {(f["kind"], f["detail"]) for f in json.loads(found.stdout)[0]["remaining"]}
+    assert ("missing blob", "/big.bin") in kinds and ("damaged blob", "/big.bin") in kinds
+    fixed = run_vfs("doctor", "alice", "--fix", "--json")
+    [health] = json.loads(fixed.stdout)
+    assert any("without its lost blobs" in action for action in health["repaired"])
+    assert [f["kind"] for f in health["remaining"]] == ["damaged blob"]  # cannot be repaired
+    with Workspace.open("alice", home) as ws:
+        ino = ws.fs.info("/big.bin")["ino"]
+        assert ws.files_backend.getxattr(ino, DAMAGED_XATTR)
+        lost = ws.fs.cat_file("/big.bin", start=DEFAULT_CHUNK_SIZE, end=2 * DEFAULT_CHUNK_SIZE)
+        assert lost == bytes(DEFAULT_CHUNK_SIZE)  # kept, reading as zeros, marked
+        assert ws.fs.cat_file("/big.bin", end=DEFAULT_CHUNK_SIZE) == BIG[:DEFAULT_CHUNK_SIZE]
+
+
+def test_doctor_reports_orphan_blobs_past_the_grace_period_and_fix_deletes_them(
+    home: Path,
+) -> None:
+    configure(home, blob_grace=3600)
+    with Workspace.create("alice", home) as ws:
+        ws.fs.pipe("/big.bin", BIG)
+        ws.fs.pipe("/kept.bin", BIG[::-1])
+        ws.fs.rm("/big.bin")
+        store = ws.directory / "blobs"
+    assert run_vfs("doctor", "alice").stdout.startswith("ok:")  # young: not orphans yet
+    configure(home, blob_grace=0)
+    found = run_vfs("doctor", "alice", "--json")
+    assert found.returncode == 1
+    [orphans] = json.loads(found.stdout)[0]["remaining"]
+    assert orphans["kind"] == "orphan blobs" and orphans["detail"].startswith("6 in ")
+    fixed = run_vfs("doctor", "alice", "--fix")
+    assert fixed.returncode == 0, fixed.stdout
+    assert "deleted 6 orphan blobs" in fixed.stdout
+    assert len(blob_files(store)) == 6
+    assert run_vfs("doctor").stdout.startswith("ok:")
+    with Workspace.open("alice", home) as ws:
+        assert ws.fs.cat("/kept.bin") == BIG[::-1]
+
+
+def test_vacuum_collects_unreferenced_blobs_past_the_grace_period(home: Path) -> None:
+    configure(home, blob_grace=0)
+    with Workspace.create("alice", home) as ws:
+        ws.fs.pipe("/big.bin", BIG)
+        ws.fs.rm("/big.bin")
+        store = ws.directory / "blobs"
+    result = run_vfs("vacuum", "alice", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["blobs_deleted"] == 6
+    assert blob_files(store) == []
+
+
+# -- collection racing a writer -----------------------------------------------------
+
+
+def _write_uncommitted(
+    ws: Workspace, data: bytes, written: threading.Event, go: threading.Event
+) -> None:
+    """Write ``data`` as a file in one transaction that waits for ``go`` before committing."""
+    backend = ws.files_backend
+    with ws.db.write():
+        attr = backend.write_file(1, "late.bin", data)
+        assert attr.size == len(data)
+        written.set()
+        assert go.wait(30)
+
+
+def test_collection_never_takes_a_blob_whose_row_is_being_committed(home: Path) -> None:
+    configure(home, blob_grace=2)
+    with Workspace.create("alice", home) as ws:
+        store = ws.directory / "blobs"
+        # An old, unreferenced blob of the same first chunk: a writer reuses it.
+        ws.fs.pipe("/old.bin", BIG)
+        ws.fs.rm("/old.bin")
+        for path in blob_files(store):
+            os.utime(path, (time.time() - 3600, time.time() - 3600))
+        written, go = threading.Event(), threading.Event()
+        writer = threading.Thread(target=_write_uncommitted, args=(ws, BIG, written, go))
+        writer.start()
+        assert written.wait(30)
+        # Blobs written (or renewed) but the rows not committed: collection spares them.
+        for _ in range(2):
+            collect_blobs(Registry(home), "alice", delete=True)
+        go.set()
+        writer.join()
+        assert ws.fs.cat("/late.bin") == BIG
+        time.sleep(2.5)
+        assert sum(c.deleted for c in collect_blobs(Registry(home), "alice", delete=True)) == 0
+        assert ws.fs.cat("/late.bin") == BIG
+
+
+def test_a_writer_killed_between_blob_and_row_leaves_only_orphan_blobs(
+    home: Path, tmp_path: Path
+) -> None:
+    configure(home, blob_grace=0)
+    create_agent(home, "sqlite")
+    source = tmp_path / "big.bin"
+    source.write_bytes(BIG)
+    for point in (1, 3, 6):  # the first, a middle and the last blob of the file
+        killed = run_vfs("put", str(source), f"alice:/big{point}.bin", kill_after=f"blob:{point}")
+        assert killed.returncode == -9, killed.stderr
+        with Workspace.open("alice", home) as ws:
+            assert not ws.fs.exists(f"/big{point}.bin") or ws.fs.size(f"/big{point}.bin") == 0
+        doctor = json.loads(run_vfs("doctor", "alice", "--json").stdout)[0]
+        kinds = {f["kind"] for f in doctor["remaining"]}
+        # The file being written is a nameless inode until published; its blobs
+        # are orphans. No row names a blob that is not there.
+        assert kinds <= {"orphan blobs", "nameless files"} and "orphan blobs" in kinds, doctor
+        assert run_vfs("doctor", "alice", "--fix").returncode == 0
+        assert blob_files(home / "agents" / "alice" / "blobs") == []
+    assert run_vfs("put", str(source), "alice:/big.bin").returncode == 0
+    assert run_vfs("doctor", "alice").returncode == 0
