@@ -156,6 +156,7 @@ class BlobStore:
 
     def listing(self) -> dict[str, float]:
         """Every blob in the store and when it was last written."""
+        self.fs.invalidate_cache()  # object storage listings are cached: look again
         try:
             found = self.fs.find(self.root, detail=True)
         except FileNotFoundError:
@@ -233,6 +234,7 @@ class BlobStore:
             self.fs.rm_file(self._user_path(self.user))
 
     def users(self) -> dict[str, dict[str, Any]]:
+        self.fs.invalidate_cache()
         try:
             found = self.fs.find(f"{self.root}/{USERS}")
         except FileNotFoundError:
