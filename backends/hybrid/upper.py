@@ -13,6 +13,7 @@ import os
 import stat
 
 from vfs.backends.base import ROOT_INO
+from vfs.backends.chunks import CONTENT_COLUMNS
 from vfs.backends.db import Database
 from vfs.backends.hybrid.lower import LowerTree, read_at, tree_stamp
 from vfs.backends.hybrid.nodes import LOWER_INO_BASE, Backing, Layout
@@ -25,6 +26,9 @@ _LAYOUT_SQL = (
     " EXISTS (SELECT 1 FROM file_chunks WHERE ino = ?1)"
     " FROM overlay_nodes WHERE ino = ?1 AND lower_path IS NOT NULL AND base_hash IS NOT NULL"
 )
+
+
+_CONTENT = ", ".join("c." + column for column in CONTENT_COLUMNS.split(", "))
 
 
 class OverlayTables(FileTables):
@@ -230,10 +234,9 @@ class OverlayTables(FileTables):
         where = f"inode {ino}"
         content = self.chunks.content
         rows = {
-            idx: content(data, digest, blob, where)
-            for idx, data, digest, blob in self.db.query(
-                "SELECT f.idx, c.data, c.hash, c.blob FROM file_chunks f"
-                " JOIN chunks c ON c.id = f.chunk"
+            row[0]: content(row[1:], where)
+            for row in self.db.query(
+                f"SELECT f.idx, {_CONTENT} FROM file_chunks f JOIN chunks c ON c.id = f.chunk"
                 " WHERE f.ino = ? AND f.idx BETWEEN ? AND ?",
                 (ino, offset // cs, (end - 1) // cs),
             )
@@ -267,12 +270,12 @@ class OverlayTables(FileTables):
 
     def chunk(self, ino: int, idx: int) -> bytes:
         row = self.db.one(
-            "SELECT c.data, c.hash, c.blob FROM file_chunks f JOIN chunks c ON c.id = f.chunk"
+            f"SELECT {_CONTENT} FROM file_chunks f JOIN chunks c ON c.id = f.chunk"
             " WHERE f.ino = ? AND f.idx = ?",
             (ino, idx),
         )
         if row is not None:
-            return self.chunks.content(row[0], row[1], row[2], f"inode {ino}")
+            return self.chunks.content(row, f"inode {ino}")
         backing = self.backing(ino)
         base = idx * self.chunk_size
         if backing is None or base >= backing.limit:

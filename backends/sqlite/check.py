@@ -113,10 +113,16 @@ class FileTablesCheck:
         blob no longer hashes to its name (every blob is read)."""
         blobs = self.db.blobs
         missing, damaged = [], []
+        state: dict[str, str] = {}  # a blob holds many chunks: check it once
         for chunk_id, key in self.chunks.blob_holders():
-            if blobs is None or not blobs.exists(key):
+            if key not in state:
+                if blobs is None or not blobs.exists(key):
+                    state[key] = "missing"
+                else:
+                    state[key] = "damaged" if blobs.damaged(key) else "ok"
+            if state[key] == "missing":
                 missing.append(chunk_id)
-            elif blobs.damaged(key):
+            elif state[key] == "damaged":
                 damaged.append(chunk_id)
         return missing, damaged
 

@@ -104,8 +104,7 @@ class SqliteHandle(Handle):
         with tables.db.write():
             # The size first: whether a chunk goes to the blob store depends on it.
             tables.set_size(self.ino, self._size(), time.time_ns())
-            for idx in sorted(self.dirty):
-                tables.store_chunk(self.ino, idx, self._merged(idx))
+            tables.store_chunks(self.ino, {idx: self._merged(idx) for idx in sorted(self.dirty)})
         self.dirty.clear()
         self.spans.clear()
         self.end = 0

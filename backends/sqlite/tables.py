@@ -27,6 +27,7 @@ from typing import Any
 
 from vfs.backends.base import ROOT_INO, Attr
 from vfs.backends.chunks import (
+    CONTENT_COLUMNS,
     DEFAULT_CHUNK_SIZE,
     ChunkRef,
     ChunkStore,
@@ -45,6 +46,10 @@ NUMBERED_INO_LIMIT = 1 << 61
 # The largest file, as on ext4 with 4 KiB blocks: offsets past it are EFBIG.
 MAX_FILE_SIZE = (16 << 40) - 4096
 _FAST_DEPTH = 24  # deeper paths resolve name by name
+_CONTENT = CONTENT_COLUMNS.split(", ")
+BLOB_CHUNKS = 64  # chunks packed into one blob at most: 4 MiB of 64 KiB chunks
+# The size comes last and is always there: the row of a chunk that has none is all NULL.
+_CONTENT_OF_CHUNK = ", ".join(f"(SELECT {c} FROM chunks WHERE id = chunk)" for c in _CONTENT)
 
 
 def attr_of(row: Any) -> Attr:
@@ -337,9 +342,7 @@ class FileTables:
             ino = f"(SELECT ino FROM entries WHERE parent = {ino} AND name = ?{k})"
         first = "(SELECT chunk FROM file_chunks WHERE ino = inodes.ino AND idx = 0)"
         data = (
-            f", (SELECT data FROM chunks WHERE id = {first})"
-            f", (SELECT hash FROM chunks WHERE id = {first})"
-            f", (SELECT blob FROM chunks WHERE id = {first})"
+            "".join(f", (SELECT {c} FROM chunks WHERE id = {first})" for c in _CONTENT)
             if with_data
             else ""
         )
@@ -367,9 +370,8 @@ class FileTables:
         row = self._walk(path, True, with_data=True)
         if row is None or not stat.S_ISREG(row[1]) or row[5] > self.chunk_size:
             return None
-        attr, data, digest, blob = attr_of(row[:-3]), bytes(row[-3] or b""), row[-2], row[-1]
-        if data or blob is not None:
-            data = self.chunks.content(data, digest, blob, path)
+        attr, stored = attr_of(row[: -len(_CONTENT)]), row[-len(_CONTENT) :]
+        data = b"" if stored[1] is None else self.chunks.content(stored, path)
         return attr, data + bytes(attr.size - len(data))  # trailing zeros are not stored
 
     def close(self) -> None:
@@ -385,10 +387,8 @@ class FileTables:
         cs = self.chunk_size
         # One statement returns the size (idx -1) and the chunks in range.
         rows = self.db.query(
-            "SELECT -1, size, NULL, NULL FROM inodes WHERE ino = ?1 UNION ALL"
-            " SELECT idx, (SELECT data FROM chunks WHERE id = chunk),"
-            " (SELECT hash FROM chunks WHERE id = chunk),"
-            " (SELECT blob FROM chunks WHERE id = chunk) FROM file_chunks"
+            "SELECT -1, size, NULL, NULL, NULL, NULL FROM inodes WHERE ino = ?1 UNION ALL"
+            f" SELECT idx, {_CONTENT_OF_CHUNK} FROM file_chunks"
             " WHERE ino = ?1 AND idx BETWEEN ?2 AND ?3",
             (ino, offset // cs, (offset + length - 1) // cs),
         )
@@ -397,9 +397,7 @@ class FileTables:
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", f"inode {ino}")
         where = f"inode {ino}"
         content = self.chunks.content
-        rows = [
-            (i, content(data, digest, blob, where)) for i, data, digest, blob in rows if i != -1
-        ]
+        rows = [(row[0], content(row[1:], where)) for row in rows if row[0] != -1]
         return self._assemble(rows, offset, min(size, offset + length))
 
     def _assemble(self, rows: list[Any], offset: int, end: int) -> bytes:
@@ -425,11 +423,11 @@ class FileTables:
     def chunk(self, ino: int, idx: int) -> bytes:
         """The stored bytes of chunk ``idx`` of ``ino`` (trailing zeros trimmed)."""
         row = self.db.one(
-            "SELECT data, hash, blob FROM chunks"
+            f"SELECT {CONTENT_COLUMNS} FROM chunks"
             " WHERE id = (SELECT chunk FROM file_chunks WHERE ino = ? AND idx = ?)",
             (ino, idx),
         )
-        return b"" if row is None else self.chunks.content(row[0], row[1], row[2], f"inode {ino}")
+        return b"" if row is None else self.chunks.content(row, f"inode {ino}")
 
     def store_chunk(self, ino: int, idx: int, data: bytes) -> None:
         """Make chunk ``idx`` of ``ino`` hold ``data`` (at most one chunk)."""
@@ -447,6 +445,27 @@ class FileTables:
             " ON CONFLICT (ino, idx) DO UPDATE SET chunk = excluded.chunk",
             (ino, idx, chunk),
         )
+
+    def store_chunks(self, ino: int, chunks: dict[int, bytes]) -> None:
+        """:meth:`store_chunk` for several chunks of ``ino``; those that go to the blob
+        store are packed a few MiB to a blob (one object per chunk would cost a
+        file or a request each)."""
+        spilled = {}
+        for idx, data in chunks.items():
+            trimmed = data.rstrip(b"\0")
+            if trimmed and self._spills(ino, idx, trimmed):
+                spilled[idx] = trimmed
+            else:
+                self.store_chunk(ino, idx, data)
+        order = sorted(spilled)
+        for start in range(0, len(order), BLOB_CHUNKS):
+            batch = order[start : start + BLOB_CHUNKS]
+            ids = self.chunks.put_blob([spilled[idx] for idx in batch])
+            self.db.executemany(
+                "INSERT INTO file_chunks (ino, idx, chunk) VALUES (?, ?, ?)"
+                " ON CONFLICT (ino, idx) DO UPDATE SET chunk = excluded.chunk",
+                [(ino, idx, chunk) for idx, chunk in zip(batch, ids, strict=True)],
+            )
 
     def _spills(self, ino: int, idx: int, data: bytes) -> bool:
         """Whether this chunk of ``ino`` goes to the blob store: the file, as long as

@@ -87,8 +87,12 @@ def _fill_chunks(
         batch = items[start : start + BATCH]
         pieces = dest.get_many([key for _, key in batch])
         with db.write():
-            for (chunk_id, _key), data in zip(batch, pieces, strict=True):
-                store.fill(int(chunk_id), data)
+            store.fill(
+                [
+                    (int(chunk_id), data)
+                    for (chunk_id, _key), data in zip(batch, pieces, strict=True)
+                ]
+            )
         steps.step()
         progress("chunks", min(start + BATCH, len(items)), len(items))
 
