@@ -124,11 +124,16 @@ class BlobStore:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            if not os.environ.get("BLOBS_NOSYNC"):
-                os.fsync(fd)
+            os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(temp, path)  # a reader never sees a torn blob
+        # Durable before the row that names it can be: the name as well as the bytes.
+        directory = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
         steps.blob_written()
         return key
 
