@@ -186,6 +186,10 @@ class BlobStore:
         """Delete blob ``key`` unless it was written at or after ``before``."""
         path = self.path(key)
         if not self.local:
+            # Asked afresh, not from a cached listing. A writer that re-uploads the
+            # blob between this check and the delete loses it: the one window a
+            # store without rename has (see docs/operations.md).
+            self.fs.invalidate_cache(path)
             try:
                 if _mtime(self.fs.info(path)) >= before:
                     return False
