@@ -331,3 +331,22 @@ def test_a_writer_killed_between_blob_and_row_leaves_only_orphan_blobs(
         assert blob_files(home / "agents" / "alice" / "blobs") == []
     assert run_vfs("put", str(source), "alice:/big.bin").returncode == 0
     assert run_vfs("doctor", "alice").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ('blob_threshold = "big"', "blob_threshold: must be a number of bytes"),
+        ("blob_grace = -1", "blob_grace: must be a number of seconds"),
+        ("blob_store = 5", "blob_store: must be a directory or a URL"),
+    ],
+)
+def test_a_bad_blob_setting_is_a_one_line_error(home: Path, setting: str, message: str) -> None:
+    Workspace.create("alice", home).close()
+    (home / "config.toml").write_text(f"[agents.alice]\n{setting}\n")
+    for command in (("ls", "alice:/"), ("doctor",)):
+        result = run_vfs(*command)
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines() == [
+            f"Error: {home / 'config.toml'} [agents.alice] {message}"
+        ]
