@@ -199,6 +199,7 @@ class ChunkStore:
         :meth:`drop_bytes`; ``OSError(EIO)`` if they are not the bytes the chunk's
         hash and size name. Chunks that were in a blob store go to this database's
         store, packed into one new blob (or, without a store, into their rows)."""
+        blobs = self.db.blobs
         spilled = []
         for chunk_id, data in chunks:
             row = self.db.one("SELECT hash, size, blob FROM chunks WHERE id = ?", (chunk_id,))
@@ -206,16 +207,15 @@ class ChunkStore:
                 raise FileNotFoundError(errno.ENOENT, "no such chunk", str(chunk_id))
             if len(data) != row[1] or chunk_hash(data) != bytes(row[0]):
                 raise OSError(errno.EIO, "chunk bytes do not match their hash", str(chunk_id))
-            if row[2] is not None and self.db.blobs is not None:
+            if row[2] is not None and blobs is not None:
                 spilled.append((chunk_id, data))
             else:
                 self.db.execute(
                     "UPDATE chunks SET data = ?, blob = NULL, blob_at = 0 WHERE id = ?",
                     (data, chunk_id),
                 )
-        if spilled:
-            assert self.db.blobs is not None
-            key = self.db.blobs.put(b"".join(data for _, data in spilled))
+        if spilled and blobs is not None:
+            key = blobs.put(b"".join(data for _, data in spilled))
             offset = 0
             for chunk_id, data in spilled:
                 self.db.execute(

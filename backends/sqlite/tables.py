@@ -48,7 +48,6 @@ MAX_FILE_SIZE = (16 << 40) - 4096
 _FAST_DEPTH = 24  # deeper paths resolve name by name
 _CONTENT = CONTENT_COLUMNS.split(", ")
 BLOB_CHUNKS = 64  # chunks packed into one blob at most: 4 MiB of 64 KiB chunks
-# The size comes last and is always there: the row of a chunk that has none is all NULL.
 _CONTENT_OF_CHUNK = ", ".join(f"(SELECT {c} FROM chunks WHERE id = chunk)" for c in _CONTENT)
 
 
