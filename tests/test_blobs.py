@@ -28,6 +28,7 @@ from vfs.state.registry import Registry
 DB_MODES = ("sqlite", "hybrid")  # the modes whose file content is in the database
 THRESHOLD = 200_000
 BIG = os.urandom(5 * DEFAULT_CHUNK_SIZE + 1234)
+FRESH = os.urandom(4 * DEFAULT_CHUNK_SIZE)
 
 
 def configure(home: Path, **settings: object) -> None:
@@ -280,8 +281,8 @@ def _write_uncommitted(
     """Write ``data`` as a file in one transaction that waits for ``go`` before committing."""
     backend = ws.files_backend
     with ws.db.write():
-        attr = backend.write_file(1, "late.bin", data)
-        assert attr.size == len(data)
+        assert backend.write_file(1, "late.bin", data).size == len(data)  # reuses an old blob
+        assert backend.write_file(1, "fresh.bin", FRESH).size == len(FRESH)  # a new blob
         written.set()
         assert go.wait(30)
 
@@ -304,10 +305,10 @@ def test_collection_never_takes_a_blob_whose_row_is_being_committed(home: Path) 
             collect_blobs(Registry(home), "alice", delete=True)
         go.set()
         writer.join()
-        assert ws.fs.cat("/late.bin") == BIG
         time.sleep(2.5)
         assert sum(c.deleted for c in collect_blobs(Registry(home), "alice", delete=True)) == 0
         assert ws.fs.cat("/late.bin") == BIG
+        assert ws.fs.cat("/fresh.bin") == FRESH
 
 
 def test_a_writer_killed_between_blob_and_row_leaves_only_orphan_blobs(
