@@ -121,13 +121,18 @@ class BlobStore:
         temp = f"{path}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)  # a reader never sees a torn blob
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, path)  # a reader never sees a torn blob
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)  # a full disk must not keep what it could not finish
+            raise
         # Durable before the row that names it can be: the name as well as the bytes.
         directory = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -168,19 +173,24 @@ class BlobStore:
         except FileNotFoundError:
             return False
 
-    def listing(self) -> dict[str, float]:
-        """Every blob in the store and when it was last written."""
+    def listing(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Every blob in the store and when it was last written; and the temporary
+        files of writes that never finished (a writer killed mid-write), by path."""
         self.fs.invalidate_cache()  # object storage listings are cached: look again
         try:
             found = self.fs.find(self.root, detail=True)
         except FileNotFoundError:
-            return {}
-        blobs = {}
+            return {}, {}
+        blobs, temporary = {}, {}
         for name, info in found.items():
             key = name.rsplit("/", 1)[-1]
-            if len(key) == 64 and not name.endswith(".tmp") and f"/{USERS}/" not in name:
+            if f"/{USERS}/" in name:
+                continue
+            if name.endswith(".tmp"):
+                temporary[name] = _mtime(info)
+            elif len(key) == 64:
                 blobs[key] = _mtime(info)
-        return blobs
+        return blobs, temporary
 
     def delete_if_old(self, key: str, before: float) -> bool:
         """Delete blob ``key`` unless it was written at or after ``before``."""
@@ -296,10 +306,18 @@ def collect(store: BlobStore, published: dict[str, set[str]], *, delete: bool) -
     if result.waiting_for:
         return result
     before = oldest - store.grace
-    for key, written in sorted(store.listing().items()):
+    blobs, temporary = store.listing()
+    for key, written in sorted(blobs.items()):
         if key in referenced or written >= before:
             continue
         result.orphans.append(key)
         if delete and store.delete_if_old(key, before):
             result.deleted += 1
+    for path, written in sorted(temporary.items()):
+        if written < before:  # past the grace period, no writer is still at it
+            result.orphans.append(path)
+            if delete:
+                with contextlib.suppress(FileNotFoundError):
+                    store.fs.rm_file(path)
+                    result.deleted += 1
     return result

@@ -351,3 +351,21 @@ def test_a_bad_blob_setting_is_a_one_line_error(home: Path, setting: str, messag
         assert result.stderr.strip().splitlines() == [
             f"Error: {home / 'config.toml'} [agents.alice] {message}"
         ]
+
+
+def test_collection_removes_what_a_writer_killed_mid_write_left(home: Path) -> None:
+    configure(home, blob_grace=60)
+    with Workspace.create("alice", home) as ws:
+        ws.fs.pipe("/big.bin", BIG)
+        store = ws.directory / "blobs"
+    [blob] = blob_files(store)
+    left = blob.with_name(blob.name + ".4242-abcd1234.tmp")  # as a killed writer leaves it
+    left.write_bytes(b"half a blob")
+    young = blob.with_name(blob.name + ".4343-abcd1234.tmp")  # a write still under way
+    young.write_bytes(b"being written")
+    os.utime(left, (time.time() - 3600, time.time() - 3600))
+    [result] = collect_blobs(Registry(home), "alice", delete=True)
+    assert result.deleted == 1 and not left.exists()
+    assert young.exists() and blob.exists()
+    with Workspace.open("alice", home) as ws:
+        assert ws.fs.cat("/big.bin") == BIG
