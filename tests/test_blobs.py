@@ -16,7 +16,7 @@ import pytest
 import tomli_w
 from click.testing import CliRunner
 
-from tests.helpers import require_mode, run_vfs
+from tests.helpers import require_mode, run_vfs, small_tmpfs
 from tests.test_mount_support import create_agent, mount_agent, requires_fuse
 from vfs import Workspace
 from vfs.backends.chunks import DEFAULT_CHUNK_SIZE
@@ -369,3 +369,17 @@ def test_collection_removes_what_a_writer_killed_mid_write_left(home: Path) -> N
     assert young.exists() and blob.exists()
     with Workspace.open("alice", home) as ws:
         assert ws.fs.cat("/big.bin") == BIG
+
+
+def test_a_full_blob_store_is_enospc_and_leaves_no_partial_blob(home: Path, tmp_path: Path) -> None:
+    with small_tmpfs(tmp_path / "small", "1m") as store:
+        configure(home, blob_store=str(store))
+        with Workspace.create("alice", home) as ws:
+            ws.fs.pipe("/fits.bin", BIG)
+            with pytest.raises(OSError) as info:
+                ws.fs.pipe("/too-big.bin", os.urandom(2 << 20))
+            assert info.value.errno == errno.ENOSPC
+            assert not list(store.rglob("*.tmp"))
+            assert not ws.fs.exists("/too-big.bin")
+            assert ws.fs.cat("/fits.bin") == BIG
+        assert run_vfs("doctor", "alice").returncode == 0
