@@ -17,7 +17,7 @@ from vfs.backends.chunks import CONTENT_COLUMNS
 from vfs.backends.db import Database
 from vfs.backends.hybrid.lower import LowerTree, read_at, tree_stamp
 from vfs.backends.hybrid.nodes import LOWER_INO_BASE, Backing, Layout
-from vfs.backends.sqlite.tables import FileTables
+from vfs.backends.sqlite.tables import BLOB_CHUNKS, FileTables
 
 # A copied-up file's layers; rows only for files copied from a lower file.
 _LAYOUT_SQL = (
@@ -206,13 +206,14 @@ class OverlayTables(FileTables):
         cs = self.chunk_size
         with self.db.write():
             have = self.chunk_indexes(ino)
-            for idx in range((backing.limit + cs - 1) // cs):
-                if idx not in have:
-                    data = self.lower.pread(
-                        backing.path, idx * cs, min(cs, backing.limit - idx * cs)
-                    )
-                    # No lower bytes show after this: a chunk of zeros needs no row.
-                    self.write_chunk(ino, idx, data, keep_empty=False)
+            missing = [i for i in range((backing.limit + cs - 1) // cs) if i not in have]
+            for start in range(0, len(missing), BLOB_CHUNKS):  # a blob's worth at a time
+                batch = {
+                    idx: self.lower.pread(backing.path, idx * cs, min(cs, backing.limit - idx * cs))
+                    for idx in missing[start : start + BLOB_CHUNKS]
+                }
+                # No lower bytes show after this: a chunk of zeros needs no row.
+                self.store_chunks(ino, batch, keep_empty=False)
             self.db.execute("UPDATE overlay_nodes SET lower_limit = 0 WHERE ino = ?", (ino,))
         return True
 

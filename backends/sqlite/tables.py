@@ -445,17 +445,21 @@ class FileTables:
             (ino, idx, chunk),
         )
 
-    def store_chunks(self, ino: int, chunks: dict[int, bytes]) -> None:
-        """:meth:`store_chunk` for several chunks of ``ino``; those that go to the blob
-        store are packed a few MiB to a blob (one object per chunk would cost a
-        file or a request each)."""
+    def store_chunks(
+        self, ino: int, chunks: dict[int, bytes], *, keep_empty: bool | None = None
+    ) -> None:
+        """:meth:`store_chunk` (:meth:`write_chunk` when ``keep_empty`` is given) for
+        several chunks of ``ino``; those that go to the blob store are packed a few
+        MiB to a blob (one object per chunk would cost a file or a request each)."""
         spilled = {}
         for idx, data in chunks.items():
             trimmed = data.rstrip(b"\0")
             if trimmed and self._spills(ino, idx, trimmed):
                 spilled[idx] = trimmed
-            else:
+            elif keep_empty is None:
                 self.store_chunk(ino, idx, data)
+            else:
+                self.write_chunk(ino, idx, data, keep_empty=keep_empty)
         order = sorted(spilled)
         for start in range(0, len(order), BLOB_CHUNKS):
             batch = order[start : start + BLOB_CHUNKS]
