@@ -252,7 +252,9 @@ class CheckpointTables:
 
     def open_view(self, checkpoint_id: int) -> CheckpointView:
         """A read-only database on which the file tables are checkpoint ``checkpoint_id``'s rows."""
-        return CheckpointView(self.db.path, checkpoint_id)
+        view = CheckpointView(self.db.path, checkpoint_id)
+        view.blobs = self.db.blobs  # a checkpoint's spilled chunks are the live store's
+        return view
 
 
 def _named(table: str) -> str:
@@ -310,6 +312,8 @@ class _TreeImport:
     def _content(self, path: str, ino: int) -> None:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         try:
+            blobs = self.db.blobs
+            spill = blobs is not None and blobs.spills(os.fstat(fd).st_size)
             idx = 0
             while data := os.read(fd, self.chunk_size):
                 data = data.rstrip(b"\0")
@@ -317,7 +321,7 @@ class _TreeImport:
                     self.db.execute(
                         "INSERT INTO checkpoint_file_chunks (checkpoint, ino, idx, chunk)"
                         " VALUES (?, ?, ?, ?)",
-                        (self.cid, ino, idx, self.chunks.put(data)),
+                        (self.cid, ino, idx, self.chunks.put(data, spill=spill)),
                     )
                 idx += 1
         finally:

@@ -9,8 +9,9 @@ its ``refs`` count through triggers declared next to each referencing table.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import xxhash
 
@@ -21,6 +22,8 @@ DEFAULT_CHUNK_SIZE = 64 * 1024
 # Checkpoints name chunks without counting in chunks.refs (see
 # schema/agent/0006_checkpoints.sql): a chunk at refs 0 that one uses is alive.
 UNCOUNTED_TABLES = ("checkpoint_file_chunks",)
+#: the ``chunks`` columns :meth:`ChunkStore.content` reads a chunk's bytes from
+CONTENT_COLUMNS = "data, hash, blob, blob_at, size"
 NOT_IN_CHECKPOINT = "NOT EXISTS (SELECT 1 FROM checkpoint_file_chunks WHERE chunk = chunks.id)"
 
 
@@ -86,15 +89,20 @@ class ChunkStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def put(self, data: bytes) -> int:
+    def put(self, data: bytes, *, spill: bool = False) -> int:
         """The id of a chunk holding ``data``, stored if no identical chunk exists.
 
-        Call inside a write transaction, and reference the id in the same one:
-        an unreferenced chunk is garbage.
+        With ``spill`` and a blob store, the bytes go to the store (written
+        before this returns, so before the caller commits) and the row names
+        the blob. Call inside a write transaction, and reference the id in the
+        same one: an unreferenced chunk is garbage.
         """
+        if spill and self.db.blobs is not None and data:
+            return self.put_blob([data])[0]
         digest = chunk_hash(data)
         found = self.db.value(
-            "SELECT id FROM chunks WHERE hash = ? AND size = ? AND data = ? LIMIT 1",
+            "SELECT id FROM chunks WHERE hash = ? AND size = ? AND data = ? AND blob IS NULL"
+            " LIMIT 1",
             (digest, len(data), data),
         )
         if found is not None:
@@ -105,11 +113,63 @@ class ChunkStore:
         )
         return int(self.db.conn.last_insert_rowid())
 
+    def put_blob(self, pieces: list[bytes]) -> list[int]:
+        """Chunk ids for ``pieces`` (non-empty), kept together in one blob.
+
+        The blob is in the store when this returns: the caller's transaction,
+        which references the ids, commits after it. Equal pieces at the same
+        place of an equal blob (the same write again) share rows.
+        """
+        blobs = self.db.blobs
+        if blobs is None:
+            raise ValueError("no blob store")
+        key = blobs.put(b"".join(pieces))
+        ids, offset = [], 0
+        for data in pieces:
+            found = self.db.value(
+                "SELECT id FROM chunks WHERE blob = ? AND blob_at = ? AND size = ? LIMIT 1",
+                (key, offset, len(data)),
+            )
+            if found is None:
+                self.db.execute(
+                    "INSERT INTO chunks (hash, size, refs, data, blob, blob_at)"
+                    " VALUES (?, ?, 0, x'', ?, ?)",
+                    (chunk_hash(data), len(data), key, offset),
+                )
+                found = self.db.conn.last_insert_rowid()
+            ids.append(int(found))
+            offset += len(data)
+        return ids
+
+    def content(self, row: Sequence[Any], where: str) -> bytes:
+        """The bytes of a chunk row's :data:`CONTENT_COLUMNS`, checked against its
+        hash; ``OSError(EIO)`` naming ``where`` when damaged or the blob is missing."""
+        data, digest, blob, blob_at, size = row
+        if blob is None:
+            return verified(bytes(data), digest, where)
+        if self.db.blobs is None:
+            raise OSError(errno.EIO, f"stored content is in blob {blob}, but no blob store", where)
+        return self.db.blobs.get(blob, blob_at, size, digest, where)
+
     def get(self, chunk_id: int) -> bytes:
-        row = self.db.one("SELECT data, hash FROM chunks WHERE id = ?", (chunk_id,))
+        row = self.db.one(f"SELECT {CONTENT_COLUMNS} FROM chunks WHERE id = ?", (chunk_id,))
         if row is None:
             raise FileNotFoundError(f"chunk {chunk_id} is missing")
-        return verified(bytes(row[0]), row[1], f"chunk {chunk_id}")
+        return self.content(row, f"chunk {chunk_id}")
+
+    def blob_keys(self) -> set[str]:
+        """The blobs this database names (live files, checkpoints, stores alike)."""
+        return {
+            str(r[0])
+            for r in self.db.query("SELECT DISTINCT blob FROM chunks WHERE blob IS NOT NULL")
+        }
+
+    def blob_holders(self) -> list[tuple[int, str]]:
+        """``(chunk id, blob key)`` of every chunk kept in the blob store."""
+        return [
+            (int(r[0]), str(r[1]))
+            for r in self.db.query("SELECT id, blob FROM chunks WHERE blob IS NOT NULL")
+        ]
 
     def collect_garbage(self) -> int:
         """Delete chunks nothing references; returns how many."""
@@ -134,15 +194,34 @@ class ChunkStore:
         with self.db.write():
             self.db.execute("UPDATE chunks SET data = x''")
 
-    def fill(self, chunk_id: int, data: bytes) -> None:
-        """Put back the bytes of chunk ``chunk_id`` in a copy made by :meth:`drop_bytes`;
-        ``OSError(EIO)`` if they are not the bytes the chunk's hash and size name."""
-        row = self.db.one("SELECT hash, size FROM chunks WHERE id = ?", (chunk_id,))
-        if row is None:
-            raise FileNotFoundError(errno.ENOENT, "no such chunk", str(chunk_id))
-        if len(data) != row[1] or chunk_hash(data) != bytes(row[0]):
-            raise OSError(errno.EIO, "chunk bytes do not match their hash", str(chunk_id))
-        self.db.execute("UPDATE chunks SET data = ? WHERE id = ?", (data, chunk_id))
+    def fill(self, chunks: list[tuple[int, bytes]]) -> None:
+        """Put back the bytes of each ``(chunk id, bytes)`` in a copy made by
+        :meth:`drop_bytes`; ``OSError(EIO)`` if they are not the bytes the chunk's
+        hash and size name. Chunks that were in a blob store go to this database's
+        store, packed into one new blob (or, without a store, into their rows)."""
+        blobs = self.db.blobs
+        spilled = []
+        for chunk_id, data in chunks:
+            row = self.db.one("SELECT hash, size, blob FROM chunks WHERE id = ?", (chunk_id,))
+            if row is None:
+                raise FileNotFoundError(errno.ENOENT, "no such chunk", str(chunk_id))
+            if len(data) != row[1] or chunk_hash(data) != bytes(row[0]):
+                raise OSError(errno.EIO, "chunk bytes do not match their hash", str(chunk_id))
+            if row[2] is not None and blobs is not None:
+                spilled.append((chunk_id, data))
+            else:
+                self.db.execute(
+                    "UPDATE chunks SET data = ?, blob = NULL, blob_at = 0 WHERE id = ?",
+                    (data, chunk_id),
+                )
+        if spilled and blobs is not None:
+            key = blobs.put(b"".join(data for _, data in spilled))
+            offset = 0
+            for chunk_id, data in spilled:
+                self.db.execute(
+                    "UPDATE chunks SET blob = ?, blob_at = ? WHERE id = ?", (key, offset, chunk_id)
+                )
+                offset += len(data)
 
     # -- checks, for ``vfs doctor`` -------------------------------------------
 
@@ -167,9 +246,10 @@ class ChunkStore:
         return f"SELECT chunk, count(*) AS n FROM ({counts}) GROUP BY chunk"
 
     def damaged(self) -> Iterator[int]:
-        """Ids of chunks whose bytes no longer match their hash or size (bit rot)."""
+        """Ids of chunks whose bytes no longer match their hash or size (bit rot);
+        chunks kept in the blob store are checked by their own checks."""
         for chunk_id, digest, size, data in self.db.query(
-            "SELECT id, hash, size, data FROM chunks"
+            "SELECT id, hash, size, data FROM chunks WHERE blob IS NULL"
         ):
             if len(data) != size or chunk_hash(bytes(data)) != bytes(digest):
                 yield int(chunk_id)

@@ -17,11 +17,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import apsw
 
 from vfs import schema
+
+if TYPE_CHECKING:
+    from vfs.backends.blobs import BlobStore
 
 T = TypeVar("T")
 
@@ -156,6 +159,9 @@ class Database:
         self._journaled = False
         self._local = threading.local()
         self.create = create
+        #: where chunks too large for the database live (``vfs.backends.blobs``);
+        #: set by whoever opens an agent database for its home and settings
+        self.blobs: BlobStore | None = None
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             create_private_file(self.path)

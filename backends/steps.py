@@ -22,3 +22,17 @@ def step() -> None:
     """One durable step is done."""
     for observer in _observers:
         observer()
+
+
+_blob_observers: list[Callable[[], None]] = []
+
+
+def observe_blobs(observer: Callable[[], None]) -> None:
+    """Call ``observer`` each time a blob is durably written, before its row commits."""
+    _blob_observers.append(observer)
+
+
+def blob_written() -> None:
+    """A blob is in the store; the row that names it is not committed yet."""
+    for observer in _blob_observers:
+        observer()

@@ -41,7 +41,7 @@ def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 12
 
 
 def run_vfs(
-    *args: str, kill_after: int | None = None, timeout: float = 120
+    *args: str, kill_after: int | str | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """Run the ``vfs`` CLI in a fresh process; with ``kill_after``, SIGKILL it at
     that durable step boundary of a resumable operation."""

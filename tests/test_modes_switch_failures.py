@@ -279,7 +279,8 @@ def test_a_switch_that_fails_midway_in_any_direction_keeps_the_agent_and_complet
 ):
     tree = tmp_path / "tree"
     tree.mkdir()
-    # Past the file size limit below: random bytes fill the database, zeros only a file.
+    # Past the file size limit below: random bytes fill the database (or, past the blob
+    # threshold, one blob of the blob store), zeros only a file.
     big = os.urandom(3 << 20) if target == "sqlite" else bytes(3 << 20)
     if source != "sqlite":
         (tree / "keep.txt").write_bytes(b"k")

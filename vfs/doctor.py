@@ -23,7 +23,9 @@ from vfs.backends.hybrid.check import OverlayCheck
 from vfs.backends.hybrid.lower import LowerTree
 from vfs.backends.hybrid.tree_copy import pending_switch
 from vfs.backends.sqlite.check import FileTablesCheck, Finding
+from vfs.blob_gc import collect_blobs
 from vfs.settings import resolve_home
+from vfs.settings.config import open_blob_store
 from vfs.settings.switch import finish_interrupted_switch
 from vfs.state.mounts import MountTable
 from vfs.state.registry import AgentRecord, Registry
@@ -62,10 +64,13 @@ def _orphans_of_dead_writers(db: Database) -> int:
 class _AgentChecks:
     """The checks that apply to one agent's database in its mode."""
 
-    def __init__(self, stack: contextlib.ExitStack, record: AgentRecord) -> None:
+    def __init__(
+        self, stack: contextlib.ExitStack, registry: Registry, record: AgentRecord
+    ) -> None:
         self.record = record
         self.db = Database(record.db_path, "agent", create=False)
         stack.callback(self.db.close)
+        self.db.blobs = open_blob_store(record.id, registry.home, record.db_path.parent)
         self.checks: list[FileTablesCheck | OverlayCheck] = [FileTablesCheck(self.db)]
         if record.mode == "hybrid" and record.workspace.is_dir():
             lower = LowerTree(record.workspace)
@@ -100,6 +105,29 @@ class _AgentChecks:
         return done
 
 
+def _orphan_blobs(registry: Registry, agent: str | None, health: Health, *, fix: bool) -> None:
+    """Blobs no agent references, past the grace period, in the stores of
+    ``agent`` (or of every agent); ``fix`` deletes them."""
+    found = [
+        Finding(
+            "orphan blobs", f"{len(c.orphans)} in {c.url}, unreferenced past the grace period", True
+        )
+        for c in collect_blobs(registry, agent, delete=False)
+        if c.orphans
+    ]
+    health.found += found
+    if fix and found:
+        deleted = sum(c.deleted for c in collect_blobs(registry, agent, delete=True))
+        health.repaired.append(f"deleted {deleted} orphan blobs")
+        health.remaining += [
+            Finding("orphan blobs", f"{len(c.orphans) - c.deleted} in {c.url} not deleted", False)
+            for c in collect_blobs(registry, agent, delete=False)
+            if c.orphans
+        ]
+    else:
+        health.remaining += found
+
+
 def check_agent(registry: Registry, record: AgentRecord, *, fix: bool) -> Health:
     health = Health(record.id)
     broken = _database_findings(record)
@@ -108,7 +136,7 @@ def check_agent(registry: Registry, record: AgentRecord, *, fix: bool) -> Health
         return health
     try:
         with contextlib.ExitStack() as stack:
-            checks = _AgentChecks(stack, record)
+            checks = _AgentChecks(stack, registry, record)
             health.found = checks.findings()
             if fix and health.found:
                 health.repaired = checks.repair(registry)
@@ -168,7 +196,9 @@ def doctor(
     """Check one agent, or the home and every agent; repair with ``fix``."""
     registry = Registry(resolve_home(home))
     if agent is not None:
-        return [check_agent(registry, registry.get(agent), fix=fix)]
-    return [check_home_itself(registry, fix=fix)] + [
-        check_agent(registry, record, fix=fix) for record in registry.list()
-    ]
+        health = check_agent(registry, registry.get(agent), fix=fix)
+        _orphan_blobs(registry, agent, health, fix=fix)
+        return [health]
+    home_health = check_home_itself(registry, fix=fix)
+    _orphan_blobs(registry, None, home_health, fix=fix)
+    return [home_health] + [check_agent(registry, record, fix=fix) for record in registry.list()]

@@ -18,7 +18,13 @@ from vfs.backends import Backend, Database, open_backend
 from vfs.backends.runs_view import ReservedTree
 from vfs.backup.restore import finish_interrupted_restore
 from vfs.settings import resolve_home
-from vfs.settings.config import DEFAULT_MODE, check_explicit_mode, new_agent_mode, resolve_mode
+from vfs.settings.config import (
+    DEFAULT_MODE,
+    check_explicit_mode,
+    new_agent_mode,
+    open_blob_store,
+    resolve_mode,
+)
 from vfs.settings.switch import (
     UnfinishedSwitch,
     UnfinishedSwitchWarning,
@@ -61,6 +67,7 @@ class Workspace:
         self.checkpoint = checkpoint
         self.read_only = read_only or checkpoint is not None
         self.db = Database(record.db_path, "agent", create=False)  # only create() makes one
+        self.db.blobs = open_blob_store(record.id, registry.home, record.db_path.parent)
         self.db.keep_reserve()  # room to open and delete on a full disk
         if self.mode in ("disk", "hybrid"):
             record.workspace.mkdir(parents=True, exist_ok=True)
@@ -150,6 +157,9 @@ class Workspace:
                     f"agent {agent} is mounted at {where}; unmount it first (vfs umount {where})",
                 )
             directory = registry.agent_dir(agent)
+            # A store shared with other agents no longer waits for this one's references.
+            with contextlib.suppress(OSError, ValueError):
+                open_blob_store(agent, registry.home, record.db_path.parent).unregister()
             # Out of the way first, under a name no agent id can take, so that a
             # new agent of this name never finds the old database.
             trash = directory.with_name(f".deleted-{agent}-{os.getpid()}")

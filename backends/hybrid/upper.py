@@ -13,11 +13,11 @@ import os
 import stat
 
 from vfs.backends.base import ROOT_INO
-from vfs.backends.chunks import verified
+from vfs.backends.chunks import CONTENT_COLUMNS
 from vfs.backends.db import Database
 from vfs.backends.hybrid.lower import LowerTree, read_at, tree_stamp
 from vfs.backends.hybrid.nodes import LOWER_INO_BASE, Backing, Layout
-from vfs.backends.sqlite.tables import FileTables
+from vfs.backends.sqlite.tables import BLOB_CHUNKS, FileTables
 
 # A copied-up file's layers; rows only for files copied from a lower file.
 _LAYOUT_SQL = (
@@ -26,6 +26,9 @@ _LAYOUT_SQL = (
     " EXISTS (SELECT 1 FROM file_chunks WHERE ino = ?1)"
     " FROM overlay_nodes WHERE ino = ?1 AND lower_path IS NOT NULL AND base_hash IS NOT NULL"
 )
+
+
+_CONTENT = ", ".join("c." + column for column in CONTENT_COLUMNS.split(", "))
 
 
 class OverlayTables(FileTables):
@@ -203,13 +206,14 @@ class OverlayTables(FileTables):
         cs = self.chunk_size
         with self.db.write():
             have = self.chunk_indexes(ino)
-            for idx in range((backing.limit + cs - 1) // cs):
-                if idx not in have:
-                    data = self.lower.pread(
-                        backing.path, idx * cs, min(cs, backing.limit - idx * cs)
-                    )
-                    # No lower bytes show after this: a chunk of zeros needs no row.
-                    self.write_chunk(ino, idx, data, keep_empty=False)
+            missing = [i for i in range((backing.limit + cs - 1) // cs) if i not in have]
+            for start in range(0, len(missing), BLOB_CHUNKS):  # a blob's worth at a time
+                batch = {
+                    idx: self.lower.pread(backing.path, idx * cs, min(cs, backing.limit - idx * cs))
+                    for idx in missing[start : start + BLOB_CHUNKS]
+                }
+                # No lower bytes show after this: a chunk of zeros needs no row.
+                self.store_chunks(ino, batch, keep_empty=False)
             self.db.execute("UPDATE overlay_nodes SET lower_limit = 0 WHERE ino = ?", (ino,))
         return True
 
@@ -229,10 +233,11 @@ class OverlayTables(FileTables):
         out = bytearray(end - offset)
         cs = self.chunk_size
         where = f"inode {ino}"
+        content = self.chunks.content
         rows = {
-            idx: verified(data, digest, where)
-            for idx, data, digest in self.db.query(
-                "SELECT f.idx, c.data, c.hash FROM file_chunks f JOIN chunks c ON c.id = f.chunk"
+            row[0]: content(row[1:], where)
+            for row in self.db.query(
+                f"SELECT f.idx, {_CONTENT} FROM file_chunks f JOIN chunks c ON c.id = f.chunk"
                 " WHERE f.ino = ? AND f.idx BETWEEN ? AND ?",
                 (ino, offset // cs, (end - 1) // cs),
             )
@@ -266,12 +271,12 @@ class OverlayTables(FileTables):
 
     def chunk(self, ino: int, idx: int) -> bytes:
         row = self.db.one(
-            "SELECT c.data, c.hash FROM file_chunks f JOIN chunks c ON c.id = f.chunk"
+            f"SELECT {_CONTENT} FROM file_chunks f JOIN chunks c ON c.id = f.chunk"
             " WHERE f.ino = ? AND f.idx = ?",
             (ino, idx),
         )
         if row is not None:
-            return verified(bytes(row[0]), row[1], f"inode {ino}")
+            return self.chunks.content(row, f"inode {ino}")
         backing = self.backing(ino)
         base = idx * self.chunk_size
         if backing is None or base >= backing.limit:

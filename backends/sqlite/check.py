@@ -108,6 +108,38 @@ class FileTablesCheck:
         damaged = list(self.chunks.damaged())
         return damaged, self._holders(set(damaged))
 
+    def blob_problems(self) -> tuple[list[int], list[int]]:
+        """Ids of chunks whose blob is missing from the store, and of those whose
+        blob no longer hashes to its name (every blob is read)."""
+        blobs = self.db.blobs
+        missing, damaged = [], []
+        state: dict[str, str] = {}  # a blob holds many chunks: check it once
+        for chunk_id, key in self.chunks.blob_holders():
+            if key not in state:
+                if blobs is None or not blobs.exists(key):
+                    state[key] = "missing"
+                else:
+                    state[key] = "damaged" if blobs.damaged(key) else "ok"
+            if state[key] == "missing":
+                missing.append(chunk_id)
+            elif state[key] == "damaged":
+                damaged.append(chunk_id)
+        return missing, damaged
+
+    def _blob_findings(self) -> list[Finding]:
+        found = []
+        missing, damaged = self.blob_problems()
+        for kind, chunk_ids, repairable in (
+            ("missing blob", missing, True),
+            ("damaged blob", damaged, False),
+        ):
+            for ino in self._holders(set(chunk_ids)):
+                found.append(Finding(kind, self.path_of(ino), repairable))
+            for chunk_id in chunk_ids:
+                if not self._holders({chunk_id}):
+                    found.append(Finding(kind, f"chunk {chunk_id} (no file uses it)", False))
+        return found
+
     def findings(self) -> list[Finding]:
         found = [Finding("integrity", p, False) for p in self.db.integrity_check()
                  if not p.startswith("foreign key")]  # fmt: skip
@@ -130,7 +162,7 @@ class FileTablesCheck:
         for chunk_id, stored, real in self.chunks.wrong_refs():
             what = "unreferenced chunk" if real == 0 else "reference count"
             found.append(Finding(what, f"chunk {chunk_id}: {stored}, referenced {real}", True))
-        return found
+        return found + self._blob_findings()
 
     # -- repairs -----------------------------------------------------------------
 
@@ -194,6 +226,16 @@ class FileTablesCheck:
             _damaged, holders = self.files_with_damaged_chunks()
             for ino in holders:
                 self._mark(ino, "a chunk's bytes do not match its hash")
+            lost, bad = self.blob_problems()
+            for ino in self._holders(set(lost)):
+                marks = ",".join("?" * len(lost))
+                self.db.execute(
+                    f"DELETE FROM file_chunks WHERE ino = ? AND chunk IN ({marks})", (ino, *lost)
+                )
+                self._mark(ino, "lost blobs: those ranges now read as zeros")
+                done.append(f"kept {self.path_of(ino)} without its lost blobs; marked damaged")
+            for ino in self._holders(set(bad)):
+                self._mark(ino, "a blob's bytes do not match its hash")
         fixed = self.chunks.fix_refs()
         if fixed:
             done.append(f"corrected {fixed} chunk reference counts")

@@ -109,10 +109,9 @@ class SqliteHandle(Handle):
             return
         tables = self.tables
         with tables.db.write():
-            size = self._size()
-            for idx in sorted(self.dirty):
-                tables.store_chunk(self.ino, idx, self._merged(idx))
-            tables.set_size(self.ino, size, time.time_ns())
+            # The size first: whether a chunk goes to the blob store depends on it.
+            tables.set_size(self.ino, self._size(), time.time_ns())
+            tables.store_chunks(self.ino, {idx: self._merged(idx) for idx in sorted(self.dirty)})
         self.dirty.clear()
         self.spans.clear()
         self.end = 0

@@ -27,11 +27,11 @@ from typing import Any, NamedTuple
 
 from vfs.backends.base import ROOT_INO, Attr
 from vfs.backends.chunks import (
+    CONTENT_COLUMNS,
     DEFAULT_CHUNK_SIZE,
     ChunkRef,
     ChunkStore,
     content_checksum,
-    verified,
 )
 from vfs.backends.db import Database
 from vfs.backends.names import split_path
@@ -46,6 +46,9 @@ NUMBERED_INO_LIMIT = 1 << 61
 # The largest file, as on ext4 with 4 KiB blocks: offsets past it are EFBIG.
 MAX_FILE_SIZE = (16 << 40) - 4096
 _FAST_DEPTH = 24  # deeper paths resolve name by name
+_CONTENT = CONTENT_COLUMNS.split(", ")
+BLOB_CHUNKS = 64  # chunks packed into one blob at most: 4 MiB of 64 KiB chunks
+_CONTENT_OF_CHUNK = ", ".join(f"(SELECT {c} FROM chunks WHERE id = chunk)" for c in _CONTENT)
 
 
 class Slot(NamedTuple):
@@ -357,8 +360,7 @@ class FileTables:
             ino = f"(SELECT ino FROM entries WHERE parent = {ino} AND name = ?{k})"
         first = "(SELECT chunk FROM file_chunks WHERE ino = inodes.ino AND idx = 0)"
         data = (
-            f", (SELECT data FROM chunks WHERE id = {first})"
-            f", (SELECT hash FROM chunks WHERE id = {first})"
+            "".join(f", (SELECT {c} FROM chunks WHERE id = {first})" for c in _CONTENT)
             if with_data
             else ""
         )
@@ -423,9 +425,8 @@ class FileTables:
         row = self._walk(path, True, with_data=True)
         if row is None or not stat.S_ISREG(row[1]) or row[5] > self.chunk_size:
             return None
-        attr, data = attr_of(row[:-2]), bytes(row[-2] or b"")
-        if data:
-            verified(data, row[-1], path)
+        attr, stored = attr_of(row[: -len(_CONTENT)]), row[-len(_CONTENT) :]
+        data = b"" if stored[1] is None else self.chunks.content(stored, path)
         return attr, data + bytes(attr.size - len(data))  # trailing zeros are not stored
 
     def close(self) -> None:
@@ -441,9 +442,8 @@ class FileTables:
         cs = self.chunk_size
         # One statement returns the size (idx -1) and the chunks in range.
         rows = self.db.query(
-            "SELECT -1, size, NULL FROM inodes WHERE ino = ?1 UNION ALL"
-            " SELECT idx, (SELECT data FROM chunks WHERE id = chunk),"
-            " (SELECT hash FROM chunks WHERE id = chunk) FROM file_chunks"
+            "SELECT -1, size, NULL, NULL, NULL, NULL FROM inodes WHERE ino = ?1 UNION ALL"
+            f" SELECT idx, {_CONTENT_OF_CHUNK} FROM file_chunks"
             " WHERE ino = ?1 AND idx BETWEEN ?2 AND ?3",
             (ino, offset // cs, (offset + length - 1) // cs),
         )
@@ -451,7 +451,8 @@ class FileTables:
         if size is None:
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", f"inode {ino}")
         where = f"inode {ino}"
-        rows = [(i, verified(data, digest, where)) for i, data, digest in rows if i != -1]
+        content = self.chunks.content
+        rows = [(row[0], content(row[1:], where)) for row in rows if row[0] != -1]
         return self._assemble(rows, offset, min(size, offset + length))
 
     def _assemble(self, rows: list[Any], offset: int, end: int) -> bytes:
@@ -477,11 +478,11 @@ class FileTables:
     def chunk(self, ino: int, idx: int) -> bytes:
         """The stored bytes of chunk ``idx`` of ``ino`` (trailing zeros trimmed)."""
         row = self.db.one(
-            "SELECT data, hash FROM chunks"
+            f"SELECT {CONTENT_COLUMNS} FROM chunks"
             " WHERE id = (SELECT chunk FROM file_chunks WHERE ino = ? AND idx = ?)",
             (ino, idx),
         )
-        return b"" if row is None else verified(bytes(row[0]), row[1], f"inode {ino}")
+        return b"" if row is None else self.chunks.content(row, f"inode {ino}")
 
     def store_chunk(self, ino: int, idx: int, data: bytes) -> None:
         """Make chunk ``idx`` of ``ino`` hold ``data`` (at most one chunk)."""
@@ -493,12 +494,47 @@ class FileTables:
         if not data and not keep_empty:
             self.db.execute("DELETE FROM file_chunks WHERE ino = ? AND idx = ?", (ino, idx))
             return
-        chunk = self.chunks.put(data)
+        chunk = self.chunks.put(data, spill=self._spills(ino, idx, data))
         self.db.execute(
             "INSERT INTO file_chunks (ino, idx, chunk) VALUES (?, ?, ?)"
             " ON CONFLICT (ino, idx) DO UPDATE SET chunk = excluded.chunk",
             (ino, idx, chunk),
         )
+
+    def store_chunks(
+        self, ino: int, chunks: dict[int, bytes], *, keep_empty: bool | None = None
+    ) -> None:
+        """:meth:`store_chunk` (:meth:`write_chunk` when ``keep_empty`` is given) for
+        several chunks of ``ino``; those that go to the blob store are packed a few
+        MiB to a blob (one object per chunk would cost a file or a request each)."""
+        spilled = {}
+        for idx, data in chunks.items():
+            trimmed = data.rstrip(b"\0")
+            if trimmed and self._spills(ino, idx, trimmed):
+                spilled[idx] = trimmed
+            elif keep_empty is None:
+                self.store_chunk(ino, idx, data)
+            else:
+                self.write_chunk(ino, idx, data, keep_empty=keep_empty)
+        order = sorted(spilled)
+        for start in range(0, len(order), BLOB_CHUNKS):
+            batch = order[start : start + BLOB_CHUNKS]
+            ids = self.chunks.put_blob([spilled[idx] for idx in batch])
+            self.db.executemany(
+                "INSERT INTO file_chunks (ino, idx, chunk) VALUES (?, ?, ?)"
+                " ON CONFLICT (ino, idx) DO UPDATE SET chunk = excluded.chunk",
+                [(ino, idx, chunk) for idx, chunk in zip(batch, ids, strict=True)],
+            )
+
+    def _spills(self, ino: int, idx: int, data: bytes) -> bool:
+        """Whether this chunk of ``ino`` goes to the blob store: the file, as long as
+        its row says (callers record a new size before its chunks) or as this chunk
+        makes it, reaches the store's threshold."""
+        blobs = self.db.blobs
+        if blobs is None or not blobs.threshold:
+            return False
+        end = idx * self.chunk_size + len(data)
+        return blobs.spills(end) or blobs.spills(self.size(ino))
 
     def chunk_indexes(self, ino: int) -> set[int]:
         """The indexes of the chunks ``ino`` has rows for."""

@@ -2,7 +2,8 @@
 
 ``python -m tests.support.crash_run N ARGS...`` is ``vfs ARGS...`` that dies
 the way a power cut or an OOM kill would, after N steps of a resumable
-operation (commit, mode switch) are durable.
+operation (commit, mode switch) are durable. ``blob:N`` instead dies once
+the N-th blob is in the blob store, before the row naming it commits.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from vfs.backends import steps
 from vfs.cli import main
 
 
-def kill_after(limit: int) -> None:
+def kill_after(limit: int, *, blobs: bool = False) -> None:
     seen = 0
 
     def count() -> None:
@@ -24,9 +25,10 @@ def kill_after(limit: int) -> None:
         if seen >= limit:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    steps.observe(count)
+    (steps.observe_blobs if blobs else steps.observe)(count)
 
 
 if __name__ == "__main__":
-    kill_after(int(sys.argv[1]))
+    point = sys.argv[1]
+    kill_after(int(point.removeprefix("blob:")), blobs=point.startswith("blob:"))
     main(sys.argv[2:], prog_name="vfs")

@@ -33,6 +33,7 @@ from vfs.backends.chunks import ChunkStore
 from vfs.backup.objects import Destination, open_destination
 from vfs.backup.tree import store_tree
 from vfs.settings import resolve_home
+from vfs.settings.config import open_blob_store
 from vfs.state.registry import Registry
 
 FORMAT = 1
@@ -84,6 +85,7 @@ def _snapshot(
     path = workdir / "snapshot.sqlite"
     db.copy_to(path)
     snapshot = Database(path, db.kind, create=False)
+    snapshot.blobs = db.blobs  # spilled chunks are read from the store into objects
     try:
         version = int(snapshot.value("PRAGMA user_version"))
         chunk_objects: dict[str, str] = {}
@@ -194,6 +196,7 @@ def backup_agent(
     record = registry.get(agent)
     dest = open_destination(url, create=True)
     db = Database(record.db_path, "agent", create=False)
+    db.blobs = open_blob_store(agent, registry.home, record.db_path.parent)
     try:
         tree = record.workspace if record.mode in ("disk", "hybrid") else None
         if tree is not None and not tree.is_dir():

@@ -28,6 +28,7 @@ from vfs.backup.catalog import find_backup
 from vfs.backup.objects import Destination, open_destination
 from vfs.backup.tree import restore_tree
 from vfs.settings import resolve_home
+from vfs.settings.config import open_blob_store
 from vfs.state.mounts import MountTable
 from vfs.state.registry import Registry
 
@@ -86,8 +87,12 @@ def _fill_chunks(
         batch = items[start : start + BATCH]
         pieces = dest.get_many([key for _, key in batch])
         with db.write():
-            for (chunk_id, _key), data in zip(batch, pieces, strict=True):
-                store.fill(int(chunk_id), data)
+            store.fill(
+                [
+                    (int(chunk_id), data)
+                    for (chunk_id, _key), data in zip(batch, pieces, strict=True)
+                ]
+            )
         steps.step()
         progress("chunks", min(start + BATCH, len(items)), len(items))
 
@@ -129,6 +134,9 @@ def restore_agent(
         with open(fd, "wb") as out:
             out.write(dest.read_bytes(f"{backup_dir(dest, entry.agent, entry.id)}/snapshot.sqlite"))
         db = Database(db_path, "agent", create=False)
+        # Spilled chunks go back to the restored agent's store (its own directory
+        # is the staging one until the swap), wherever the backup was taken.
+        db.blobs = open_blob_store(name, registry.home, stage)
         try:
             _fill_chunks(db, dest, manifest["chunks"], progress)
             problems = db.integrity_check()

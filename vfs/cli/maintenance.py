@@ -7,6 +7,7 @@ from dataclasses import asdict
 
 import click
 
+from vfs.blob_gc import collect_blobs
 from vfs.cli.app import main
 from vfs.cli.common import (
     AGENT,
@@ -56,15 +57,34 @@ def doctor(ctx: click.Context, agent: str | None, fix: bool, as_json: bool) -> N
 @json_option
 @click.pass_context
 def vacuum(ctx: click.Context, agent: str, as_json: bool) -> None:
-    """Reclaim the free space in AGENT's database, online; prints bytes before and after."""
+    """Reclaim the free space in AGENT's database, online; prints bytes before and after.
+
+    Also deletes the blobs in AGENT's blob store that no agent using the store
+    references and that are older than the grace period (``blob_grace``).
+    """
     with open_workspace(ctx, agent) as ws:
         before = ws.db.file_bytes()
         ws.db.vacuum()
         after = ws.db.file_bytes()
+        collections = collect_blobs(ws.registry, agent, delete=True)
+    deleted = sum(c.deleted for c in collections)
+    waiting = [who for c in collections for who in c.waiting_for]
     if as_json:
-        print_json({"agent": agent, "bytes_before": before, "bytes_after": after})
+        print_json(
+            {
+                "agent": agent,
+                "bytes_before": before,
+                "bytes_after": after,
+                "blobs_deleted": deleted,
+                "blobs_wait_for": waiting,
+            }
+        )
     else:
         click.echo(f"{agent}: {human_size(before)} -> {human_size(after)}")
+        if deleted:
+            click.echo(f"{agent}: deleted {plural(deleted, 'unreferenced blob')}")
+        for who in waiting:
+            click.echo(f"{agent}: blobs are not collected until {who} publishes its references")
 
 
 @main.command("export")

@@ -36,6 +36,7 @@ from typing import Any
 
 import tomli_w
 
+from vfs.backends.blobs import DEFAULT_GRACE, BlobStore
 from vfs.state.registry import Registry, check_mode
 
 CONFIG_NAME = "config.toml"
@@ -180,3 +181,49 @@ def remember_mode(agent: str, home: str | os.PathLike[str], mode: str) -> bool:
     settings.setdefault("agents", {}).setdefault(agent, {})["mode"] = mode
     save(home, settings)
     return True
+
+
+# -- the blob store ----------------------------------------------------------------
+#
+#     [defaults]                       # or [agents.<id>], which wins
+#     blob_threshold = 1048576         # files at least this long spill their chunks; 0: never
+#     blob_store = "s3://bucket/blobs" # default: the agent's own <home>/agents/<id>/blobs
+#     blob_grace = 3600                # seconds an unreferenced blob is kept
+
+#: chosen by measurement (docs/benchmarks.md, "Blob store")
+DEFAULT_BLOB_THRESHOLD = 1 << 20
+BLOBS_DIR = "blobs"
+
+
+def _blob_setting(agent: str, home: str | os.PathLike[str], key: str) -> Any:
+    settings = load(home)
+    agents = settings.get("agents", {})
+    own = agents.get(agent) if isinstance(agents, dict) else None
+    for table, where in ((own, f"[agents.{agent}]"), (settings.get("defaults"), "[defaults]")):
+        if isinstance(table, dict) and key in table:
+            return table[key], f"{config_path(home)} {where} {key}"
+    return None, key
+
+
+def _number(value: Any, where: str, kind: type) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"{where}: must be a number of {'bytes' if kind is int else 'seconds'}")
+    return kind(value)
+
+
+def open_blob_store(
+    agent: str, home: str | os.PathLike[str], directory: str | os.PathLike[str]
+) -> BlobStore:
+    """The blob store of ``agent``, whose database is in ``directory``, as the
+    settings file says: ``blob_store`` (default ``directory/blobs``),
+    ``blob_threshold`` and ``blob_grace``."""
+    url, where = _blob_setting(agent, home, "blob_store")
+    if url is None:
+        url = str(Path(directory) / BLOBS_DIR)
+    elif not isinstance(url, str) or not url:
+        raise ValueError(f"{where}: must be a directory or a URL")
+    threshold, where = _blob_setting(agent, home, "blob_threshold")
+    threshold = DEFAULT_BLOB_THRESHOLD if threshold is None else _number(threshold, where, int)
+    grace, where = _blob_setting(agent, home, "blob_grace")
+    grace = DEFAULT_GRACE if grace is None else _number(grace, where, float)
+    return BlobStore(url, agent=agent, home=str(home), threshold=threshold, grace=grace)

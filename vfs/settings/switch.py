@@ -63,7 +63,7 @@ from vfs.backends.progress import Progress, no_progress
 from vfs.backends.sqlite.backend import SqliteBackend
 from vfs.backends.steps import step
 from vfs.settings import resolve_home
-from vfs.settings.config import remember_mode
+from vfs.settings.config import open_blob_store, remember_mode
 from vfs.settings.preflight import check_switch
 from vfs.state.mounts import MountTable
 from vfs.state.registry import AgentRecord, Registry, check_mode
@@ -305,7 +305,9 @@ def _switching(registry: Registry, agent: str) -> Iterator[Database]:
     lock = os.open(registry.agent_dir(agent) / "switch.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        db = Database(registry.get(agent).db_path, "agent", create=False)
+        record = registry.get(agent)
+        db = Database(record.db_path, "agent", create=False)
+        db.blobs = open_blob_store(agent, registry.home, record.db_path.parent)
         try:
             yield db
         finally:

@@ -13,13 +13,15 @@ from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from vfs.backends.chunks import (
+    CONTENT_COLUMNS,
     DEFAULT_CHUNK_SIZE,
     ChunkStore,
     chunk_hash,
     content_checksum,
-    verified,
 )
 from vfs.backends.db import Database
+
+_CONTENT = ", ".join("c." + column for column in CONTENT_COLUMNS.split(", "))
 
 Content = bytes | bytearray | memoryview | BinaryIO | Iterable[bytes]
 
@@ -91,13 +93,13 @@ class ChunkedContent:
         if offset >= end:
             return b""
         rows = self.db.query(
-            f"SELECT t.idx, c.data, c.hash FROM {self.table} t JOIN chunks c ON c.id = t.chunk"
+            f"SELECT t.idx, {_CONTENT} FROM {self.table} t JOIN chunks c ON c.id = t.chunk"
             f" WHERE t.{self.owner} = ? AND t.idx BETWEEN ? AND ?",
             (owner_id, offset // chunk_size, (end - 1) // chunk_size),
         )
         out = bytearray(end - offset)
-        for idx, data, digest in rows:
-            verified(data, digest, f"{self.table} {owner_id}")
+        for row in rows:
+            idx, data = row[0], self.chunks.content(row[1:], f"{self.table} {owner_id}")
             base = idx * chunk_size
             lo = max(offset, base)
             hi = min(end, base + len(data))
