@@ -283,11 +283,11 @@ class OverlayTables(FileTables):
             return b""
         return self.lower.pread_file(backing.path, base, min(self.chunk_size, backing.limit - base))
 
-    def store_chunk(self, ino: int, idx: int, data: bytes) -> None:
+    def store_chunk(self, ino: int, idx: int, data: bytes, *, spill: bool | None = None) -> None:
         backing = self.backing(ino)
         # Over lower bytes even an all-zero chunk needs a row, or the lower bytes show.
         over_lower = backing is not None and idx * self.chunk_size < backing.limit
-        self.write_chunk(ino, idx, data, keep_empty=over_lower)
+        self.write_chunk(ino, idx, data, keep_empty=over_lower, spill=spill)
 
     def truncate(self, ino: int, old_size: int, size: int, now: int) -> None:
         if self.rebase(ino):

@@ -404,9 +404,8 @@ class SqliteBackend(Backend):
         file_mode = stat.S_IFREG | (mode & 0o7777)
         ino = tables.new_inode(file_mode, 1, _UID, _GID, len(data), now=now)
         cs = self.chunk_size
-        tables.store_chunks(
-            ino, {idx: data[idx * cs : (idx + 1) * cs] for idx in range((len(data) + cs - 1) // cs)}
-        )
+        pieces = {idx: data[idx * cs : (idx + 1) * cs] for idx in range((len(data) + cs - 1) // cs)}
+        tables.store_chunks(ino, pieces, size=len(data))
         if existing is None:
             self.db.execute(
                 "INSERT INTO entries (parent, name, ino) VALUES (?, ?, ?)", (parent, name, ino)

@@ -484,17 +484,22 @@ class FileTables:
         )
         return b"" if row is None else self.chunks.content(row, f"inode {ino}")
 
-    def store_chunk(self, ino: int, idx: int, data: bytes) -> None:
+    def store_chunk(self, ino: int, idx: int, data: bytes, *, spill: bool | None = None) -> None:
         """Make chunk ``idx`` of ``ino`` hold ``data`` (at most one chunk)."""
-        self.write_chunk(ino, idx, data, keep_empty=False)
+        self.write_chunk(ino, idx, data, keep_empty=False, spill=spill)
 
-    def write_chunk(self, ino: int, idx: int, data: bytes, *, keep_empty: bool) -> None:
-        """Store chunk ``idx`` of ``ino``; an all-zero chunk gets a row only with ``keep_empty``."""
+    def write_chunk(
+        self, ino: int, idx: int, data: bytes, *, keep_empty: bool, spill: bool | None = None
+    ) -> None:
+        """Store chunk ``idx`` of ``ino``; an all-zero chunk gets a row only with
+        ``keep_empty``; ``spill`` says whether it goes to the blob store, if known."""
         data = data.rstrip(b"\0")
         if not data and not keep_empty:
             self.db.execute("DELETE FROM file_chunks WHERE ino = ? AND idx = ?", (ino, idx))
             return
-        chunk = self.chunks.put(data, spill=self._spills(ino, idx, data))
+        if spill is None:
+            spill = self._spills(ino, idx, data)
+        chunk = self.chunks.put(data, spill=spill)
         self.db.execute(
             "INSERT INTO file_chunks (ino, idx, chunk) VALUES (?, ?, ?)"
             " ON CONFLICT (ino, idx) DO UPDATE SET chunk = excluded.chunk",
@@ -502,20 +507,26 @@ class FileTables:
         )
 
     def store_chunks(
-        self, ino: int, chunks: dict[int, bytes], *, keep_empty: bool | None = None
+        self,
+        ino: int,
+        chunks: dict[int, bytes],
+        *,
+        keep_empty: bool | None = None,
+        size: int | None = None,
     ) -> None:
         """:meth:`store_chunk` (:meth:`write_chunk` when ``keep_empty`` is given) for
         several chunks of ``ino``; those that go to the blob store are packed a few
-        MiB to a blob (one object per chunk would cost a file or a request each)."""
+        MiB to a blob (one object per chunk would cost a file or a request each).
+        ``size``, the file's size if the caller knows it, spares reading it."""
         spilled = {}
         for idx, data in chunks.items():
             trimmed = data.rstrip(b"\0")
-            if trimmed and self._spills(ino, idx, trimmed):
+            if trimmed and self._spills(ino, idx, trimmed, size):
                 spilled[idx] = trimmed
             elif keep_empty is None:
-                self.store_chunk(ino, idx, data)
+                self.store_chunk(ino, idx, data, spill=False)
             else:
-                self.write_chunk(ino, idx, data, keep_empty=keep_empty)
+                self.write_chunk(ino, idx, data, keep_empty=keep_empty, spill=False)
         order = sorted(spilled)
         for start in range(0, len(order), BLOB_CHUNKS):
             batch = order[start : start + BLOB_CHUNKS]
@@ -526,15 +537,15 @@ class FileTables:
                 [(ino, idx, chunk) for idx, chunk in zip(batch, ids, strict=True)],
             )
 
-    def _spills(self, ino: int, idx: int, data: bytes) -> bool:
+    def _spills(self, ino: int, idx: int, data: bytes, size: int | None = None) -> bool:
         """Whether this chunk of ``ino`` goes to the blob store: the file, as long as
-        its row says (callers record a new size before its chunks) or as this chunk
-        makes it, reaches the store's threshold."""
+        ``size`` or its row says (callers record a new size before its chunks) or as
+        this chunk makes it, reaches the store's threshold."""
         blobs = self.db.blobs
         if blobs is None or not blobs.threshold:
             return False
         end = idx * self.chunk_size + len(data)
-        return blobs.spills(end) or blobs.spills(self.size(ino))
+        return blobs.spills(end) or blobs.spills(self.size(ino) if size is None else size)
 
     def chunk_indexes(self, ino: int) -> set[int]:
         """The indexes of the chunks ``ino`` has rows for."""
