@@ -2,7 +2,9 @@
 
 The mount lives in a fresh 0700 temporary directory for as long as the command
 runs; whatever way the command ends (exit, signal, ``SIGKILL``), the mount is
-unmounted and the directory removed before the status is returned.
+unmounted and the directory removed before the status is returned. A
+disk-mode agent gets a kernel bind mount where this process may mount, as
+``vfs mount`` does (``fuse=True`` asks for FUSE).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def run_mounted(
     *,
     home: str | os.PathLike[str] | None = None,
     read_only: bool = False,
+    fuse: bool = False,
 ) -> int:
     """Mount ``agent``, run ``command`` with its cwd at the mount, unmount; the exit status.
 
@@ -67,7 +70,7 @@ def run_mounted(
         raise ValueError("no command to run")
     where = Path(tempfile.mkdtemp(prefix=f"vfs-exec-{agent}-"))
     try:
-        mount = start(agent, where, home=home, read_only=read_only)
+        mount = start(agent, where, home=home, read_only=read_only, fuse=fuse)
         try:
             env = {**os.environ, MOUNT_ENV: str(where), AGENT_ENV: agent}
             try:
@@ -84,7 +87,7 @@ def run_mounted(
                 returncode = child.wait()
             return exit_status(returncode)
         finally:
-            stop(mount, where)
+            stop(mount)
     finally:
         try:
             where.rmdir()
