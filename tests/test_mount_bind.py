@@ -297,3 +297,19 @@ def test_a_user_who_may_not_mount_gets_fuse_instead() -> None:
         assert where not in mount_table()  # it never left its namespace
     finally:
         shutil.rmtree(base)
+
+
+@pytest.mark.parametrize("fuse", [False, True], ids=["bind", "fuse"])
+def test_vfs_exec_bind_mounts_disk_mode_unless_fuse_is_asked(
+    disk_agent: tuple[Path, Path, Path], fuse: bool
+) -> None:
+    if fuse and FUSE_MISSING:
+        pytest.skip("FUSE (/dev/fuse, fusermount3) is absent")
+    home, directory, _where = disk_agent
+    script = 'grep -F " $PWD " /proc/self/mountinfo; printf made > made.txt'
+    flags = ["--fuse"] if fuse else []
+    done = vfs("exec", *flags, "alice", "--", "sh", "-c", script, home=home)
+    (line,) = done.stdout.splitlines()  # the command's cwd is the mount point
+    assert (" - fuse.agentvfs " in line) == fuse
+    assert (directory / "made.txt").read_bytes() == b"made"
+    assert listed(home) == []
