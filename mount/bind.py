@@ -56,7 +56,8 @@ _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.umount2.restype = ctypes.c_int
 
 
-def _mount(source: str | None, target: str, flags: int, shown: Path) -> None:
+def mount_call(source: str | None, target: str, flags: int, shown: Path) -> None:
+    """``mount(2)`` with no filesystem type or data: bind mounts and their flags."""
     raw = None if source is None else os.fsencode(source)
     if _libc.mount(raw, os.fsencode(target), None, flags, None) != 0:
         code = ctypes.get_errno()
@@ -87,7 +88,7 @@ def bind(source: Path, target: Path, *, read_only: bool = False) -> None:
     try:
         target_fd = _open_dir(target, "mount point")
         try:
-            _mount(fd_path(source_fd), fd_path(target_fd), MS_BIND, target)
+            mount_call(fd_path(source_fd), fd_path(target_fd), MS_BIND, target)
             expected = os.fstat(source_fd)
         finally:
             os.close(target_fd)
@@ -98,7 +99,7 @@ def bind(source: Path, target: Path, *, read_only: bool = False) -> None:
             flags |= sum(flag for st_flag, flag in _KEPT_FLAGS if kept & st_flag)
             if read_only:
                 flags |= MS_RDONLY
-            _mount(None, str(target), flags, target)
+            mount_call(None, str(target), flags, target)
             if not _same_inode(os.stat(target), expected):
                 raise OSError(
                     errno.EIO, "the mount point changed while it was mounted", str(target)

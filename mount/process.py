@@ -28,7 +28,7 @@ from pathlib import Path
 from vfs.backends.host import mount_table, pid_alive
 from vfs.mount.bind import NOT_PERMITTED, bind, unbind
 from vfs.settings import resolve_home
-from vfs.state.mounts import BIND, FUSE, MountRecord, MountTable
+from vfs.state.mounts import BIND, FUSE, PRIVATE, MountRecord, MountTable
 from vfs.state.registry import Registry
 from vfs.workspace import Workspace
 
@@ -61,7 +61,9 @@ class Mount:
 
 def describe(record: MountRecord) -> str:
     """How a user sees one mount: where, and what serves it."""
-    server = "bind mount" if record.kind == BIND else f"pid {record.pid}"
+    server = {BIND: "bind mount", PRIVATE: f"for vfs exec, pid {record.pid}"}.get(
+        record.kind, f"pid {record.pid}"
+    )
     return f"{record.mountpoint} ({server})"
 
 
@@ -141,6 +143,31 @@ def need_fuse() -> None:
         ) from None
 
 
+def bind_source(
+    agent: str, home: Path, *, read_only: bool = False, options: Iterable[str] = ()
+) -> Path | None:
+    """The directory a bind mount of ``agent`` shows: its workspace directory in
+    disk mode, None in the other modes (which FUSE serves).
+
+    Refuses ``options`` a bind mount cannot honour, and first clears the temp
+    files of writers that died, which FUSE hides from listings and a bind
+    mount would show.
+    """
+    with Workspace.open(agent, home, read_only=read_only) as workspace:
+        if workspace.mode != "disk":
+            return None
+        for option in _split(options):
+            if option not in BIND_OPTIONS:
+                raise ValueError(
+                    f"-o {option} is a FUSE mount option; add --fuse to serve"
+                    f" disk-mode agent {agent} through FUSE"
+                )
+        reclaim = getattr(workspace.files_backend, "reclaim_orphans", None)
+        if callable(reclaim) and not read_only:
+            reclaim()
+        return workspace.record.workspace
+
+
 def bind_workspace(
     agent: str,
     where: Path,
@@ -151,27 +178,12 @@ def bind_workspace(
 ) -> Mount | None:
     """Bind-mount a disk-mode agent's directory at ``where`` (checked by
     :func:`check_mountable`) and record it; None if the agent is in another
-    mode or this process may not mount (then FUSE serves it)."""
-    with Workspace.open(agent, home, read_only=read_only) as workspace:
-        if workspace.mode != "disk":
-            return None
-        for option in _split(options):
-            if option not in BIND_OPTIONS:
-                raise ValueError(
-                    f"-o {option} is a FUSE mount option; add --fuse to serve"
-                    f" disk-mode agent {agent} through FUSE"
-                )
-        # What FUSE hides from listings, a bind mount shows: clear what dead writers left.
-        reclaim = getattr(workspace.files_backend, "reclaim_orphans", None)
-        if callable(reclaim) and not read_only:
-            reclaim()
-        source = workspace.record.workspace
-    try:
-        bind(source, where, read_only=read_only)
-    except OSError as exc:
-        if exc.errno in NOT_PERMITTED:
-            return None
-        raise
+    mode. ``OSError`` from the kernel as it is: ``EPERM`` where this process
+    may not mount."""
+    source = bind_source(agent, home, read_only=read_only, options=options)
+    if source is None:
+        return None
+    bind(source, where, read_only=read_only)
     try:
         MountTable(Registry(home).db).add(agent, where, 0, kind=BIND, source=source)
     except BaseException:
@@ -194,17 +206,25 @@ def start(
     cache_timeout: float | None = None,
     timeout: float = START_TIMEOUT_S,
     fuse: bool = False,
+    fallback: bool = True,
 ) -> Mount:
     """Mount ``agent`` at ``mountpoint``; return once the mount is live.
 
     A disk-mode agent gets a kernel bind mount where this process may mount;
     everything else (and everything with ``fuse``) a FUSE mount served by a
-    background process. ``options`` and ``cache_timeout`` are FUSE's.
+    background process. Without ``fallback``, a bind mount the kernel refuses
+    is that ``OSError`` (``EPERM``) rather than a FUSE mount. ``options`` and
+    ``cache_timeout`` are FUSE's.
     """
     home_dir = resolve_home(home)
     where = check_mountable(agent, mountpoint, home_dir)
     if not fuse:
-        bound = bind_workspace(agent, where, home_dir, read_only=read_only, options=options)
+        try:
+            bound = bind_workspace(agent, where, home_dir, read_only=read_only, options=options)
+        except OSError as exc:
+            if exc.errno not in NOT_PERMITTED or not fallback:
+                raise
+            bound = None
         if bound is not None:
             return bound
     need_fuse()
@@ -313,6 +333,10 @@ def unmount(
     where = Path(os.path.realpath(mountpoint))
     table = MountTable(Registry(resolve_home(home)).db)
     records = [r for r in table.list() if r.mountpoint == where]
+    if any(r.kind == PRIVATE for r in records):
+        raise OSError(
+            errno.EINVAL, "mounted only for the command vfs exec runs; it ends with it", str(where)
+        )
     if any(r.kind == BIND for r in records):
         unbind(where, lazy=lazy)
         table.remove(where)

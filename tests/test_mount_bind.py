@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -313,3 +314,79 @@ def test_vfs_exec_bind_mounts_disk_mode_unless_fuse_is_asked(
     assert (" - fuse.agentvfs " in line) == fuse
     assert (directory / "made.txt").read_bytes() == b"made"
     assert listed(home) == []
+
+
+# `vfs exec` as an ordinary user: the workspace is bind-mounted in a mount
+# namespace of the command's own, seen by nobody else.
+WAIT_IN_EXEC = """
+grep -F " $PWD " /proc/self/mountinfo
+printf made > made.txt
+while [ ! -e "$1/go" ]; do sleep 0.05; done
+"""
+
+
+@pytest.mark.skipif(SETPRIV is None, reason="setpriv (util-linux) is absent")
+def test_vfs_exec_as_an_ordinary_user_bind_mounts_in_a_private_namespace() -> None:
+    base = Path(tempfile.mkdtemp(prefix="vfs-user-"))
+    try:
+        os.chmod(base, 0o755)
+        os.chown(base, NOBODY, NOBODY)
+        home = base / "home"
+        vfs("init", "--mode", "disk", "alice", home=home, as_nobody=True)
+        directory = Registry(home).get("alice").workspace
+        command = [
+            SETPRIV, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+            "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search",
+            str(VFS), "exec", "alice", "--", "sh", "-c", WAIT_IN_EXEC, "sh", str(base),
+        ]  # fmt: skip
+        running = subprocess.Popen(
+            command,
+            env={**env_for(home), "TMPDIR": str(base)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not (directory / "made.txt").exists():
+                assert running.poll() is None, running.communicate()
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            (entry,) = listed(home)
+            assert (entry["agent"], entry["kind"]) == ("alice", "private")
+            assert not [w for w in mount_table() if str(w).startswith(str(base))]
+            switch = vfs("mode", "alice", "sqlite", home=home, check=False)
+            assert switch.returncode == 1 and "unmount it first" in switch.stderr
+        finally:
+            (base / "go").touch()
+            out, err = running.communicate(timeout=60)
+        assert running.returncode == 0, err
+        (line,) = out.splitlines()
+        assert " - fuse" not in line and f" {base}/vfs-exec-alice-" in line
+        assert (directory / "made.txt").stat().st_uid == NOBODY
+        assert listed(home) == []
+        assert sorted(p.name for p in base.iterdir()) == ["go", "home"]
+    finally:
+        shutil.rmtree(base)
+
+
+NO_NAMESPACES = """
+import sys
+from pathlib import Path
+from vfs.mount.namespace import spawn
+print(spawn(["true"], Path(sys.argv[1]), Path(sys.argv[2])))
+"""
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="unshare (util-linux) is absent")
+def test_without_user_namespaces_the_private_bind_reports_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "source").mkdir()
+    (tmp_path / "target").mkdir()
+    # A user namespace of the test's own whose limit of nested ones is 0.
+    script = 'echo 0 > /proc/sys/user/max_user_namespaces && exec "$@"'
+    done = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "sh", "-c", script, "sh",
+         sys.executable, "-c", NO_NAMESPACES, str(tmp_path / "source"), str(tmp_path / "target")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, "None\n"), done.stderr

@@ -2,11 +2,14 @@
 
 Every mount of an agent is recorded here, so that the CLI can list mounts and
 refuse what a live mount forbids (a second mount of one agent, a mode switch,
-a rollback). Two kinds: a FUSE mount, recorded by the process serving it and
-stale once that process has died; and a kernel bind mount of a disk-mode
+a rollback). Three kinds: a FUSE mount, recorded by the process serving it
+and stale once that process has died; a kernel bind mount of a disk-mode
 workspace directory, which has no process and is stale once
 ``/proc/self/mountinfo`` no longer shows that directory at the mount point
-(unmounted behind our back, or a reboot). Stale records are dropped on read.
+(unmounted behind our back, or a reboot); and a bind mount private to the
+mount namespace of one command (``vfs exec`` as an ordinary user), recorded by
+the process that runs it and stale once that has died. Stale records are
+dropped on read.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ def _serving(pid: int, recorded_at: float) -> bool:
     return started is None or started <= recorded_at + 2.0  # btime has 1 s resolution
 
 
-#: the kinds of mount: served by a FUSE process, or a kernel bind mount
-FUSE, BIND = "fuse", "bind"
+#: the kinds of mount: served by a FUSE process, a kernel bind mount, a bind
+#: mount in the private mount namespace of one command
+FUSE, BIND, PRIVATE = "fuse", "bind", "private"
 _COLUMNS = "agent, mountpoint, pid, started_at, kind, source"
 
 
@@ -41,7 +45,7 @@ _COLUMNS = "agent, mountpoint, pid, started_at, kind, source"
 class MountRecord:
     agent: str
     mountpoint: Path
-    #: the serving process (FUSE); 0 for a bind mount, which has none
+    #: the serving process (FUSE), the process running the command (private); 0 for bind
     pid: int
     started_at: float
     kind: str = FUSE
@@ -78,11 +82,12 @@ class MountTable:
     ) -> MountRecord:
         """Record a mount; ``FileExistsError`` if the agent or mount point is live.
 
-        A FUSE mount names its serving process; a bind mount names its
-        ``source`` directory instead (and ``pid`` 0).
+        A FUSE mount names its serving process, a private one the process
+        running its command; a bind mount names its ``source`` directory
+        instead (and ``pid`` 0).
         """
         check_agent_id(agent)
-        if kind not in (FUSE, BIND) or (kind == BIND) != (source is not None):
+        if kind not in (FUSE, BIND, PRIVATE) or (kind == BIND) != (source is not None):
             raise ValueError(
                 f"a {kind} mount record needs {'a source' if kind == BIND else 'a pid'}"
             )
