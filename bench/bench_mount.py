@@ -224,6 +224,7 @@ def mounted_for(
     finally:
         stop(mount)
         shutil.rmtree(home, ignore_errors=True)
+        where.rmdir()  # a later round mounts there again
 
 
 @contextmanager
