@@ -38,8 +38,12 @@ STOP_TIMEOUT_S = 30.0
 #: The filesystem type the kernel shows for a FUSE mount (``fuse.agentvfs``).
 SUBTYPE = "agentvfs"
 #: ``-o`` options a bind mount meets by itself: anyone may use it (subject to
-#: each file's permissions, which the kernel checks). Others are FUSE's own.
-BIND_OPTIONS = frozenset({"allow_other", "allow_root", "default_permissions"})
+#: each file's permissions, which the kernel checks), and it is always
+#: ``nosuid,nodev`` (``dev`` is ignored, as FUSE mounts ignore it). Others are
+#: FUSE's own.
+BIND_OPTIONS = frozenset(
+    {"allow_other", "allow_root", "default_permissions", "nosuid", "nodev", "dev"}
+)
 
 
 @dataclass(frozen=True)

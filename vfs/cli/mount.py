@@ -34,8 +34,9 @@ from vfs.state.registry import Registry
     "options",
     multiple=True,
     metavar="OPT[,OPT...]",
-    help="FUSE mount options, e.g. -o allow_other (a bind mount takes only"
-    " allow_other, allow_root and default_permissions, which it always meets).",
+    help="FUSE mount options, e.g. -o allow_other (a bind mount takes only what"
+    " it always is: allow_other, allow_root, default_permissions, nosuid, nodev; dev"
+    " is ignored).",
 )
 @click.option(
     "--cache-timeout",
