@@ -6,8 +6,8 @@
 - :func:`join` builds the root-relative paths it takes;
 - :func:`renameat2` and :func:`exchange_paths` rename with Linux's flags;
 - :func:`make_node` creates a FIFO, socket or device node with its exact mode;
-- :func:`fd_path`, :func:`pid_alive`, :func:`process_started_at` and
-  :func:`mount_table` read ``/proc``.
+- :func:`fd_path`, :func:`pid_alive`, :func:`process_started_at`,
+  :func:`mount_table` and :func:`bind_mounted` read ``/proc``.
 """
 
 from __future__ import annotations
@@ -229,3 +229,15 @@ def mount_table() -> dict[Path, str]:
             where = _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), fields[4])
             found[Path(where)] = fields[separator + 1]
     return found
+
+
+def bind_mounted(target: Path, source: Path) -> bool:
+    """``target`` is a mount point in this mount namespace and shows directory ``source``
+    (a bind mount of it); ``stat`` of both names the same inode."""
+    if target not in mount_table():
+        return False
+    try:
+        shown, directory = os.stat(target), os.stat(source, follow_symlinks=False)
+    except OSError:
+        return False
+    return (shown.st_dev, shown.st_ino) == (directory.st_dev, directory.st_ino)

@@ -109,14 +109,14 @@ def main() -> None:
         for agent, mode in [("sq", "sqlite"), ("dk", "disk")]:
             where = base / f"mnt-{agent}"
             where.mkdir()
-            process = start(agent, where, home=home)
+            mount = start(agent, where, home=home)  # disk: a bind mount, where root
             try:
-                columns[f"mount {mode}"] = {
+                columns[f"mount {mode} ({mount.kind})"] = {
                     "grep": best(lambda w=where: native_grep(w), args.repeat),
                     "glob": best(lambda w=where: native_find(w), args.repeat),
                 }
             finally:
-                stop(process, where)
+                stop(mount)
         for agent, mode in [("sq", "sqlite"), ("dk", "disk"), ("hy", "hybrid")]:
             with Workspace.open(agent, home) as ws:
                 tools = FileTools(ws, read_only=True)

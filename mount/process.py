@@ -1,9 +1,13 @@
-"""Mounts as background processes: checks before mounting, start, unmount, wait.
+"""Mounts that outlive the call: checks before mounting, start, unmount, wait.
 
 ``vfs mount`` runs :func:`start`: it checks everything a user can get wrong,
-spawns ``python -m mount`` in its own session, and returns once the kernel
-reports the mount point mounted. The child tells the parent through a pipe that
-it is ready, or the one-line reason it is not.
+then mounts one of two ways. A disk-mode workspace is a real directory, so the
+kernel serves it with a bind mount (:mod:`vfs.mount.bind`) where this process
+may mount (root, ``CAP_SYS_ADMIN``); otherwise, and for the other modes or when
+asked, ``python -m vfs.mount`` serves it through FUSE in its own session, and
+:func:`start` returns once the kernel reports the mount point mounted. The
+child tells the parent through a pipe that it is ready, or the one-line reason
+it is not.
 """
 
 from __future__ import annotations
@@ -18,17 +22,53 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from vfs.backends.host import mount_table, pid_alive
-from vfs.mount.session import SUBTYPE
+from vfs.mount.bind import NOT_PERMITTED, bind, unbind
 from vfs.settings import resolve_home
-from vfs.state.mounts import MountTable
+from vfs.state.mounts import BIND, FUSE, PRIVATE, MountRecord, MountTable
 from vfs.state.registry import Registry
+from vfs.workspace import Workspace
 
 FUSE_DEVICE = Path("/dev/fuse")
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
+#: The filesystem type the kernel shows for a FUSE mount (``fuse.agentvfs``).
+SUBTYPE = "agentvfs"
+#: ``-o`` options a bind mount meets by itself: anyone may use it (subject to
+#: each file's permissions, which the kernel checks), and it is always
+#: ``nosuid,nodev`` (``dev`` is ignored, as FUSE mounts ignore it). Others are
+#: FUSE's own.
+BIND_OPTIONS = frozenset(
+    {"allow_other", "allow_root", "default_permissions", "nosuid", "nodev", "dev"}
+)
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A mount made by :func:`start`: a kernel bind mount, or a FUSE mount and
+    the process serving it."""
+
+    agent: str
+    mountpoint: Path
+    kind: str
+    home: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The serving process (FUSE); None for a bind mount, which has none."""
+        return None if self.process is None else self.process.pid
+
+
+def describe(record: MountRecord) -> str:
+    """How a user sees one mount: where, and what serves it."""
+    server = {BIND: "bind mount", PRIVATE: f"for vfs exec, pid {record.pid}"}.get(
+        record.kind, f"pid {record.pid}"
+    )
+    return f"{record.mountpoint} ({server})"
 
 
 def is_agentvfs_mount(where: Path) -> bool:
@@ -63,12 +103,6 @@ def check_mountable(agent: str, mountpoint: str | os.PathLike[str], home: Path) 
 
     A dead mount of ours left by a killed process is cleared on the way.
     """
-    if not FUSE_DEVICE.exists():
-        raise OSError(
-            errno.ENODEV,
-            "FUSE is not available: /dev/fuse does not exist (load the fuse module, "
-            "or give the container --device /dev/fuse)",
-        )
     where = Path(os.path.realpath(mountpoint))
     if is_agentvfs_mount(where) and is_dead_mount(where):
         _fusermount(where, lazy=True)  # the serving process died
@@ -78,7 +112,8 @@ def check_mountable(agent: str, mountpoint: str | os.PathLike[str], home: Path) 
         raise OSError(exc.errno, f"mount point: {exc.strerror}", str(where)) from None
     if not where.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, "mount point is not a directory", str(where))
-    if os.path.ismount(where):
+    # ismount() misses a bind mount from the same filesystem: ask the mount table.
+    if where in mount_table() or os.path.ismount(where):
         raise OSError(errno.EBUSY, "mount point is already mounted", str(where))
     if any(where.iterdir()):
         raise OSError(errno.ENOTEMPTY, "mount point is not empty", str(where))
@@ -87,9 +122,82 @@ def check_mountable(agent: str, mountpoint: str | os.PathLike[str], home: Path) 
     for record in MountTable(registry.db).for_agent(agent):
         raise OSError(
             errno.EBUSY,
-            f"agent {agent} is already mounted at {record.mountpoint} (pid {record.pid})",
+            f"agent {agent} is already mounted at {describe(record)}",
         )
     return where
+
+
+def need_fuse() -> None:
+    """Raise the ``OSError`` that says what FUSE mounting lacks here, if anything."""
+    if not FUSE_DEVICE.exists():
+        raise OSError(
+            errno.ENODEV,
+            "FUSE is not available: /dev/fuse does not exist (load the fuse module, "
+            "or give the container --device /dev/fuse)",
+        )
+    try:
+        import pyfuse3  # noqa: F401
+        import trio  # noqa: F401
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or "pyfuse3"
+        raise OSError(
+            errno.ENOSYS,
+            f"mounting through FUSE needs the fuse extra ({missing} is not installed):"
+            " pip install 'agentvfs[fuse]' (needs the system packages fuse3 and libfuse3-dev)",
+        ) from None
+
+
+def bind_source(
+    agent: str, home: Path, *, read_only: bool = False, options: Iterable[str] = ()
+) -> Path | None:
+    """The directory a bind mount of ``agent`` shows: its workspace directory in
+    disk mode, None in the other modes (which FUSE serves).
+
+    Refuses ``options`` a bind mount cannot honour, and first clears the temp
+    files of writers that died, which FUSE hides from listings and a bind
+    mount would show.
+    """
+    with Workspace.open(agent, home, read_only=read_only) as workspace:
+        if workspace.mode != "disk":
+            return None
+        for option in _split(options):
+            if option not in BIND_OPTIONS:
+                raise ValueError(
+                    f"-o {option} is a FUSE mount option; add --fuse to serve"
+                    f" disk-mode agent {agent} through FUSE"
+                )
+        reclaim = getattr(workspace.files_backend, "reclaim_orphans", None)
+        if callable(reclaim) and not read_only:
+            reclaim()
+        return workspace.record.workspace
+
+
+def bind_workspace(
+    agent: str,
+    where: Path,
+    home: Path,
+    *,
+    read_only: bool = False,
+    options: Iterable[str] = (),
+) -> Mount | None:
+    """Bind-mount a disk-mode agent's directory at ``where`` (checked by
+    :func:`check_mountable`) and record it; None if the agent is in another
+    mode. ``OSError`` from the kernel as it is: ``EPERM`` where this process
+    may not mount."""
+    source = bind_source(agent, home, read_only=read_only, options=options)
+    if source is None:
+        return None
+    bind(source, where, read_only=read_only)
+    try:
+        MountTable(Registry(home).db).add(agent, where, 0, kind=BIND, source=source)
+    except BaseException:
+        unbind(where, lazy=True)
+        raise
+    return Mount(agent, where, BIND, home)
+
+
+def _split(options: Iterable[str]) -> list[str]:
+    return [o.strip() for item in options for o in item.split(",") if o.strip()]
 
 
 def start(
@@ -101,10 +209,46 @@ def start(
     options: Iterable[str] = (),
     cache_timeout: float | None = None,
     timeout: float = START_TIMEOUT_S,
-) -> subprocess.Popen[bytes]:
-    """Mount ``agent`` in a background process; return it once the mount is live."""
+    fuse: bool = False,
+    fallback: bool = True,
+) -> Mount:
+    """Mount ``agent`` at ``mountpoint``; return once the mount is live.
+
+    A disk-mode agent gets a kernel bind mount where this process may mount;
+    everything else (and everything with ``fuse``) a FUSE mount served by a
+    background process. Without ``fallback``, a bind mount the kernel refuses
+    is that ``OSError`` (``EPERM``) rather than a FUSE mount. ``options`` and
+    ``cache_timeout`` are FUSE's.
+    """
     home_dir = resolve_home(home)
     where = check_mountable(agent, mountpoint, home_dir)
+    if not fuse:
+        try:
+            bound = bind_workspace(agent, where, home_dir, read_only=read_only, options=options)
+        except OSError as exc:
+            if exc.errno not in NOT_PERMITTED or not fallback:
+                raise
+            bound = None
+        if bound is not None:
+            return bound
+    need_fuse()
+    process = _serve_in_background(
+        agent, where, home_dir, read_only=read_only, options=options,
+        cache_timeout=cache_timeout, timeout=timeout,
+    )  # fmt: skip
+    return Mount(agent, where, FUSE, home_dir, process)
+
+
+def _serve_in_background(
+    agent: str,
+    where: Path,
+    home_dir: Path,
+    *,
+    read_only: bool,
+    options: Iterable[str],
+    cache_timeout: float | None,
+    timeout: float,
+) -> subprocess.Popen[bytes]:
     log_path = Registry(home_dir).agent_dir(agent) / "mount.log"
     ready_read, ready_write = os.pipe()
     command = [
@@ -191,12 +335,21 @@ def unmount(
     process serves the open files and exits after the last one is closed.
     """
     where = Path(os.path.realpath(mountpoint))
-    records = [
-        r for r in MountTable(Registry(resolve_home(home)).db).list() if r.mountpoint == where
-    ]
+    table = MountTable(Registry(resolve_home(home)).db)
+    records = [r for r in table.list() if r.mountpoint == where]
+    if any(r.kind == PRIVATE for r in records):
+        raise OSError(
+            errno.EINVAL, "mounted only for the command vfs exec runs; it ends with it", str(where)
+        )
+    if any(r.kind == BIND for r in records):
+        unbind(where, lazy=lazy)
+        table.remove(where)
+        return
     if where not in mount_table():
         if not records:
             raise OSError(errno.EINVAL, "not mounted", str(where))
+    elif not records and not is_agentvfs_mount(where):
+        raise OSError(errno.EINVAL, "not an agentvfs mount", str(where))
     elif is_dead_mount(where):
         _fusermount(where, lazy=True)
     else:
@@ -207,9 +360,23 @@ def unmount(
         _wait_until(lambda pid=record.pid: not pid_alive(pid), timeout, "the mount process")
 
 
-def stop(process: subprocess.Popen[bytes], mountpoint: str | os.PathLike[str]) -> None:
-    """Unmount by any means: unmount, then SIGTERM, then a lazy unmount and SIGKILL."""
-    where = Path(mountpoint).absolute()
+def stop(mount: Mount) -> None:
+    """Unmount by any means: unmount, then SIGTERM, then a lazy unmount and SIGKILL.
+
+    A bind mount still in use is detached lazily: processes that have files
+    open in it keep them, as on any directory.
+    """
+    where = mount.mountpoint
+    if mount.kind == BIND:
+        try:
+            unbind(where)
+        except OSError:
+            with contextlib.suppress(OSError):
+                unbind(where, lazy=True)
+        MountTable(Registry(mount.home).db).remove(where)
+        return
+    process = mount.process
+    assert process is not None  # a FUSE mount has its server
     with contextlib.suppress(OSError, TimeoutError):
         if process.poll() is None and where in mount_table():
             _fusermount(where)
@@ -235,13 +402,14 @@ def mounted(
     read_only: bool = False,
     options: Iterable[str] = (),
     cache_timeout: float | None = None,
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Serve ``agent`` at ``mountpoint`` in a child process for the ``with`` block."""
-    process = start(
+    fuse: bool = False,
+) -> Iterator[Mount]:
+    """Mount ``agent`` at ``mountpoint`` for the ``with`` block (see :func:`start`)."""
+    mount = start(
         agent, mountpoint, home=home, read_only=read_only, options=options,
-        cache_timeout=cache_timeout,
+        cache_timeout=cache_timeout, fuse=fuse,
     )  # fmt: skip
     try:
-        yield process
+        yield mount
     finally:
-        stop(process, mountpoint)
+        stop(mount)

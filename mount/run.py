@@ -2,7 +2,9 @@
 
 The mount lives in a fresh 0700 temporary directory for as long as the command
 runs; whatever way the command ends (exit, signal, ``SIGKILL``), the mount is
-unmounted and the directory removed before the status is returned.
+unmounted and the directory removed before the status is returned. A
+disk-mode agent gets a kernel bind mount where this process may mount, as
+``vfs mount`` does (``fuse=True`` asks for FUSE).
 """
 
 from __future__ import annotations
@@ -13,11 +15,16 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
-from vfs.mount.process import start, stop
+from vfs.mount.bind import NOT_PERMITTED
+from vfs.mount.namespace import spawn
+from vfs.mount.process import bind_source, start, stop
+from vfs.settings import resolve_home
+from vfs.state.mounts import PRIVATE, MountTable
+from vfs.state.registry import Registry
 
 #: the environment variable that names the mount point to the command
 MOUNT_ENV = "AGENT_VFS_MOUNT"
@@ -57,36 +64,90 @@ def run_mounted(
     *,
     home: str | os.PathLike[str] | None = None,
     read_only: bool = False,
+    fuse: bool = False,
 ) -> int:
     """Mount ``agent``, run ``command`` with its cwd at the mount, unmount; the exit status.
 
-    A command that cannot be started gives 127 (not found) or 126 (not
-    executable), as a shell does, with the reason on stderr.
+    A disk-mode agent is bind-mounted: in this mount namespace where this
+    process may mount (root), else in a private one made for the command (an
+    ordinary user, where user namespaces are allowed), else it is served
+    through FUSE like the other modes. A command that cannot be started gives
+    127 (not found) or 126 (not executable), as a shell does, with the reason
+    on stderr.
     """
     if not command:
         raise ValueError("no command to run")
+    home_dir = resolve_home(home)
     where = Path(tempfile.mkdtemp(prefix=f"vfs-exec-{agent}-"))
+    env = {**os.environ, MOUNT_ENV: str(where), AGENT_ENV: agent}
     try:
-        mount = start(agent, where, home=home, read_only=read_only)
         try:
-            env = {**os.environ, MOUNT_ENV: str(where), AGENT_ENV: agent}
-            try:
-                child = subprocess.Popen(list(command), cwd=where, env=env)
-            except (FileNotFoundError, PermissionError) as exc:
-                reason = "command not found" if isinstance(exc, FileNotFoundError) else exc.strerror
-                print(f"vfs exec: {command[0]}: {reason}", file=sys.stderr)
-                return (
-                    COMMAND_NOT_FOUND
-                    if isinstance(exc, FileNotFoundError)
-                    else (COMMAND_NOT_EXECUTABLE)
-                )
-            with _forwarding(child):
-                returncode = child.wait()
-            return exit_status(returncode)
+            mount = start(
+                agent, where, home=home_dir, read_only=read_only, fuse=fuse, fallback=False
+            )
+        except OSError as exc:
+            if exc.errno not in NOT_PERMITTED:
+                raise
+            status = _run_in_namespace(agent, command, where, home_dir, env, read_only=read_only)
+            if status is not None:
+                return status
+            mount = start(agent, where, home=home_dir, read_only=read_only, fuse=True)
+        try:
+            return _run(command, lambda: subprocess.Popen(list(command), cwd=where, env=env))
         finally:
-            stop(mount, where)
+            stop(mount)
     finally:
         try:
             where.rmdir()
         except OSError as exc:  # still mounted after every attempt: say where, do not hide it
             print(f"vfs exec: could not remove {where}: {exc.strerror}", file=sys.stderr)
+
+
+def _run_in_namespace(
+    agent: str,
+    command: Sequence[str],
+    where: Path,
+    home: Path,
+    env: dict[str, str],
+    *,
+    read_only: bool,
+) -> int | None:
+    """Run ``command`` in a private mount namespace with the disk-mode workspace
+    bind-mounted; None where user namespaces are not available."""
+    source = bind_source(agent, home, read_only=read_only)
+    if source is None:
+        return None
+    table = MountTable(Registry(home).db)
+    # This process lives as long as the command: the record is live that long.
+    table.add(agent, where, os.getpid(), kind=PRIVATE)
+    try:
+
+        def launch() -> subprocess.Popen[bytes]:
+            child = spawn(command, source, where, read_only=read_only, env=env)
+            if child is None:
+                raise _Unavailable
+            return child
+
+        try:
+            return _run(command, launch)
+        except _Unavailable:
+            return None
+    finally:
+        table.remove(where)
+
+
+class _Unavailable(Exception):
+    """User namespaces are not available here."""
+
+
+def _run(command: Sequence[str], launch: Callable[[], subprocess.Popen[bytes]]) -> int:
+    """Start the command, pass signals on to it, and give its exit status."""
+    try:
+        child = launch()
+    except (FileNotFoundError, PermissionError) as exc:
+        reason = "command not found" if isinstance(exc, FileNotFoundError) else exc.strerror
+        print(f"vfs exec: {command[0]}: {reason}", file=sys.stderr)
+        return COMMAND_NOT_FOUND if isinstance(exc, FileNotFoundError) else COMMAND_NOT_EXECUTABLE
+    with _forwarding(child):
+        returncode = child.wait()
+    return exit_status(returncode)

@@ -16,13 +16,11 @@ from vfs.backends.journal import Follower, Journal
 from vfs.mount import counting
 from vfs.mount.follow import follow_journal
 from vfs.mount.operations import DEFAULT_CACHE_TIMEOUT, JOURNALED_CACHE_TIMEOUT, AgentOperations
+from vfs.mount.process import SUBTYPE
 from vfs.state.mounts import MountTable
 from vfs.workspace import Workspace
 
 log = logging.getLogger("agentvfs.mount")
-
-#: The filesystem type the kernel shows (``fuse.agentvfs`` in /proc/mounts).
-SUBTYPE = "agentvfs"
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 

@@ -182,11 +182,22 @@ def test_mount_without_the_fuse_extra_says_what_to_install(home, tmp_path) -> No
     (tmp_path / "mnt").mkdir()
     env = {**os.environ, "PYTHONPATH": f"{blocker}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     vfs = str(Path(sys.executable).with_name("vfs"))
-    for args in (["mount", "alice", str(tmp_path / "mnt")], ["umount", str(tmp_path / "mnt")]):
-        result = subprocess.run([vfs, *args], capture_output=True, text=True, env=env, check=False)
-        assert result.returncode == 1
-        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-        assert "pip install 'agentvfs[fuse]'" in result.stderr and "fuse3" in result.stderr
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([vfs, *args], capture_output=True, text=True, env=env, check=False)
+
+    result = run("mount", "alice", str(tmp_path / "mnt"))
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "pip install 'agentvfs[fuse]'" in result.stderr and "fuse3" in result.stderr
+    # Unmounting needs no FUSE library; nothing is mounted there.
+    result = run("umount", str(tmp_path / "mnt"))
+    assert (result.returncode, result.stderr.strip()[-11:]) == (1, "not mounted")
+    # A disk-mode agent is bind-mounted by the kernel: no FUSE library needed either.
+    Workspace.create("bob", home, mode="disk").close()
+    assert run("mount", "bob", str(tmp_path / "mnt")).returncode == 0
+    assert run("mounts").stdout.split()[6:9] == ["bob", str(tmp_path / "mnt"), "bind"]
+    assert run("umount", str(tmp_path / "mnt")).returncode == 0
 
 
 # -- agent names -----------------------------------------------------------------------

@@ -127,15 +127,15 @@ time.sleep(60)
 
 @pytest.mark.parametrize("mode", MODES)
 def test_sigterm_flushes_open_files_and_unmounts(tmp_path: Path, mode: str) -> None:
-    with fresh_mount(tmp_path, mode) as mounted:
+    with fresh_mount(tmp_path, mode, fuse=True) as mounted:
         holder = subprocess.Popen(
             [sys.executable, "-c", HOLD_OPEN, str(mounted.root / "held.bin")],
             stdout=subprocess.PIPE,
         )
         try:
             assert holder.stdout is not None and holder.stdout.readline() == b"written\n"
-            mounted.process.send_signal(signal.SIGTERM)
-            assert mounted.process.wait(timeout=30) == 0
+            mounted.server.send_signal(signal.SIGTERM)
+            assert mounted.server.wait(timeout=30) == 0
         finally:
             holder.kill()
             holder.wait()
@@ -165,7 +165,8 @@ def test_sigkill_mid_write_then_remount_loses_nothing_committed(tmp_path: Path, 
     home, where, log = tmp_path / "home", tmp_path / "mnt", tmp_path / "written.log"
     create_agent(home, mode)
     where.mkdir()
-    first = mount_process.start("alice", where, home=home)
+    first = mount_process.start("alice", where, home=home, fuse=True)
+    assert first.process is not None
     try:
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(where), str(log)])
         try:
@@ -174,18 +175,18 @@ def test_sigkill_mid_write_then_remount_loses_nothing_committed(tmp_path: Path, 
                 not log.exists() or len(log.read_text().split()) < 30
             ) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            first.kill()
-            first.wait()
+            first.process.kill()
+            first.process.wait()
         finally:
             writer.kill()
             writer.wait()
         assert where in mount_table()  # dead, but still mounted
         assert json.loads(vfs("mounts", "--json", home=home).stdout) == []  # stale record dropped
         # The next mount clears the dead mount point itself.
-        remount = mount_process.start("alice", where, home=home)
-        mount_process.stop(remount, where)
+        remount = mount_process.start("alice", where, home=home, fuse=True)
+        mount_process.stop(remount)
     finally:
-        mount_process.stop(first, where)
+        mount_process.stop(first)
     committed = log.read_text().split()
     assert len(committed) >= 30
     with mount_agent(home, where, mode=mode):
@@ -351,7 +352,7 @@ def test_busy_umount_fails_clearly_and_lazy_umount_detaches(tmp_path: Path) -> N
             held.write("written after the detach")
         finally:
             held.close()
-        assert mounted.process.wait(timeout=30) == 0
+        assert mounted.server.wait(timeout=30) == 0
     assert read_back(home, "/open.txt") == b"written after the detach"
 
 
@@ -374,6 +375,6 @@ def test_foreground_mount_stays_attached_until_interrupted(tmp_path: Path) -> No
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
     finally:
-        mount_process.stop(process, where)  # type: ignore[arg-type]
+        mount_process.stop(mount_process.Mount("alice", where, "fuse", home, process))  # type: ignore[arg-type]
     assert where not in mount_table()
     assert read_back(home, "/fg.txt") == b"foreground"

@@ -1,7 +1,10 @@
-"""Fixtures the FUSE mount tests share: a real mount in a child process, per mode.
+"""Fixtures the mount tests share: a real mount, per mode and kind.
 
-Every mount is taken down in teardown, even when the test failed: unmount,
-then SIGTERM, then ``fusermount3 -u -z`` and SIGKILL as the last resort.
+A FUSE mount is served by a child process; a disk-mode agent gets a kernel
+bind mount unless ``fuse=True`` is passed. Every mount is taken down in
+teardown, even when the test failed: unmount, then SIGTERM, then
+``fusermount3 -u -z`` and SIGKILL as the last resort (a bind mount: unmount,
+then a lazy unmount).
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import pytest
 from tests.helpers import require_mode
 from vfs import Workspace
 from vfs.mount.process import mounted
-from vfs.state.registry import MODES
 
 FUSE_MISSING = not Path("/dev/fuse").exists() or shutil.which("fusermount3") is None
 requires_fuse = pytest.mark.skipif(FUSE_MISSING, reason="FUSE (/dev/fuse, fusermount3) is absent")
@@ -28,15 +30,32 @@ requires_fuse = pytest.mark.skipif(FUSE_MISSING, reason="FUSE (/dev/fuse, fuserm
 require_backend = require_mode
 
 
+#: what ``module_mount`` mounts: each mode, and disk mode through FUSE as well
+# as the default bind mount -> (mode, fuse)
+MOUNT_KINDS = {
+    "sqlite": ("sqlite", False),
+    "disk": ("disk", False),
+    "hybrid": ("hybrid", False),
+    "disk-fuse": ("disk", True),
+}
+
+
 @dataclass
 class Mounted:
-    """A live mount: where it is, which agent, and the serving process."""
+    """A live mount: where it is, which agent, its kind, and the serving process
+    (None for a bind mount)."""
 
     agent: str
     mode: str
     home: Path
     root: Path
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None
+    kind: str = "fuse"
+
+    @property
+    def server(self) -> subprocess.Popen[bytes]:
+        assert self.process is not None, "a bind mount has no serving process"
+        return self.process
 
 
 def create_agent(home: Path, mode: str, agent: str = "alice") -> None:
@@ -48,8 +67,8 @@ def mount_agent(
     home: Path, root: Path, agent: str = "alice", mode: str = "sqlite", **options: object
 ) -> Iterator[Mounted]:
     root.mkdir(parents=True, exist_ok=True)
-    with mounted(agent, root, home=home, **options) as process:  # type: ignore[arg-type]
-        yield Mounted(agent, mode, home, root, process)
+    with mounted(agent, root, home=home, **options) as mount:  # type: ignore[arg-type]
+        yield Mounted(agent, mode, home, root, mount.process, mount.kind)
 
 
 @contextlib.contextmanager
@@ -68,13 +87,15 @@ def env_for(home: Path) -> dict[str, str]:
     return {**os.environ, "AGENT_VFS_HOME": str(home)}
 
 
-@pytest.fixture(scope="module", params=MODES)
+@pytest.fixture(scope="module", params=sorted(MOUNT_KINDS))
 def module_mount(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Mounted]:
-    """One mount per mode shared by a module's tests; each test works in its own directory."""
+    """One mount per mode (and disk mode both ways) shared by a module's tests;
+    each test works in its own directory."""
     if FUSE_MISSING:
         pytest.skip("FUSE (/dev/fuse, fusermount3) is absent")
-    mode = request.param
-    with fresh_mount(tmp_path_factory.mktemp(f"mount-{mode}"), mode) as mounted:
+    mode, fuse = MOUNT_KINDS[request.param]
+    base = tmp_path_factory.mktemp(f"mount-{request.param}")
+    with fresh_mount(base, mode, fuse=fuse) as mounted:
         yield mounted

@@ -15,6 +15,12 @@ from vfs.cli.common import home_of, open_workspace
     "--read-only", "-r", is_flag=True, help="Mount read-only: every change fails (EROFS)."
 )
 @click.option(
+    "--fuse",
+    "force_fuse",
+    is_flag=True,
+    help="Mount through FUSE in disk mode too (default there: a bind mount where permitted).",
+)
+@click.option(
     "--checkpoint",
     "take_checkpoint",
     is_flag=True,
@@ -26,6 +32,7 @@ def exec_command(
     agent: str,
     command: tuple[str, ...],
     read_only: bool,
+    force_fuse: bool,
     take_checkpoint: bool,
 ) -> None:
     """Run COMMAND with its working directory in a private mount of AGENT.
@@ -37,7 +44,10 @@ def exec_command(
     $AGENT_VFS_MOUNT; it is unmounted and removed when the command ends, however
     it ends. Exits with the command's status (128+N if signal N killed it;
     127 if it was not found). With --checkpoint, a checkpoint is taken first
-    and its name printed, so a runtime can `vfs rollback AGENT NAME`.
+    and its name printed, so a runtime can `vfs rollback AGENT NAME`. A
+    disk-mode agent is bind-mounted: as with `vfs mount` where this process
+    may mount (root), else in a mount namespace of the command's own, seen by
+    no other process; FUSE serves it where neither is allowed, or with --fuse.
     """
     from vfs.mount.run import run_mounted
 
@@ -45,4 +55,4 @@ def exec_command(
         with open_workspace(ctx, agent) as ws:
             info = ws.checkpoints.create(message=f"before: {' '.join(command)}")
         click.echo(f"checkpoint {info.name}", err=True)
-    ctx.exit(run_mounted(agent, command, home=home_of(ctx), read_only=read_only))
+    ctx.exit(run_mounted(agent, command, home=home_of(ctx), read_only=read_only, fuse=force_fuse))
