@@ -29,6 +29,9 @@ _SYS_OPENAT2 = {"x86_64": 437, "amd64": 437, "aarch64": 437, "arm64": 437}.get(
 _RESOLVE_NO_MAGICLINKS = 0x02
 _RESOLVE_NO_SYMLINKS = 0x04
 _RESOLVE_BENEATH = 0x08
+#: The longest path a system call takes, its terminating NUL included: ``openat2``
+#: refuses a path of this many bytes or more (ENAMETOOLONG).
+_PATH_MAX = 4096
 
 #: False once ``openat2`` answered ENOSYS (or on an unknown architecture); then
 #: :func:`open_beneath` walks one name at a time. Setting it False forces the walk.
@@ -71,6 +74,8 @@ def open_beneath(
     the root are followed (as the host would follow them); without, any symlink
     on the way fails (``ELOOP``). The fallback walk for kernels without
     ``openat2`` follows no symlink at all, which is stricter, never looser.
+    A path of ``PATH_MAX`` bytes or more, which a local directory still reaches
+    one relative lookup at a time, is opened in pieces (see :func:`_open_in_pieces`).
     Errors are ``OSError`` from the host, naming ``path``.
     """
     global openat2_available
@@ -83,22 +88,72 @@ def open_beneath(
         creates = flags & os.O_CREAT or flags & os.O_TMPFILE == os.O_TMPFILE
         how = _OpenHow(flags, mode if creates else 0, resolve)
         raw = os.fsencode(path)
-        code = errno.EAGAIN
-        # EAGAIN: a concurrent rename raced the resolution (the kernel asks to retry).
-        for _ in range(16):
-            fd = _libc.syscall(
-                ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(root_fd), ctypes.c_char_p(raw),
-                ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)),
-            )  # fmt: skip
-            if fd >= 0:
-                return int(fd)
-            code = ctypes.get_errno()
-            if code not in (errno.EAGAIN, errno.EINTR):
-                break
-        if code != errno.ENOSYS:
-            raise OSError(code, os.strerror(code), path)
+        if len(raw) < _PATH_MAX:
+            fd = _openat2(root_fd, raw, how)
+        else:
+            fd = _open_in_pieces(root_fd, raw, how, path)
+        if fd >= 0:
+            return fd
+        if -fd != errno.ENOSYS:
+            raise OSError(-fd, os.strerror(-fd), path)
         openat2_available = False
     return _walk_beneath(root_fd, path, flags, mode)
+
+
+def _openat2(dir_fd: int, raw: bytes, how: _OpenHow) -> int:
+    """One ``openat2``: the descriptor, or minus the errno."""
+    assert _SYS_OPENAT2 is not None  # the callers checked
+    code = errno.EAGAIN
+    # EAGAIN: a concurrent rename raced the resolution (the kernel asks to retry).
+    for _ in range(16):
+        fd = _libc.syscall(
+            ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dir_fd), ctypes.c_char_p(raw),
+            ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)),
+        )  # fmt: skip
+        if fd >= 0:
+            return int(fd)
+        code = ctypes.get_errno()
+        if code not in (errno.EAGAIN, errno.EINTR):
+            break
+    return -code
+
+
+def _open_in_pieces(root_fd: int, raw: bytes, how: _OpenHow, path: str) -> int:
+    """:func:`open_beneath`'s ``openat2`` for a path too long for one call: runs of
+    whole names shorter than ``PATH_MAX``, each resolved beneath the directory the
+    run before it opened, which is itself beneath the root, so every step stays
+    inside the root. A ``..`` is refused outright (``EXDEV``): ``RESOLVE_BENEATH``
+    would bound it by its run's directory, not by the root, and the engines'
+    paths never hold one. A symlink (with ``inner_symlinks``) is likewise bounded
+    by its run's directory: one that climbs above it, though not out of the
+    root, fails (``EXDEV``), which is stricter than one call, never looser.
+    Returns the descriptor or minus the errno, as :func:`_openat2`.
+    """
+    names = [name for name in raw.split(b"/") if name and name != b"."]
+    if not names:
+        raise OSError(errno.EINVAL, "an empty path names the root itself", path)
+    if b".." in names:
+        raise OSError(errno.EXDEV, "path leaves the root", path)
+    runs: list[bytes] = []
+    for name in names:
+        if runs and len(runs[-1]) + 1 + len(name) < _PATH_MAX:
+            runs[-1] += b"/" + name
+        else:
+            runs.append(name)  # a name of PATH_MAX bytes fails in openat2: ENAMETOOLONG
+    step = _OpenHow(os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, how.resolve)
+    dir_fd = root_fd
+    try:
+        for run in runs[:-1]:
+            fd = _openat2(dir_fd, run, step)
+            if fd < 0:
+                return fd
+            if dir_fd != root_fd:
+                os.close(dir_fd)
+            dir_fd = fd
+        return _openat2(dir_fd, runs[-1], how)
+    finally:
+        if dir_fd != root_fd:
+            os.close(dir_fd)
 
 
 def _walk_beneath(root_fd: int, path: str, flags: int, mode: int) -> int:

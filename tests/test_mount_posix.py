@@ -474,6 +474,72 @@ def seq_unix_sockets(d: Path, log: Log) -> None:
     log("listing", os.listdir, d)
 
 
+#: 15 directories and a file name of 255 bytes: 4,095 bytes (PATH_MAX - 1), the
+#: longest path the kernel takes, so the path from the workspace root is longer.
+_DEEP = "/".join([f"{i:02d}" + "d" * 253 for i in range(15)] + ["f" * 255])
+
+
+def _entries(path: str, dir_fd: int) -> list[str]:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY, dir_fd=dir_fd)
+    try:
+        return sorted(os.listdir(fd))
+    finally:
+        os.close(fd)
+
+
+def _opened(path: str, dir_fd: int, flags: int, use: Callable[[int], Any]) -> Any:
+    fd = os.open(path, flags, dir_fd=dir_fd)
+    try:
+        return use(fd)
+    finally:
+        os.close(fd)
+
+
+def seq_path_max(d: Path, log: Log) -> None:
+    """pjdfstest's PATH_MAX steps: a 4,095-byte path relative to a descriptor of
+    ``d``, its directories made one ``mkdirat`` at a time."""
+    top = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = os.dup(top)
+        for name in _DEEP.split("/")[:-1]:
+            log("mkdir", os.mkdir, name, 0o755, dir_fd=fd)
+            inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        log("stat_deepest", lambda: stat.S_ISDIR(os.stat(fd).st_mode))
+        os.close(fd)
+        created = log(
+            "create", os.open, _DEEP, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=top
+        )
+        if created is not None:
+            log("write", os.write, created, b"deep")
+            log("pread", os.pread, created, 10, 0)
+            os.close(created)
+        log("size", lambda: os.stat(_DEEP, dir_fd=top).st_size)
+        log("chmod", os.chmod, _DEEP, 0o600, dir_fd=top)
+        log("mode", lambda: stat.S_IMODE(os.stat(_DEEP, dir_fd=top).st_mode))
+        log("truncate", _opened, _DEEP, top, os.O_WRONLY, lambda f: os.ftruncate(f, 2))
+        log("reopen_read", _opened, _DEEP, top, os.O_RDONLY, lambda f: os.read(f, 10))
+        moved = _DEEP[:-1] + "g"
+        log("rename", os.rename, _DEEP, moved, src_dir_fd=top, dst_dir_fd=top)
+        log("stat_old", os.stat, _DEEP, dir_fd=top)
+        log("listing", _entries, os.path.dirname(_DEEP), top)
+        log("symlink", os.symlink, "target", _DEEP, dir_fd=top)
+        log("readlink", os.readlink, _DEEP, dir_fd=top)
+        log("unlink_link", os.unlink, _DEEP, dir_fd=top)
+        log("mkfifo", os.mkfifo, _DEEP, 0o644, dir_fd=top)
+        log("is_fifo", lambda: stat.S_ISFIFO(os.stat(_DEEP, dir_fd=top).st_mode))
+        log("unlink_fifo", os.unlink, _DEEP, dir_fd=top)
+        log("mkdir_last", os.mkdir, _DEEP, 0o755, dir_fd=top)
+        log("rmdir_last", os.rmdir, _DEEP, dir_fd=top)
+        log("unlink", os.unlink, moved, dir_fd=top)
+        log("too_long", os.open, _DEEP + "x", os.O_RDONLY, dir_fd=top)
+        log("gone", os.stat, _DEEP, dir_fd=top)
+        log("listing_after", _entries, os.path.dirname(_DEEP), top)
+    finally:
+        os.close(top)
+
+
 module_mount = test_mount_support.module_mount
 
 SEQUENCES: dict[str, Callable[[Path, Log], None]] = {
