@@ -37,6 +37,8 @@ from vfs.backends.db import Database
 # Checkpoint names appear in paths (/.vfs/checkpoints/NAME) and on command lines.
 NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 MAX_NAME = 64
+#: a directory of the tree: opened from its parent's descriptor, never through a symlink
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 _INODE_COLUMNS = (
     "ino, mode, uid, gid, size, nlink, rdev, atime_ns, mtime_ns, ctime_ns, btime_ns, target"
@@ -246,8 +248,12 @@ class CheckpointTables:
             chunk_size = int(self.db.value("SELECT value FROM meta WHERE key = 'chunk_size'"))
             cid = self._new(name, message, "disk")
             importer = _TreeImport(self.db, chunks, cid, chunk_size)
-            importer.add(ROOT_INO, os.lstat(root), None)
-            importer.walk(root, ROOT_INO)
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                importer.add(ROOT_INO, os.fstat(fd), None)
+                importer.walk(fd, ROOT_INO)
+            finally:
+                os.close(fd)
             return self.get(name)
 
     def open_view(self, checkpoint_id: int) -> CheckpointView:
@@ -289,14 +295,20 @@ class _TreeImport:
              st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns, st.st_mtime_ns, target),
         )  # fmt: skip
 
-    def walk(self, directory: Path, parent: int) -> None:
-        with os.scandir(directory) as scan:
+    def walk(self, dir_fd: int, parent: int) -> None:
+        """Add what the directory open as ``dir_fd`` holds, each subdirectory reached
+        from its parent's descriptor: no whole path, so no depth is too deep."""
+        with os.scandir(dir_fd) as scan:
             found = sorted(scan, key=lambda e: e.name)
         for item in found:
             st = item.stat(follow_symlinks=False)  # a FIFO, socket or device: its row alone
             ino = self.next_ino
             self.next_ino += 1
-            target = os.fsencode(os.readlink(item.path)) if stat.S_ISLNK(st.st_mode) else None
+            target = (
+                os.readlink(os.fsencode(item.name), dir_fd=dir_fd)
+                if stat.S_ISLNK(st.st_mode)
+                else None
+            )
             self.add(ino, st, target)
             self.db.execute(
                 "INSERT INTO checkpoint_entries (checkpoint, id, parent, name, ino)"
@@ -305,12 +317,16 @@ class _TreeImport:
             )
             self.next_entry += 1
             if stat.S_ISDIR(st.st_mode):
-                self.walk(Path(item.path), ino)
+                fd = os.open(item.name, _DIR_FLAGS, dir_fd=dir_fd)
+                try:
+                    self.walk(fd, ino)
+                finally:
+                    os.close(fd)
             elif stat.S_ISREG(st.st_mode):
-                self._content(item.path, ino)
+                self._content(item.name, dir_fd, ino)
 
-    def _content(self, path: str, ino: int) -> None:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    def _content(self, name: str, dir_fd: int, ino: int) -> None:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
         try:
             blobs = self.db.blobs
             spill = blobs is not None and blobs.spills(os.fstat(fd).st_size)

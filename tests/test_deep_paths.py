@@ -245,3 +245,27 @@ def test_path_max_below_a_fuse_mount_subdirectory_matches_a_local_directory(
         top.mkdir()
         seq_path_max(top, got)
     assert got.entries == expected.entries
+
+
+def test_disk_checkpoint_and_rollback_reach_files_below_path_max(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    """A checkpoint walks the host tree and a rollback writes it back, both from
+    directory descriptors: a file deeper than PATH_MAX is saved and restored."""
+    ws = make_workspace("disk")
+    backend = ws.files_backend
+    parent = backend.mkdir(ROOT_INO, "sub", 0o755).ino
+    for name in DIRS:
+        parent = backend.mkdir(parent, name, 0o755).ino
+    backend.write_file(parent, FILE, b"saved")
+    backend.symlink(parent, "link", b"target")
+    ws.checkpoints.create("c")
+    backend.write_file(parent, FILE, b"changed after")
+    backend.unlink(parent, "link")
+    backend.write_file(parent, "stray", b"x")
+    ws.checkpoints.restore("c")
+    parent = walk(backend, ["sub", *DIRS])
+    assert sorted(n for n, _a, _o in backend.readdir(parent)) == sorted([FILE, "link"])
+    assert backend.read(backend.lookup(parent, FILE).ino, 0, 100) == b"saved"
+    assert backend.readlink(backend.lookup(parent, "link").ino) == b"target"
+    assert ws.checkpoints.diff("c") == []
