@@ -12,6 +12,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,9 +25,10 @@ import vfs.backends.host
 from vfs import Workspace
 from vfs.backends.base import ROOT_INO, Backend
 from vfs.backends.disk.backend import DiskBackend
-from vfs.backends.host import mount_table, open_beneath
+from vfs.backends.host import mount_table, open_beneath, renameat2
 from vfs.backends.hybrid.backend import HybridBackend
 from vfs.backends.hybrid.commit import commit
+from vfs.backends.renames import RENAME_EXCHANGE
 
 #: 15 directories and a file name of 255 bytes: 4,095 bytes (PATH_MAX - 1), the
 #: longest path the kernel takes, relative to the directory that holds the chain.
@@ -269,3 +272,74 @@ def test_disk_checkpoint_and_rollback_reach_files_below_path_max(
     assert backend.read(backend.lookup(parent, FILE).ino, 0, 100) == b"saved"
     assert backend.readlink(backend.lookup(parent, "link").ino) == b"target"
     assert ws.checkpoints.diff("c") == []
+
+
+def _tree_below(dir_fd: int, names: list[str], content: str) -> None:
+    """``names`` as nested directories under ``dir_fd``, a file ``file`` at the bottom."""
+    fd = os.dup(dir_fd)
+    try:
+        for name in names:
+            os.mkdir(name, 0o755, dir_fd=fd)
+            inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        with open(os.open("file", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as f:
+            f.write(content)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("where", [14, 15, 16], ids=["before-boundary", "at-boundary", "after"])
+def test_long_paths_never_follow_a_directory_swapped_for_an_escaping_symlink(
+    tmp_path: Path, where: int
+) -> None:
+    """Another thread swaps a directory of the path (before, at and after the
+    first run's end) with a symlink out of the root, again and again: every open
+    reads the file inside or fails, never the one outside."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = tmp_path / "root"
+    root.mkdir()
+    names = DIRS + [f"{i:02d}" + "e" * 253 for i in range(3)]
+    rest = names[where + 1 :]
+    out_fd = os.open(outside, os.O_RDONLY | os.O_DIRECTORY)
+    _tree_below(out_fd, rest, "outside")
+    os.close(out_fd)
+    parent_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    _tree_below(parent_fd, names[:where], "")
+    for name in names[:where]:
+        inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=parent_fd)
+        os.close(parent_fd)
+        parent_fd = inner
+    os.mkdir(names[where], 0o755, dir_fd=parent_fd)
+    swapped = os.open(names[where], os.O_RDONLY | os.O_DIRECTORY, dir_fd=parent_fd)
+    _tree_below(swapped, rest, "inside")
+    os.close(swapped)
+    os.symlink(str(outside), "alt", dir_fd=parent_fd)
+    path = "/".join([*names, "file"])
+    assert len(path) >= 4096
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
+    stop = threading.Event()
+
+    def swap() -> None:
+        while not stop.is_set():
+            renameat2(parent_fd, names[where], parent_fd, "alt", RENAME_EXCHANGE)
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    seen: set[str] = set()
+    try:
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            for inner in (False, True):
+                try:
+                    seen.add(read_beneath(root_fd, path, inner))
+                except OSError as exc:
+                    assert exc.errno in (errno.EXDEV, errno.ELOOP, errno.ENOENT, errno.ENOTDIR)
+    finally:
+        stop.set()
+        swapper.join()
+        os.close(root_fd)
+        os.close(parent_fd)
+    assert "outside" not in seen
+    assert "inside" in seen
