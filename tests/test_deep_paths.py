@@ -50,7 +50,7 @@ def make_chain(top: Path | int) -> int:
     return fd
 
 
-# -- the engines, by inode and by whole path ----------------------------------------
+# -- the engines, by inode ------------------------------------------------------------
 
 
 def deep_steps(backend: Backend, top: int) -> list[object]:
