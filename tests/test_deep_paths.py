@@ -236,13 +236,13 @@ def test_path_max_below_a_fuse_mount_subdirectory_matches_a_local_directory(
     tmp_path: Path, mode: str
 ) -> None:
     """The mount serves each object by inode; disk mode must not turn it back into a
-    whole path the host refuses. (The same steps run in every mode's mount in
-    test_mount_posix; this one makes sure disk mode is served through FUSE.)"""
+    whole path the host refuses. (The same steps run in every kind of mount in
+    test_mount_posix; this one asks for FUSE in every mode.)"""
     local = tmp_path / "local"
     local.mkdir()
     expected, got = Log(), Log()
     seq_path_max(local, expected)
-    with fresh_mount(tmp_path / "m", mode) as mounted:
+    with fresh_mount(tmp_path / "m", mode, fuse=True) as mounted:
         assert mount_table()[mounted.root].startswith("fuse")
         top = mounted.root / "sub"
         top.mkdir()
