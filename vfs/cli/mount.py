@@ -43,8 +43,9 @@ from vfs.state.registry import Registry
     type=click.FloatRange(min=0),
     default=None,
     help="Seconds the kernel caches names and attributes of a FUSE mount. Default: "
-    "long in sqlite and hybrid mode (the mount follows the change journal), 1 in "
-    "disk mode, where it bounds how stale changes made by other processes may look.",
+    "long in sqlite mode and for what the mount itself created in hybrid mode (the "
+    "mount follows the change journal); 1 elsewhere, where it bounds how stale "
+    "changes made by other processes (or in hybrid's disk tree) may look.",
 )
 @click.pass_context
 def mount_command(
