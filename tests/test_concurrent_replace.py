@@ -137,8 +137,13 @@ def test_vfs_cat_never_fails_while_another_process_replaces_the_file(shared):
     assert_clean(results)
 
 
-def test_file_tools_and_artifacts_never_fail_while_another_process_replaces_the_file(shared):
-    results = race(shared, {"tools": ("tools", 400), "artifacts": ("artifacts", 300)})
+def test_file_tools_artifacts_and_export_never_fail_while_another_process_replaces_the_file(
+    shared,
+):
+    results = race(
+        shared,
+        {"tools": ("tools", 400), "artifacts": ("artifacts", 300), "export": ("export", 150)},
+    )
     assert_clean(results)
 
 

@@ -25,7 +25,7 @@ from typing import IO, Any
 import fsspec
 from fsspec.core import url_to_fs
 
-from vfs.backends.base import ROOT_INO, SPECIAL_TYPES, Attr, Backend
+from vfs.backends.base import ROOT_INO, SPECIAL_TYPES, Attr, Backend, Handle
 from vfs.backends.host import make_node
 from vfs.workspace import Workspace
 
@@ -80,12 +80,20 @@ def _walk(backend: Backend, ino: int = ROOT_INO, prefix: str = "") -> Iterator[t
             yield from _walk(backend, attr.ino, f"{path}/")
 
 
-def _read_pieces(backend: Backend, attr: Attr) -> Iterator[bytes]:
-    with backend.open(attr.ino) as handle:
-        offset = 0
-        while piece := handle.read(offset, PIECE):
-            yield piece
-            offset += len(piece)
+def _opened(backend: Backend, item: Item) -> tuple[Handle, Attr] | None:
+    """The file ``item`` names, opened by name (a file another process replaced
+    since the walk is read old or new, whole); None if it is gone since."""
+    try:
+        return backend.open_path(f"/{item.path}")
+    except FileNotFoundError:
+        return None
+
+
+def _pieces(handle: Handle) -> Iterator[bytes]:
+    offset = 0
+    while piece := handle.read(offset, PIECE):
+        yield piece
+        offset += len(piece)
 
 
 class _Stream(io.RawIOBase):
@@ -125,10 +133,15 @@ def _export_tar(backend: Backend, out: IO[bytes], gzip: bool, report: TransferRe
                 tar.addfile(info)
                 report.symlinks += 1
             elif attr.is_file:
-                info.size = attr.size
-                tar.addfile(info, io.BufferedReader(_Stream(_read_pieces(backend, attr))))
+                if (opened := _opened(backend, item)) is None:
+                    continue
+                handle, now = opened
+                with handle:
+                    info.size, info.mode = now.size, stat.S_IMODE(now.mode)
+                    info.mtime = now.mtime_ns / 1e9
+                    tar.addfile(info, io.BufferedReader(_Stream(_pieces(handle))))
                 report.files += 1
-                report.bytes += attr.size
+                report.bytes += now.size
             elif stat.S_ISSOCK(attr.mode):
                 report.skipped_sockets.append(item.path)
             elif attr.is_special:
@@ -154,13 +167,16 @@ def _export_local_dir(backend: Backend, root: Path, report: TransferReport) -> N
             os.utime(target, ns=(item.mtime_ns, item.mtime_ns), follow_symlinks=False)
             report.symlinks += 1
         elif attr.is_file:
-            with open(target, "wb") as out:
-                for piece in _read_pieces(backend, attr):
+            if (opened := _opened(backend, item)) is None:
+                continue
+            handle, now = opened
+            with handle, open(target, "wb") as out:
+                for piece in _pieces(handle):
                     out.write(piece)
-            os.chmod(target, stat.S_IMODE(item.mode))
-            os.utime(target, ns=(item.mtime_ns, item.mtime_ns))
+            os.chmod(target, stat.S_IMODE(now.mode))
+            os.utime(target, ns=(now.mtime_ns, now.mtime_ns))
             report.files += 1
-            report.bytes += attr.size
+            report.bytes += now.size
         elif attr.is_special:
             with contextlib.suppress(FileNotFoundError):
                 target.unlink()
@@ -175,11 +191,14 @@ def _export_remote_dir(backend: Backend, url: str, report: TransferReport) -> No
     fs, root = url_to_fs(url)
     for item, attr in _walk(backend):
         if attr.is_file:
-            with fs.open(f"{root.rstrip('/')}/{item.path}", "wb") as out:
-                for piece in _read_pieces(backend, attr):
+            if (opened := _opened(backend, item)) is None:
+                continue
+            handle, now = opened
+            with handle, fs.open(f"{root.rstrip('/')}/{item.path}", "wb") as out:
+                for piece in _pieces(handle):
                     out.write(piece)
             report.files += 1
-            report.bytes += attr.size
+            report.bytes += now.size
 
 
 def export_tree(ws: Workspace, dest: str) -> TransferReport:

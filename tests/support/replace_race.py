@@ -111,6 +111,27 @@ def _reader(front: str, home: str, agent: str, path: str) -> Callable[[int], byt
             return ws.artifacts.read(run.id, "out")
 
         return through_artifacts
+    if front == "export":
+        import tarfile
+        import tempfile
+
+        from vfs import Workspace
+        from vfs.export import export_tree
+
+        ws = Workspace.open(agent, home)
+        scratch = Path(tempfile.mkdtemp())
+
+        def through_export(i: int) -> bytes:
+            # A directory and a tar file in turn; only PATH is in the workspace.
+            if i % 2:
+                export_tree(ws, str(scratch / f"t{i}.tar"))
+                with tarfile.open(scratch / f"t{i}.tar") as tar:
+                    member = tar.extractfile(path.lstrip("/"))
+                    return member.read() if member else b""
+            export_tree(ws, str(scratch / f"d{i}"))
+            return (scratch / f"d{i}" / path.lstrip("/")).read_bytes()
+
+        return through_export
     if front == "mount":
         # PATH is a host path inside the mount here.
         return lambda i: Path(path).read_bytes()
