@@ -50,6 +50,16 @@ def make_chain(top: Path | int) -> int:
     return fd
 
 
+def write_deep_file(top: Path, data: bytes) -> None:
+    """:func:`make_chain` under ``top``, then :data:`FILE` at its bottom holding ``data``."""
+    fd = make_chain(top)
+    try:
+        with open(os.open(FILE, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "wb") as f:
+            f.write(data)
+    finally:
+        os.close(fd)
+
+
 # -- the engines, by inode ------------------------------------------------------------
 
 
@@ -117,12 +127,7 @@ def walk(backend: Backend, names: list[str]) -> int:
 def test_disk_inodes_learned_by_long_paths_reopen_after_a_restart(tmp_path: Path) -> None:
     """A fresh engine knows no descriptor: it reaches each inode by its path."""
     (tmp_path / "sub").mkdir()
-    fd = make_chain(tmp_path / "sub")
-    try:
-        with open(os.open(FILE, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "wb") as f:
-            f.write(b"on the host")
-    finally:
-        os.close(fd)
+    write_deep_file(tmp_path / "sub", b"on the host")
     backend = DiskBackend(tmp_path)
     try:
         parent = walk(backend, ["sub", *DIRS])
@@ -141,12 +146,7 @@ def test_hybrid_lower_files_below_path_max_read_copy_up_and_commit(
 ) -> None:
     tree = tmp_path / "tree"
     (tree / "sub").mkdir(parents=True)
-    fd = make_chain(tree / "sub")
-    try:
-        with open(os.open(FILE, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "wb") as f:
-            f.write(b"lower")
-    finally:
-        os.close(fd)
+    write_deep_file(tree / "sub", b"lower")
     backend = make_workspace("hybrid", workspace=tree).files_backend
     assert isinstance(backend, HybridBackend)
     parent = walk(backend, ["sub", *DIRS])

@@ -9,6 +9,7 @@ until the change shows, and requires the median delay to be within the bound.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import mmap
@@ -122,6 +123,20 @@ def median_delay(rounds: Callable[[int], float]) -> float:
     return statistics.median(rounds(i) for i in range(REPEATS))
 
 
+@contextlib.contextmanager
+def open_and_mapped(path: Path) -> Iterator[tuple[int, mmap.mmap]]:
+    """A read-only descriptor of ``path`` and a mapping of its first page."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        mapped = mmap.mmap(fd, 4096, prot=mmap.PROT_READ)
+        try:
+            yield fd, mapped
+        finally:
+            mapped.close()
+    finally:
+        os.close(fd)
+
+
 def test_new_content_shows_within_the_bound(live: tuple[Mounted, Changer]) -> None:
     mounted, change = live
     path = mounted.root / "content.txt"
@@ -139,28 +154,21 @@ def test_rewrite_in_place_shows_in_open_file_and_mmap(live: tuple[Mounted, Chang
     mounted, change = live
     path = mounted.root / "mapped.bin"
     change("pipe", "/mapped.bin", "a" * 4096)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        mapped = mmap.mmap(fd, 4096, prot=mmap.PROT_READ)
-        try:
+    with open_and_mapped(path) as (fd, mapped):
 
-            def round_(i: int) -> float:
-                letter, size = "bcdefghijk"[i], 4096 + 100 * i  # the file grows
-                assert os.pread(fd, 8, 0) != letter.encode() * 8  # cached now
-                change("overwrite", "/mapped.bin", letter * size)
-                delay = delay_until(
-                    lambda: (
-                        os.pread(fd, size + 1, 0) == letter.encode() * size
-                        and os.fstat(fd).st_size == size
-                    )
+        def round_(i: int) -> float:
+            letter, size = "bcdefghijk"[i], 4096 + 100 * i  # the file grows
+            assert os.pread(fd, 8, 0) != letter.encode() * 8  # cached now
+            change("overwrite", "/mapped.bin", letter * size)
+            delay = delay_until(
+                lambda: (
+                    os.pread(fd, size + 1, 0) == letter.encode() * size
+                    and os.fstat(fd).st_size == size
                 )
-                return max(delay, delay_until(lambda: mapped[:8] == letter.encode() * 8))
+            )
+            return max(delay, delay_until(lambda: mapped[:8] == letter.encode() * 8))
 
-            assert median_delay(round_) <= BOUND_S
-        finally:
-            mapped.close()
-    finally:
-        os.close(fd)
+        assert median_delay(round_) <= BOUND_S
 
 
 def test_grown_and_shrunk_files_show_their_size_within_the_bound(
@@ -190,29 +198,21 @@ def test_a_file_shrunk_elsewhere_shows_in_open_file_and_mmap(
     mounted, change = live
     path = mounted.root / "shrinking.bin"
     change("pipe", "/shrinking.bin", "a" * 8192)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        mapped = mmap.mmap(fd, 4096, prot=mmap.PROT_READ)
-        try:
-            sizes = [8000, 6000, 7000, 5000, 4500, 6500, 4097]
+    with open_and_mapped(path) as (fd, mapped):
+        sizes = [8000, 6000, 7000, 5000, 4500, 6500, 4097]
 
-            def round_(i: int) -> float:
-                letter, size = "bcdefgh"[i], sizes[i]
-                assert os.pread(fd, 8, 0) != letter.encode() * 8  # cached now
-                change("rewrite", "/shrinking.bin", letter * size)
-                delay = delay_until(
-                    lambda: (
-                        os.fstat(fd).st_size == size
-                        and os.pread(fd, 9000, 0) == letter.encode() * size
-                    )
+        def round_(i: int) -> float:
+            letter, size = "bcdefgh"[i], sizes[i]
+            assert os.pread(fd, 8, 0) != letter.encode() * 8  # cached now
+            change("rewrite", "/shrinking.bin", letter * size)
+            delay = delay_until(
+                lambda: (
+                    os.fstat(fd).st_size == size and os.pread(fd, 9000, 0) == letter.encode() * size
                 )
-                return max(delay, delay_until(lambda: mapped[:8] == letter.encode() * 8))
+            )
+            return max(delay, delay_until(lambda: mapped[:8] == letter.encode() * 8))
 
-            assert median_delay(round_) <= BOUND_S
-        finally:
-            mapped.close()
-    finally:
-        os.close(fd)
+        assert median_delay(round_) <= BOUND_S
 
 
 def test_new_and_removed_names_show_within_the_bound(live: tuple[Mounted, Changer]) -> None:
