@@ -519,6 +519,9 @@ class FileTables:
         MiB to a blob (one object per chunk would cost a file or a request each).
         ``size``, the file's size if the caller knows it, spares reading it."""
         spilled = {}
+        blobs = self.db.blobs
+        if size is None and blobs is not None and blobs.threshold:
+            size = self.size(ino)  # once for every chunk, not a read per chunk
         for idx, data in chunks.items():
             trimmed = data.rstrip(b"\0")
             if trimmed and self._spills(ino, idx, trimmed, size):
