@@ -285,7 +285,7 @@ def main() -> None:
         columns += [f"sqlite {int(s) // 1024}K" for s in args.chunk_sizes.split(",")]
     else:
         for mode in args.modes.split(","):
-            if importlib.util.find_spec(f"backends.{mode}") is not None:
+            if importlib.util.find_spec(f"vfs.backends.{mode}") is not None:
                 columns.append(mode)
     # Runs interleave the columns, so a change in the machine's load hits all of them.
     runs: dict[str, list[dict[str, float]]] = {c: [] for c in columns}
