@@ -18,8 +18,8 @@ import stat
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
-from typing import Protocol
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
 from vfs.backends.chunks import SharedChunks
 from vfs.backends.names import check_name, split_path
@@ -89,9 +89,11 @@ def close_all(handles: Iterable[Closable]) -> None:
         raise failure
 
 
-@dataclass(frozen=True, slots=True)
-class Attr:
-    """What ``stat`` says of one inode. Times are nanoseconds since the epoch."""
+class Attr(NamedTuple):
+    """What ``stat`` says of one inode. Times are nanoseconds since the epoch.
+
+    A named tuple, not a frozen dataclass: every lookup builds one, and a
+    frozen dataclass's ``__init__`` took 2.7 µs of a 15 µs ``info``."""
 
     ino: int
     mode: int
@@ -128,7 +130,7 @@ class Attr:
         return (self.size + 511) // 512
 
     def with_(self, **changes: int) -> Attr:
-        return replace(self, **changes)
+        return self._replace(**changes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,6 @@ for the life of the object (a mount's lifetime), as a kernel expects.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import stat
@@ -82,7 +81,7 @@ class CheckpointDirs:
         return outer
 
     def _shown(self, checkpoint_id: int, attr: Attr) -> Attr:
-        return dataclasses.replace(attr, ino=self._number(checkpoint_id, attr.ino))
+        return attr.with_(ino=self._number(checkpoint_id, attr.ino))
 
     def _split(self, ino: int) -> tuple[Backend, int, int]:
         found = self._inner.get(ino)

@@ -56,13 +56,16 @@ def split_path(path: str) -> list[str]:
         # one that no switch to disk mode, export or copy could write out.
         raise OSError(errno.ENAMETOOLONG, f"path too long (the limit is {PATH_MAX - 1} bytes)",
                       short_path(path))  # fmt: skip
-    parts = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            raise PermissionError(errno.EACCES, "'..' is not allowed in a workspace path", path)
-        parts.append(check_name(part))
+    parts = path.split("/")
+    if "" in parts or "." in parts:
+        parts = [part for part in parts if part not in ("", ".")]
+    if ".." in parts:
+        raise PermissionError(errno.EACCES, "'..' is not allowed in a workspace path", path)
+    for part in parts:
+        # Every call walks a path, so the common name (short ASCII, with no NUL
+        # or '/' after the checks above) is not encoded to be measured.
+        if len(part) > NAME_MAX or not part.isascii():
+            check_name(part)
     return parts
 
 

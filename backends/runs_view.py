@@ -86,6 +86,8 @@ def is_reserved(ino: int) -> bool:
 
 def _in_reserved(path: str) -> bool:
     """Whether ``path`` starts with the ``/.vfs`` name (symlinks are not followed here)."""
+    if RESERVED_NAME not in path:
+        return False  # every path is checked: most never mention the name
     first = next((part for part in path.split("/") if part not in ("", ".")), None)
     return first == RESERVED_NAME
 
