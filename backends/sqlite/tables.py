@@ -358,13 +358,17 @@ class FileTables:
         ino = str(ROOT_INO)
         for k in range(1, depth + 1):
             ino = f"(SELECT ino FROM entries WHERE parent = {ino} AND name = ?{k})"
-        first = "(SELECT chunk FROM file_chunks WHERE ino = inodes.ino AND idx = 0)"
-        data = (
-            "".join(f", (SELECT {c} FROM chunks WHERE id = {first})" for c in _CONTENT)
-            if with_data
-            else ""
+        if not with_data:
+            return f"SELECT {INODE_COLUMNS} FROM inodes WHERE ino = {ino}"
+        # The first chunk's columns by two joins, not a subquery per column (each of
+        # which found the chunk again): ~1 µs of a ~12 µs read.
+        columns = ", ".join(f"i.{c}" for c in INODE_COLUMNS.split(", "))
+        content = ", ".join(f"c.{c}" for c in _CONTENT)
+        return (
+            f"SELECT {columns}, {content} FROM inodes AS i"
+            " LEFT JOIN file_chunks AS f ON f.ino = i.ino AND f.idx = 0"
+            f" LEFT JOIN chunks AS c ON c.id = f.chunk WHERE i.ino = {ino}"
         )
-        return f"SELECT {INODE_COLUMNS}{data} FROM inodes WHERE ino = {ino}"
 
     @staticmethod
     @functools.cache
