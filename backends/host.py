@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import platform
 import re
@@ -38,7 +39,11 @@ _PATH_MAX = 4096
 openat2_available = _SYS_OPENAT2 is not None
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
+# openat2's own prototype on a private handle of syscall(2): declared argument
+# types convert in C, and every path lookup in disk mode makes this call.
+_openat2_call = ctypes.CDLL(None, use_errno=True).syscall
+_openat2_call.restype = ctypes.c_long
+_openat2_call.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]  # fmt: skip
 _renameat2_call = getattr(_libc, "renameat2", None)  # glibc >= 2.28
 if _renameat2_call is not None:
     _renameat2_call.restype = ctypes.c_int
@@ -86,7 +91,7 @@ def open_beneath(
             resolve |= _RESOLVE_NO_SYMLINKS
         # A mode is an error unless the call can create (O_TMPFILE includes O_DIRECTORY).
         creates = flags & os.O_CREAT or flags & os.O_TMPFILE == os.O_TMPFILE
-        how = _OpenHow(flags, mode if creates else 0, resolve)
+        how = _open_how(flags, mode if creates else 0, resolve)
         raw = os.fsencode(path)
         if len(raw) < _PATH_MAX:
             fd = _openat2(root_fd, raw, how)
@@ -100,16 +105,20 @@ def open_beneath(
     return _walk_beneath(root_fd, path, flags, mode)
 
 
+@functools.lru_cache(maxsize=64)
+def _open_how(flags: int, mode: int, resolve: int) -> _OpenHow:
+    """The ``open_how`` of these values, built once: callers never change it."""
+    return _OpenHow(flags, mode, resolve)
+
+
 def _openat2(dir_fd: int, raw: bytes, how: _OpenHow) -> int:
     """One ``openat2``: the descriptor, or minus the errno."""
     assert _SYS_OPENAT2 is not None  # the callers checked
     code = errno.EAGAIN
+    address, size = ctypes.addressof(how), ctypes.sizeof(how)
     # EAGAIN: a concurrent rename raced the resolution (the kernel asks to retry).
     for _ in range(16):
-        fd = _libc.syscall(
-            ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dir_fd), ctypes.c_char_p(raw),
-            ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)),
-        )  # fmt: skip
+        fd = _openat2_call(_SYS_OPENAT2, dir_fd, raw, address, size)
         if fd >= 0:
             return int(fd)
         code = ctypes.get_errno()

@@ -171,7 +171,9 @@ class DiskBackend(Backend):
         """``path`` relative to the root, when one ``openat2`` beneath the root may
         resolve it; None for the root itself, a reserved name, or a closed backend."""
         parts = split_path(path)  # refuses '..' and NUL, checks every name
-        if not parts or self._root_fd < 0 or any(p.startswith(TEMP_PREFIX) for p in parts):
+        if not parts or self._root_fd < 0:
+            return None
+        if TEMP_PREFIX in path and any(p.startswith(TEMP_PREFIX) for p in parts):
             return None
         return "/".join(parts)
 
