@@ -47,7 +47,7 @@ from vfs.backends.hybrid.nodes import (
     lower_attr,
 )
 from vfs.backends.hybrid.upper import OverlayTables
-from vfs.backends.names import check_name
+from vfs.backends.names import check_name, split_path
 from vfs.backends.renames import RENAME_EXCHANGE, check_rename
 from vfs.backends.sqlite.backend import SqliteBackend
 
@@ -428,13 +428,43 @@ class HybridBackend(Backend):
     def read_file(self, path: str) -> bytes:
         # sqlite mode's one-statement fast path reads chunk rows only: fine for an
         # upper file, wrong for one whose bytes come partly from the lower tree.
-        found = self.tables.walk(path, follow=True)
-        if found is not None and self._layout(found.ino) is None:
-            small = self.tables.walk_small_file(path)
-            if small is not None:
-                return small[1]
+        # Checked after the read: a file replaced in between was read whole, as
+        # it was, and an upper file never gains lower bytes.
+        small = self.tables.walk_small_file(path)
+        if small is not None and self._layout(small[0].ino) is None:
+            return small[1]
         # Through a handle: it keeps the file while another process replaces it.
         return super().read_file(path)
+
+    def write_plain(
+        self, path: str, data: bytes, mode: int = 0o644, *, exclusive: bool = False
+    ) -> Attr | None:
+        """sqlite mode's whole-file write, where the upper layer decides it alone:
+        every directory on the way is an upper one, the name holds nothing or an
+        upper file with no lower bytes, and nothing of the lower tree shows
+        there (an opaque directory, a whiteout, or no lower entry). Else None:
+        the generic path copies up and whites out what the write replaces."""
+        self.check_writable()
+        parts = split_path(path)
+        with self.db.write():
+            slot = self.tables.slot_at(parts)
+            if slot is None:
+                return None
+            name = parts[-1]
+            if slot.child is not None and (
+                exclusive
+                or not stat.S_ISREG(slot.child_mode or 0)
+                or self._layout(slot.child) is not None
+            ):
+                return None
+            lower_dir = self.tables.merged_dir(slot.parent)
+            if (
+                lower_dir is not None
+                and not self.tables.hides(slot.parent, name)
+                and self.lower.lstat_or_none(join(lower_dir, name)) is not None
+            ):
+                return None
+            return self.upper.store_file(slot.parent, name, data, mode, slot.child)
 
     def write_file(self, parent: int, name: str, data: bytes, mode: int = 0o644) -> Attr:
         self.check_writable()

@@ -378,7 +378,7 @@ class SqliteBackend(Backend):
                 raise AssertionError("unreachable: slot() found no live directory")
             if slot.child_mode is not None and stat.S_ISDIR(slot.child_mode):
                 raise IsADirectoryError(errno.EISDIR, "Is a directory", name)
-            return self._store_file(parent, name, data, mode, slot.child)
+            return self.store_file(parent, name, data, mode, slot.child)
 
     def write_plain(
         self, path: str, data: bytes, mode: int = 0o644, *, exclusive: bool = False
@@ -393,12 +393,14 @@ class SqliteBackend(Backend):
                 return None
             if slot.child_mode is not None and (exclusive or not stat.S_ISREG(slot.child_mode)):
                 return None
-            return self._store_file(slot.parent, parts[-1], data, mode, slot.child)
+            return self.store_file(slot.parent, parts[-1], data, mode, slot.child)
 
-    def _store_file(
+    def store_file(
         self, parent: int, name: str, data: bytes, mode: int, existing: int | None
     ) -> Attr:
-        """A new inode holding ``data`` named ``parent/name``, in place of ``existing``."""
+        """A new inode holding ``data`` named ``parent/name``, in place of ``existing``
+        (the inode the name holds now, or None). The caller holds the write
+        transaction in which it found both; nothing is checked again."""
         tables = self.tables
         now = time.time_ns()
         file_mode = stat.S_IFREG | (mode & 0o7777)
