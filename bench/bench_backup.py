@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,18 +51,13 @@ def directory_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--mib", type=int, default=1024)
-    parser.add_argument("--no-s3", action="store_true")
-    args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="bench-backup-"))
+def measure(root: Path, mib: int, s3: bool) -> tuple[int, list[tuple[str, float, int]]]:
+    """Bytes of content, and (operation, seconds, bytes written) per row; all under ``root``."""
     home = root / "home"
     with Workspace.create("alice", home, mode="sqlite") as ws:
-        content = fill(ws, args.mib << 20)
+        content = fill(ws, mib << 20)
         native = root / "native"
         export_tree(ws, str(native))
-    mb = content / 1e6
     rows = []
     seconds, _ = timed(
         lambda: subprocess.run(
@@ -71,7 +67,7 @@ def main() -> None:
     rows.append(("tar -cf of the same tree (local)", seconds, content))
     targets = [("local", str(root / "backups"))]
     environment = None
-    server = s3_server() if not args.no_s3 else None
+    server = s3_server() if s3 else None
     if server is not None:
         environment = server.__enter__()
         apply(environment)
@@ -97,6 +93,20 @@ def main() -> None:
     finally:
         if server is not None:
             server.__exit__(None, None, None)
+    return content, rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mib", type=int, default=1024)
+    parser.add_argument("--no-s3", action="store_true")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="bench-backup-"))
+    try:  # the workspace, its export, the tar file and the backups: twice --mib or more
+        content, rows = measure(root, args.mib, s3=not args.no_s3)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    mb = content / 1e6
     print(f"workspace: {content / (1 << 20):.0f} MiB of content in sqlite mode")
     print(
         f"| {'operation':<34} | {'seconds':>8} | {'MB/s of content':>15} | {'bytes written':>14} |"

@@ -105,7 +105,10 @@ def main() -> None:
         with Workspace.open("sq", home) as ws:
             load_sqlite(ws, native)
         Workspace.create("dk", home, mode="disk", workspace=native).close()
-        Workspace.create("hy", home, mode="hybrid", workspace=native).close()
+        # No two agents may share a workspace: the hybrid one reads a copy of the tree.
+        lower = base / "lower"
+        shutil.copytree(native, lower)
+        Workspace.create("hy", home, mode="hybrid", workspace=lower).close()
         for agent, mode in [("sq", "sqlite"), ("dk", "disk")]:
             where = base / f"mnt-{agent}"
             where.mkdir()
