@@ -55,9 +55,10 @@ class InodeMap:
     def learned(self, st: os.stat_result, rel: str) -> Attr:
         """Host object ``st`` was found at workspace path ``rel``: remember it there."""
         attr = self.attr_of(st)
-        if attr.ino != ROOT_INO:
+        # Most lookups find what was known; a dict read needs no lock under the GIL.
+        if attr.ino != ROOT_INO and self._inos.get(rel) != attr.ino:
             with self._lock:
-                if self._inos.get(rel) != attr.ino:  # most lookups find what was known
+                if self._inos.get(rel) != attr.ino:  # another thread may have just learned it
                     self.drop_path(rel)
                     self._inos[rel] = attr.ino
                     self._paths.setdefault(attr.ino, set()).add(rel)
