@@ -118,7 +118,15 @@ def check_mountable(agent: str, mountpoint: str | os.PathLike[str], home: Path) 
     if any(where.iterdir()):
         raise OSError(errno.ENOTEMPTY, "mount point is not empty", str(where))
     registry = Registry(home)
-    registry.get(agent)
+    workspace = registry.get(agent).workspace.resolve()
+    if where == workspace or where.is_relative_to(workspace):
+        # Its files would show inside themselves: a walk of the tree never ends,
+        # and a FUSE server reading its own mount waits for itself.
+        raise OSError(
+            errno.EINVAL,
+            f"mount point is inside agent {agent}'s own workspace directory ({workspace})",
+            str(where),
+        )
     for record in MountTable(registry.db).for_agent(agent):
         raise OSError(
             errno.EBUSY,

@@ -58,8 +58,7 @@ SCENARIOS: dict[str, tuple[Callable[[Workspace, Path], None], str, str]] = {
         "create",
     ),
     "an upper file whose name appeared on disk since": (
-        lambda ws, low: (ws.fs.pipe_file("/later", b"upper"), (low / "later").write_text("disk"))
-        and None,
+        lambda ws, low: _upper_then_on_disk(ws, low, "later"),
         "/later",
         "overwrite",
     ),
@@ -74,6 +73,12 @@ SCENARIOS: dict[str, tuple[Callable[[Workspace, Path], None], str, str]] = {
         "overwrite",
     ),
 }
+
+
+def _upper_then_on_disk(ws: Workspace, low: Path, name: str) -> None:
+    """A new upper file, then a disk file of the same name under it."""
+    ws.fs.pipe_file(f"/{name}", b"upper")
+    (low / name).write_text("disk")
 
 
 def _append(ws: Workspace, path: str) -> None:

@@ -104,6 +104,26 @@ def test_cli_mount_refusals_are_one_line_and_exit_1(tmp_path: Path) -> None:
     assert "not mounted" in vfs("umount", str(other), home=home, check=False).stderr
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_a_mount_point_inside_the_agents_own_workspace_is_refused(
+    tmp_path: Path, mode: str
+) -> None:
+    home = tmp_path / "home"
+    create_agent(home, mode)
+    with Workspace.open("alice", home) as ws:
+        inside = ws.registry.get("alice").workspace / "sub" / "mnt"
+    inside.mkdir(parents=True)
+    done = vfs("mount", "alice", str(inside), home=home, check=False)
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "inside agent alice's own workspace directory" in done.stderr
+    with pytest.raises(OSError, match="own workspace directory") as refused:
+        mount_process.start("alice", inside, home=home, fuse=True)
+    assert refused.value.errno == errno.EINVAL
+    assert inside not in mount_table()
+    assert json.loads(vfs("mounts", "--json", home=home).stdout) == []
+
+
 def test_mount_without_dev_fuse_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "home"
     create_agent(home, "sqlite")
