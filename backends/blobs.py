@@ -285,17 +285,22 @@ class Collection:
     waiting_for: list[str] = field(default_factory=list)  # users that never published
 
 
-def collect(store: BlobStore, published: dict[str, set[str]], *, delete: bool) -> Collection:
+def collect(
+    store: BlobStore, read: dict[str, tuple[float, set[str]]], *, delete: bool
+) -> Collection:
     """Find (and with ``delete``, delete) the blobs no user of ``store`` references.
 
-    ``published``: the referenced keys of the users this caller could read
-    itself, already published with :meth:`BlobStore.publish`. Users of other
-    homes and machines count through what they last published; while one of
-    them never has, nothing is collected.
+    ``read``: for each user this caller could read itself, when that read
+    began and the keys it references (published with :meth:`BlobStore.publish`
+    first when deleting; a report changes nothing in the store). Users of
+    other homes and machines count through what they last published; while
+    one of them never has, nothing is collected.
     """
     result = Collection(store.url)
     users = store.users()
-    referenced: set[str] = set().union(*published.values()) if published else set()
+    for user, (began, keys) in read.items():
+        users[user] = {"published_at": began, "keys": keys}
+    referenced: set[str] = set()
     oldest = time.time()
     for note in users.values():
         if note.get("keys") is None or note.get("published_at") is None:

@@ -245,10 +245,14 @@ def test_doctor_reports_orphan_blobs_past_the_grace_period_and_fix_deletes_them(
         ws.fs.pipe("/kept.bin", BIG[::-1])
         ws.fs.rm("/big.bin")
         store = ws.directory / "blobs"
+    publications = {p: p.read_bytes() for p in (store / "users").iterdir()}
+    assert publications
     assert run_vfs("doctor", "alice").stdout.startswith("ok:")  # young: not orphans yet
     configure(home, blob_grace=0)
     found = run_vfs("doctor", "alice", "--json")
     assert found.returncode == 1
+    # A report changes nothing in the store, not even what this home published.
+    assert {p: p.read_bytes() for p in (store / "users").iterdir()} == publications
     [orphans] = json.loads(found.stdout)[0]["remaining"]
     assert orphans["kind"] == "orphan blobs" and orphans["detail"].startswith("1 in ")
     fixed = run_vfs("doctor", "alice", "--fix")

@@ -28,23 +28,22 @@ def _same_place(url: str) -> str:
     return os.path.abspath(url) if "://" not in url else url.rstrip("/")
 
 
-def _publish(store: BlobStore, record: AgentRecord) -> set[str]:
-    """Publish the blobs ``record``'s database names; returns them."""
+def _referenced(record: AgentRecord) -> tuple[float, set[str]]:
+    """When the read began, and the blobs ``record``'s database names."""
     db = Database(record.db_path, "agent", create=False)
     try:
         started = time.time()  # before the read: a row committed later is covered by grace
-        keys = ChunkStore(db).blob_keys()
+        return started, ChunkStore(db).blob_keys()
     finally:
         db.close()
-    store.publish(started, keys)
-    return keys
 
 
 def collect_blobs(
     registry: Registry, agent: str | None = None, *, delete: bool
 ) -> list[Collection]:
     """Find (and with ``delete``, delete) unreferenced blobs in the stores that this
-    home's agents use (only ``agent``'s store when given), one result per store."""
+    home's agents use (only ``agent``'s store when given), one result per store.
+    Only a deletion publishes this home's references: a report writes nothing."""
     records = registry.list()
     stores: dict[str, tuple[BlobStore, list[AgentRecord]]] = {}
     for record in records:
@@ -60,9 +59,11 @@ def collect_blobs(
     for store, users in stores.values():
         if not store.fs.exists(store.root):
             continue  # never used: nothing to collect, and nothing to create
-        published = {}
+        read = {}
         for record in users:
             user = _store_of(registry, record)
-            published[user.user] = _publish(user, record)
-        results.append(collect(store, published, delete=delete))
+            read[user.user] = _referenced(record)
+            if delete:  # what a deletion relied on is there for other homes to see
+                user.publish(*read[user.user])
+        results.append(collect(store, read, delete=delete))
     return results
