@@ -242,6 +242,22 @@ def test_fsspec_info_says_other_with_the_mode_and_cat_fails_cleanly(home, tmp_pa
             ws.fs.open("dev/null", "rb").read()
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_copying_a_special_file_is_einval_in_every_mode_and_writes_nothing(home, tmp_path, mode):
+    agent_with_special(home, mode, tmp_path)
+    with Workspace.open("alice", home) as ws:
+        for path in SPECIAL:
+            with pytest.raises(OSError, match="not a regular file") as refused:
+                ws.fs.cp_file(path, "copy")
+            assert refused.value.errno == errno.EINVAL, path
+            assert not ws.fs.exists("copy")
+        with pytest.raises(IsADirectoryError):  # a directory is still EISDIR
+            ws.files_backend.copy_file(ws.fs.info("run")["ino"], ROOT_INO, "copy")
+    failed = vfs("cp", "alice:/run/fifo", "alice:/copy", home=home)
+    assert failed.returncode == 1
+    assert failed.stderr.count("\n") == 1 and "not a regular file" in failed.stderr
+
+
 def vfs(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(Path(sys.executable).with_name("vfs")), *args],

@@ -473,8 +473,10 @@ class SqliteBackend(Backend):
         tables.open_files.flush(ino)
         with self.db.write():
             source = tables.get(ino)
-            if not source.is_file:
-                raise IsADirectoryError(errno.EISDIR, "not a regular file", name)
+            if source.is_dir:
+                raise IsADirectoryError(errno.EISDIR, "Is a directory", name)
+            if not source.is_file:  # as the other engines' copy, which opens it, says
+                raise OSError(errno.EINVAL, "not a regular file", name)
             handle = self.tmpfile(parent, source.mode & 0o7777)
             tables.share_chunks(ino, handle.ino)
             self.db.execute("UPDATE inodes SET size = ? WHERE ino = ?", (source.size, handle.ino))
