@@ -219,6 +219,7 @@ def start(
     timeout: float = START_TIMEOUT_S,
     fuse: bool = False,
     fallback: bool = True,
+    temporary: bool = False,
 ) -> Mount:
     """Mount ``agent`` at ``mountpoint``; return once the mount is live.
 
@@ -226,7 +227,9 @@ def start(
     everything else (and everything with ``fuse``) a FUSE mount served by a
     background process. Without ``fallback``, a bind mount the kernel refuses
     is that ``OSError`` (``EPERM``) rather than a FUSE mount. ``options`` and
-    ``cache_timeout`` are FUSE's.
+    ``cache_timeout`` are FUSE's. A ``temporary`` FUSE mount lives no longer
+    than this process: killed, even by SIGKILL, its mount is flushed and
+    unmounted, and the mount point directory removed.
     """
     home_dir = resolve_home(home)
     where = check_mountable(agent, mountpoint, home_dir)
@@ -242,7 +245,7 @@ def start(
     need_fuse()
     process = _serve_in_background(
         agent, where, home_dir, read_only=read_only, options=options,
-        cache_timeout=cache_timeout, timeout=timeout,
+        cache_timeout=cache_timeout, timeout=timeout, temporary=temporary,
     )  # fmt: skip
     return Mount(agent, where, FUSE, home_dir, process)
 
@@ -256,6 +259,7 @@ def _serve_in_background(
     options: Iterable[str],
     cache_timeout: float | None,
     timeout: float,
+    temporary: bool = False,
 ) -> subprocess.Popen[bytes]:
     log_path = Registry(home_dir).agent_dir(agent) / "mount.log"
     ready_read, ready_write = os.pipe()
@@ -267,6 +271,8 @@ def _serve_in_background(
         command += ["--cache-timeout", str(cache_timeout)]
     if read_only:
         command.append("--read-only")
+    if temporary:
+        command += ["--owner-pid", str(os.getpid())]
     for option in options:
         command += ["-o", option]
     with open(log_path, "ab") as log_file:

@@ -83,15 +83,18 @@ def run_mounted(
     try:
         try:
             mount = start(
-                agent, where, home=home_dir, read_only=read_only, fuse=fuse, fallback=False
-            )
+                agent, where, home=home_dir, read_only=read_only, fuse=fuse, fallback=False,
+                temporary=True,
+            )  # fmt: skip
         except OSError as exc:
             if exc.errno not in NOT_PERMITTED:
                 raise
             status = _run_in_namespace(agent, command, where, home_dir, env, read_only=read_only)
             if status is not None:
                 return status
-            mount = start(agent, where, home=home_dir, read_only=read_only, fuse=True)
+            mount = start(
+                agent, where, home=home_dir, read_only=read_only, fuse=True, temporary=True
+            )
         try:
             return _run(command, lambda: subprocess.Popen(list(command), cwd=where, env=env))
         finally:

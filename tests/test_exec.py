@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -140,6 +141,39 @@ def test_sigterm_to_vfs_exec_ends_the_command_then_unmounts(home: Path, scratch:
     with Workspace.open("alice", home) as ws:
         assert ws.fs.cat("/trapped.txt") == b"stopped"
     assert_nothing_left(home, scratch)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_vfs_exec_killed_by_sigkill_leaves_no_fuse_mount_behind(
+    home: Path, scratch: Path, mode: str
+) -> None:
+    require_mode(mode)
+    Workspace.create("alice", home, mode=mode).close()
+    command = [str(Path(sys.executable).with_name("vfs")), "--home", str(home), "exec", "alice"]
+    script = "printf $$ > pid.txt; printf kept > data.txt; : > up.txt; exec sleep 60"
+    runner = subprocess.Popen([*command, "--fuse", "--", "sh", "-c", script])
+    orphan = None
+    try:
+        deadline = time.monotonic() + 60
+        while not any(True for _ in scratch.glob("*/up.txt")):
+            assert time.monotonic() < deadline, "the command never started"
+            time.sleep(0.05)
+        orphan = int(next(scratch.glob("*/pid.txt")).read_text())
+        runner.kill()
+        runner.wait(timeout=10)
+        # The mount's process sees its owner die, flushes, unmounts and removes the directory.
+        deadline = time.monotonic() + 30
+        while list(scratch.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert_nothing_left(home, scratch)
+        with Workspace.open("alice", home) as ws:
+            assert ws.fs.cat("/data.txt") == b"kept"
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        if orphan is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(orphan, signal.SIGKILL)
 
 
 def test_a_process_the_command_leaves_behind_cannot_keep_the_mount(
