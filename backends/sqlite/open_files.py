@@ -90,8 +90,9 @@ class OpenFiles:
 
     def is_open(self, ino: int) -> bool:
         """Whether this process has ``ino`` open."""
-        with self._lock:
-            return bool(self._handles.get(ino))
+        # Asked on every path lookup; one dict read is atomic under the GIL, and
+        # a handle opened concurrently races the lookup either way.
+        return bool(self._handles.get(ino))
 
     def handles(self, ino: int | None = None) -> list[BufferedFile]:
         """The open handles of ``ino`` in this process (of every inode with None)."""

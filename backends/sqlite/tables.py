@@ -431,7 +431,9 @@ class FileTables:
             return None
         attr, stored = attr_of(row[: -len(_CONTENT)]), row[-len(_CONTENT) :]
         data = b"" if stored[1] is None else self.chunks.content(stored, path)
-        return attr, data + bytes(attr.size - len(data))  # trailing zeros are not stored
+        if len(data) < attr.size:
+            data += bytes(attr.size - len(data))  # trailing zeros are not stored
+        return attr, data
 
     def close(self) -> None:
         """Close every file this process has open, then the inode lock file."""
