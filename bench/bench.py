@@ -2,7 +2,9 @@
 
 Prints one table. Each column runs in its own process (so that its peak RSS
 is its own), --repeat times, interleaved; each cell is the median. The scale
-rows (--scale files in one directory, --agent-files in the agent) run once. Usage::
+rows (--scale files in one directory, --agent-files in the agent) run in one
+process per column, beside the same operations in a directory of --files
+files, three rounds alternating between the two (the median of each). Usage::
 
     python bench/bench.py [--files 1000] [--stream-mib 256] [--modes sqlite,disk,hybrid]
     python bench/bench.py --quick                          # a minute: 200 files, one run
@@ -23,6 +25,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -123,15 +126,16 @@ def host_directory(fs: Any, directory: str) -> str | None:
     return None
 
 
-def sample_ops(fs: Any, directory: str, count: int, sample: int) -> dict[str, float]:
-    """Per-file costs of ``sample`` writes, reads and infos among ``count`` files."""
+def sample_ops(fs: Any, directory: str, count: int, sample: int, new: str) -> dict[str, float]:
+    """Per-file costs of ``sample`` writes (of new files named ``new``...), reads and
+    infos among the ``count`` files of ``directory``, and of listing it."""
     out: dict[str, float] = {}
     payloads = [os.urandom(SMALL) for _ in range(sample)]
     step = max(1, count // sample)
     picks = [f"{directory}/f{i:07d}" for i in range(0, count, step)][:sample]
     start = time.perf_counter()
     for i, data in enumerate(payloads):
-        fs.pipe_file(f"{directory}/n{i:07d}", data)
+        fs.pipe_file(f"{directory}/{new}{i:07d}", data)
     out[W_ONE] = per_file(time.perf_counter() - start, sample)
     start = time.perf_counter()
     for path in picks:
@@ -141,6 +145,10 @@ def sample_ops(fs: Any, directory: str, count: int, sample: int) -> dict[str, fl
     for path in picks:
         fs.info(path)
     out[INFO] = per_file(time.perf_counter() - start, len(picks))
+    listing = getattr(fs, "iterdir", fs.ls)  # agentvfs lists without holding the directory
+    start = time.perf_counter()
+    entries = sum(1 for _ in listing(directory, detail=True))
+    out[LS_ENTRY] = per_file(time.perf_counter() - start, entries)
     return out
 
 
@@ -154,31 +162,47 @@ def database_bytes(workdir: Path) -> int:
 
 
 def measure_scale(
-    fs: Any, root: str, count: int, agent_files: int, sample: int
+    fs: Any,
+    root: str,
+    count: int,
+    agent_files: int,
+    sample: int,
+    metadata_bytes: Callable[[int], float | None],
+    rounds: int = 3,
 ) -> dict[str, float]:
-    """Costs with ``count`` files in one directory (and ``agent_files`` in the agent)."""
+    """Costs with ``count`` files in one directory (and ``agent_files`` in the agent),
+    each beside the same costs in a directory of ``sample`` files, measured in the
+    same process in alternating rounds (the median of each): run apart, the two
+    moved by more than the growth they are compared for. ``metadata_bytes(n)``:
+    the database bytes per file the fills of ``n`` files (of one shared
+    content) added, or None where there is no database."""
     out: dict[str, float] = {}
+    fill(fs, f"{root}/base", sample)
     fill(fs, f"{root}/big", count)
-    for row, value in sample_ops(fs, f"{root}/big", count, sample).items():
-        out[f"{row} @{count:,} in one dir"] = value
-    listing = getattr(fs, "iterdir", fs.ls)  # agentvfs lists without holding the directory
-    start = time.perf_counter()
-    entries = sum(1 for _ in listing(f"{root}/big", detail=True))
-    elapsed = time.perf_counter() - start
-    # Memory in a second pass: tracemalloc slows every allocation down.
+    per_file_bytes = metadata_bytes(sample + count)
+    if per_file_bytes is not None:
+        out["database bytes per file (metadata)"] = per_file_bytes
+    runs: dict[int, list[dict[str, float]]] = {sample: [], count: []}
+    for r in range(rounds):
+        for files, directory in ((sample, "base"), (count, "big")):
+            runs[files].append(sample_ops(fs, f"{root}/{directory}", files, sample, f"n{r}-"))
+    for files, measured in runs.items():
+        for row, value in median_of(measured).items():
+            out[scale_row(row, files)] = value
+    # Memory in a pass of its own: tracemalloc slows every allocation down.
+    listing = getattr(fs, "iterdir", fs.ls)
     tracemalloc.start()
     for _ in listing(f"{root}/big", detail=True):
         pass
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    out[f"ls @{count:,} (µs/entry)"] = per_file(elapsed, entries)
     out[f"ls @{count:,} peak Python MiB"] = peak / (1 << 20)
     if agent_files:
         per_dir = 1000
         for d in range(0, max(0, agent_files - count), per_dir):
             fill(fs, f"{root}/tree/d{d // per_dir:05d}", per_dir)
         total = count + max(0, agent_files - count)
-        for row, value in sample_ops(fs, f"{root}/tree/d00000", per_dir, sample).items():
+        for row, value in sample_ops(fs, f"{root}/tree/d00000", per_dir, sample, "n").items():
             out[f"{row} @{total:,} in agent"] = value
         start = time.perf_counter()
         found = len(fs.find(root or "/"))
@@ -188,6 +212,10 @@ def measure_scale(
         out[f"du @{total:,} (s)"] = time.perf_counter() - start
         assert found >= total, (found, total)
     return out
+
+
+def scale_row(row: str, files: int) -> str:
+    return f"{row} @{files:,} in one dir"
 
 
 def run_column(column: str, workdir: Path, args: argparse.Namespace) -> dict[str, float]:
@@ -207,14 +235,17 @@ def run_column(column: str, workdir: Path, args: argparse.Namespace) -> dict[str
         if not args.scale_only:
             return measure(fs, root, args.files, args.stream_mib)
         before = database_bytes(workdir)
-        out = measure_scale(fs, root, args.scale, args.agent_files, args.files)
+
+        def metadata_bytes(files: int) -> float | None:
+            if ws is None:
+                return None
+            ws.db.checkpoint()  # the WAL folded into the database, as it will be
+            return (database_bytes(workdir) - before) / files
+
+        return measure_scale(fs, root, args.scale, args.agent_files, args.files, metadata_bytes)
     finally:
         if ws is not None:
-            ws.close()  # checkpoints the WAL into the database
-    if ws is not None:
-        files = max(args.scale, args.agent_files) + 2 * args.files
-        out["database bytes per file"] = (database_bytes(workdir) - before) / files
-    return out
+            ws.close()
 
 
 W_ONE = "write one by one (µs/file)"
@@ -222,10 +253,12 @@ W_TX = "write in one transaction (µs/file)"
 READ = "read (µs/file)"
 INFO = "info (µs/file)"
 LS = "ls of N (ms)"
+LS_ENTRY = "ls (µs/entry)"
 S_WRITE = "stream write (MB/s)"
 S_READ = "stream read (MB/s)"
 RSS = "peak RSS (MiB)"
 RATIO_ROWS = (W_ONE, W_TX, READ, INFO, LS)
+SCALE_ROWS = (W_ONE, READ, INFO, LS_ENTRY)
 
 
 def child(column: str, args: argparse.Namespace, scale: bool) -> dict[str, float]:
@@ -245,10 +278,6 @@ def child(column: str, args: argparse.Namespace, scale: bool) -> dict[str, float
     if proc.returncode:
         sys.exit(f"bench: column {column} failed:\n{proc.stderr}")
     return json.loads(proc.stdout)
-
-
-def scaled_ls(args: argparse.Namespace) -> str:
-    return f"ls @{args.scale:,} (µs/entry)"
 
 
 def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -322,18 +351,12 @@ def main() -> None:
     print("ratios: LocalFileSystem / mode, higher is faster; the transaction row is")
     print("compared with LocalFileSystem's plain writes one by one.")
     for column in columns[1:]:
-        small = results[column]
-        scaled = [
-            (row, small[base], value)
-            for row, value in small.items()
-            for base in RATIO_ROWS
-            if row.startswith(base) and row != base and base in small
-        ]
-        if LS in small and scaled_ls(args) in small:
-            # ls at 1,000 is timed whole; per entry it compares with the scale row.
-            scaled.append((scaled_ls(args), small[LS] * 1e3 / args.files, small[scaled_ls(args)]))
-        for row, base_value, value in scaled:
-            print(f"  {column}: {row}: {value / base_value:.2f}x the {args.files:,}-file cost")
+        found = results[column]
+        for row in SCALE_ROWS:
+            big, base = found.get(scale_row(row, args.scale)), found.get(scale_row(row, args.files))
+            if big and base:
+                print(f"  {column}: {scale_row(row, args.scale)}: {big / base:.2f}x the cost"
+                      f" @{args.files:,} in the same run")  # fmt: skip
 
 
 if __name__ == "__main__":
