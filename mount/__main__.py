@@ -42,7 +42,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s")
     ready_fd: int | None = args.ready_fd
-    if args.owner_pid is not None and not end_with(args.owner_pid):
+    if args.owner_pid is not None and not die_with_owner(args.owner_pid):
         return 1  # the owner is gone already: nobody waits for this mount
 
     def ready() -> None:
@@ -78,7 +78,7 @@ def main() -> int:
     return 0
 
 
-def end_with(owner: int) -> bool:
+def die_with_owner(owner: int) -> bool:
     """Have the kernel send SIGTERM (unmount and exit, as ``vfs umount`` asks) when
     the process that started this one dies, even by SIGKILL; False if it has already."""
     libc = ctypes.CDLL(None, use_errno=True)

@@ -229,7 +229,9 @@ def start(
     is that ``OSError`` (``EPERM``) rather than a FUSE mount. ``options`` and
     ``cache_timeout`` are FUSE's. A ``temporary`` FUSE mount lives no longer
     than this process: killed, even by SIGKILL, its mount is flushed and
-    unmounted, and the mount point directory removed.
+    unmounted, and the mount point directory removed. (The kernel watches the
+    thread that calls this: start a temporary mount from a thread that
+    outlives it, as ``vfs exec`` does from its main thread.)
     """
     home_dir = resolve_home(home)
     where = check_mountable(agent, mountpoint, home_dir)
