@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from test_mount_support import FUSE_MISSING, create_agent, env_for
 
 from vfs import Workspace
 from vfs.backends.host import mount_table
+from vfs.mount.bind import bind, unbind
 from vfs.mount.process import mounted
 from vfs.state.mounts import MountTable
 from vfs.state.registry import Registry
@@ -103,6 +105,45 @@ def test_disk_mode_mounts_as_a_bind_mount_of_its_directory_both_ways(
     assert where not in mount_table()
     assert list(where.iterdir()) == []
     assert listed(home) == []
+
+
+def test_a_read_only_bind_mount_is_never_writable_while_a_writer_races_it(
+    tmp_path: Path,
+) -> None:
+    # A writer opening a file at the mount point over and over, while it is
+    # bound read-only 200 times: no bind fails (EBUSY) and nothing is written
+    # through. Bound then remounted read-only in two calls, 26 of 200 failed
+    # and the writer's file reached the workspace.
+    source, target = tmp_path / "workspace", tmp_path / "mnt"
+    source.mkdir()
+    target.mkdir()
+    stop = threading.Event()
+
+    def writer() -> None:
+        while not stop.is_set():
+            try:
+                fd = os.open(target / "written.txt", os.O_WRONLY | os.O_CREAT, 0o644)
+            except OSError:
+                continue  # EROFS through the mount
+            time.sleep(0.0002)  # held open: a remount to read-only would be EBUSY
+            os.close(fd)
+
+    racing = threading.Thread(target=writer)
+    racing.start()
+    failures = []
+    try:
+        for _ in range(200):
+            try:
+                bind(source, target, read_only=True)
+            except OSError as exc:
+                failures.append(exc.errno)
+                continue
+            unbind(target, lazy=True)
+    finally:
+        stop.set()
+        racing.join()
+    assert failures == []
+    assert not (source / "written.txt").exists()
 
 
 def test_read_only_bind_mount_refuses_every_change_with_erofs(
