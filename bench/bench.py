@@ -350,13 +350,18 @@ def main() -> None:
     print()
     print("ratios: LocalFileSystem / mode, higher is faster; the transaction row is")
     print("compared with LocalFileSystem's plain writes one by one.")
+    total = max(args.scale, args.agent_files)
     for column in columns[1:]:
         found = results[column]
         for row in SCALE_ROWS:
-            big, base = found.get(scale_row(row, args.scale)), found.get(scale_row(row, args.files))
-            if big and base:
-                print(f"  {column}: {scale_row(row, args.scale)}: {big / base:.2f}x the cost"
-                      f" @{args.files:,} in the same run")  # fmt: skip
+            base = found.get(scale_row(row, args.files))
+            scaled = [f"{row} @{total:,} in agent"]
+            if args.scale != args.files:
+                scaled.append(scale_row(row, args.scale))
+            for name in scaled:
+                if base and found.get(name):
+                    print(f"  {column}: {name}: {found[name] / base:.2f}x the cost"
+                          f" @{args.files:,} in one dir, same run")  # fmt: skip
 
 
 if __name__ == "__main__":
