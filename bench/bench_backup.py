@@ -12,6 +12,7 @@ restore. Figures are MB/s of workspace content.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import random
 import shutil
@@ -19,7 +20,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -27,6 +30,8 @@ from tests.support.s3_server import apply, s3_server
 from vfs import Workspace
 from vfs.backup import backup_agent, restore_agent
 from vfs.export import export_tree
+
+Result = TypeVar("Result")
 
 
 def fill(ws: Workspace, total: int) -> int:
@@ -41,14 +46,10 @@ def fill(ws: Workspace, total: int) -> int:
     return written
 
 
-def timed(fn) -> tuple[float, object]:  # type: ignore[no-untyped-def]
+def timed(fn: Callable[[], Result]) -> tuple[float, Result]:
     start = time.perf_counter()
     result = fn()
     return time.perf_counter() - start, result
-
-
-def directory_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def measure(root: Path, mib: int, s3: bool) -> tuple[int, list[tuple[str, float, int]]]:
@@ -77,18 +78,16 @@ def measure(root: Path, mib: int, s3: bool) -> tuple[int, list[tuple[str, float,
         targets.append(("S3 loopback", "s3://bench/backups"))
     try:
         for label, dest in targets:
-            seconds, first = timed(lambda dest=dest: backup_agent("alice", dest, home))
+            seconds, first = timed(functools.partial(backup_agent, "alice", dest, home))
             rows.append(
                 (f"backup, first ({label})", seconds, first.new_bytes + first.snapshot_bytes)
             )
-            seconds, second = timed(lambda dest=dest: backup_agent("alice", dest, home))
+            seconds, second = timed(functools.partial(backup_agent, "alice", dest, home))
             rows.append(
                 (f"backup, unchanged ({label})", seconds, second.new_bytes + second.snapshot_bytes)
             )
             name = "r" + label.split()[0].lower()
-            seconds, _ = timed(
-                lambda dest=dest, name=name: restore_agent(dest, "alice", home, as_name=name)
-            )
+            seconds, _ = timed(functools.partial(restore_agent, dest, "alice", home, as_name=name))
             rows.append((f"restore ({label})", seconds, content))
     finally:
         if server is not None:

@@ -11,6 +11,7 @@ runner must find the same number of matches, or the script stops.
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import shutil
 import subprocess
@@ -115,8 +116,8 @@ def main() -> None:
             mount = start(agent, where, home=home)  # disk: a bind mount, where root
             try:
                 columns[f"mount {mode} ({mount.kind})"] = {
-                    "grep": best(lambda w=where: native_grep(w), args.repeat),
-                    "glob": best(lambda w=where: native_find(w), args.repeat),
+                    "grep": best(functools.partial(native_grep, where), args.repeat),
+                    "glob": best(functools.partial(native_find, where), args.repeat),
                 }
             finally:
                 stop(mount)
@@ -124,8 +125,8 @@ def main() -> None:
             with Workspace.open(agent, home) as ws:
                 tools = FileTools(ws, read_only=True)
                 columns[f"tools {mode}"] = {
-                    "grep": best(lambda t=tools: tools_grep(t), args.repeat),
-                    "glob": best(lambda t=tools: tools_glob(t), args.repeat),
+                    "grep": best(functools.partial(tools_grep, tools), args.repeat),
+                    "glob": best(functools.partial(tools_glob, tools), args.repeat),
                 }
         for workload in ("grep", "glob"):
             counts = {name: column[workload][1] for name, column in columns.items()}
