@@ -1,5 +1,7 @@
 """A command in a mount namespace of its own, with a directory bind-mounted for it:
-how ``vfs exec`` gives an ordinary user a kernel bind mount of a disk-mode workspace.
+how ``vfs exec`` gives a disk-mode workspace to a command as a kernel bind mount
+that no other process sees and that ends with the command (root included:
+killed, ``vfs exec`` leaves no mount behind).
 
 An unprivileged process may create a user namespace and, inside it, a mount
 namespace that it owns, where it may bind-mount any directory it can reach.
@@ -43,13 +45,20 @@ def _write(path: str, text: str) -> None:
 
 
 def _enter(uid: int, gid: int) -> None:
-    """Move this (single-threaded) process into a new user and mount namespace."""
-    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, f"cannot make a user namespace: {os.strerror(code)}")
-    _write("/proc/self/setgroups", "deny")  # required before an unprivileged gid_map
-    _write("/proc/self/uid_map", f"{uid} {uid} 1")
-    _write("/proc/self/gid_map", f"{gid} {gid} 1")
+    """Move this (single-threaded) process into a new mount namespace, and a new
+    user namespace first unless it is root (which may mount as it is, and would
+    lose its access to files of unmapped owners inside one)."""
+    if uid == 0:
+        if _libc.unshare(CLONE_NEWNS) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"cannot make a mount namespace: {os.strerror(code)}")
+    else:
+        if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"cannot make a user namespace: {os.strerror(code)}")
+        _write("/proc/self/setgroups", "deny")  # required before an unprivileged gid_map
+        _write("/proc/self/uid_map", f"{uid} {uid} 1")
+        _write("/proc/self/gid_map", f"{gid} {gid} 1")
     # Nothing mounted from here on propagates back to the namespace we came from.
     mount_call(None, "/", MS_REC | MS_PRIVATE, Path("/"))
 

@@ -19,9 +19,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
-from vfs.mount.bind import NOT_PERMITTED
 from vfs.mount.namespace import spawn
-from vfs.mount.process import bind_source, start, stop
+from vfs.mount.process import bind_source, check_mountable, start, stop
 from vfs.settings import resolve_home
 from vfs.state.mounts import PRIVATE, MountTable
 from vfs.state.registry import Registry
@@ -68,12 +67,13 @@ def run_mounted(
 ) -> int:
     """Mount ``agent``, run ``command`` with its cwd at the mount, unmount; the exit status.
 
-    A disk-mode agent is bind-mounted: in this mount namespace where this
-    process may mount (root), else in a private one made for the command (an
-    ordinary user, where user namespaces are allowed), else it is served
-    through FUSE like the other modes. A command that cannot be started gives
-    127 (not found) or 126 (not executable), as a shell does, with the reason
-    on stderr.
+    A disk-mode agent is bind-mounted in a mount namespace made for the
+    command (for an ordinary user, inside a user namespace), where no other
+    process sees it and it ends with the command; where namespaces are not
+    allowed, as ``vfs mount`` would mount it (a bind mount where this process
+    may mount, else FUSE). The other modes are served through FUSE. A command
+    that cannot be started gives 127 (not found) or 126 (not executable), as
+    a shell does, with the reason on stderr.
     """
     if not command:
         raise ValueError("no command to run")
@@ -81,20 +81,12 @@ def run_mounted(
     where = Path(tempfile.mkdtemp(prefix=f"vfs-exec-{agent}-"))
     env = {**os.environ, MOUNT_ENV: str(where), AGENT_ENV: agent}
     try:
-        try:
-            mount = start(
-                agent, where, home=home_dir, read_only=read_only, fuse=fuse, fallback=False,
-                temporary=True,
-            )  # fmt: skip
-        except OSError as exc:
-            if exc.errno not in NOT_PERMITTED:
-                raise
+        if not fuse:
+            check_mountable(agent, where, home_dir)  # the same refusals as any mount
             status = _run_in_namespace(agent, command, where, home_dir, env, read_only=read_only)
             if status is not None:
                 return status
-            mount = start(
-                agent, where, home=home_dir, read_only=read_only, fuse=True, temporary=True
-            )
+        mount = start(agent, where, home=home_dir, read_only=read_only, fuse=fuse, temporary=True)
         try:
             return _run(command, lambda: subprocess.Popen(list(command), cwd=where, env=env))
         finally:

@@ -17,7 +17,7 @@ from test_mount_support import requires_fuse
 from tests.helpers import disk_tree, require_mode, run_vfs
 from vfs import Workspace
 from vfs.mount.process import mount_table
-from vfs.state.registry import MODES
+from vfs.state.registry import MODES, Registry
 
 pytestmark = requires_fuse
 
@@ -168,6 +168,36 @@ def test_vfs_exec_killed_by_sigkill_leaves_no_fuse_mount_behind(
         assert_nothing_left(home, scratch)
         with Workspace.open("alice", home) as ws:
             assert ws.fs.cat("/data.txt") == b"kept"
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        if orphan is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(orphan, signal.SIGKILL)
+
+
+def test_vfs_exec_killed_by_sigkill_leaves_no_bind_mount_behind(home: Path, scratch: Path) -> None:
+    require_mode("disk")
+    Workspace.create("alice", home, mode="disk").close()
+    directory = Registry(home).get("alice").workspace
+    command = [str(Path(sys.executable).with_name("vfs")), "--home", str(home), "exec", "alice"]
+    script = "printf $$ > pid.txt; : > up.txt; exec sleep 60"
+    runner = subprocess.Popen([*command, "--", "sh", "-c", script])
+    orphan = None
+    try:
+        deadline = time.monotonic() + 60
+        while not (directory / "up.txt").exists():
+            assert time.monotonic() < deadline, "the command never started"
+            time.sleep(0.05)
+        orphan = int((directory / "pid.txt").read_text())
+        runner.kill()
+        runner.wait(timeout=10)
+        # The bind mount is in the command's own mount namespace: none shows
+        # here, no record stays, and the mount point is an empty directory.
+        assert not [where for where in mount_table() if str(where).startswith(str(scratch))]
+        listed = run_vfs("--home", str(home), "mounts", "--json")
+        assert json.loads(listed.stdout) == []
+        assert [list(p.iterdir()) for p in scratch.iterdir()] == [[]]
     finally:
         if runner.poll() is None:
             runner.kill()

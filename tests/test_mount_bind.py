@@ -423,10 +423,26 @@ print(spawn(["true"], Path(sys.argv[1]), Path(sys.argv[2])))
 def test_without_user_namespaces_the_private_bind_reports_unavailable(tmp_path: Path) -> None:
     (tmp_path / "source").mkdir()
     (tmp_path / "target").mkdir()
-    # A user namespace of the test's own whose limit of nested ones is 0.
-    script = 'echo 0 > /proc/sys/user/max_user_namespaces && exec "$@"'
+    # An ordinary user (nobody) in a user namespace of the test's own, whose
+    # parent allows no further nested one.
+    script = (
+        "echo 1 > /proc/sys/user/max_user_namespaces"
+        ' && exec unshare --user --map-user=65534 --map-group=65534 "$@"'
+    )
     done = subprocess.run(
         ["unshare", "--user", "--map-root-user", "sh", "-c", script, "sh",
+         sys.executable, "-c", NO_NAMESPACES, str(tmp_path / "source"), str(tmp_path / "target")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, "None\n"), done.stderr
+
+
+@pytest.mark.skipif(SETPRIV is None, reason="setpriv (util-linux) is absent")
+def test_root_without_cap_sys_admin_reports_the_private_bind_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "source").mkdir()
+    (tmp_path / "target").mkdir()
+    done = subprocess.run(
+        [SETPRIV, "--bounding-set=-sys_admin", "--inh-caps=-sys_admin",
          sys.executable, "-c", NO_NAMESPACES, str(tmp_path / "source"), str(tmp_path / "target")],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip

@@ -45,9 +45,9 @@ def exec_command(
     it ends. Exits with the command's status (128+N if signal N killed it;
     127 if it was not found). With --checkpoint, a checkpoint is taken first
     and its name printed, so a runtime can `vfs rollback AGENT NAME`. A
-    disk-mode agent is bind-mounted: as with `vfs mount` where this process
-    may mount (root), else in a mount namespace of the command's own, seen by
-    no other process; FUSE serves it where neither is allowed, or with --fuse.
+    disk-mode agent is bind-mounted in a mount namespace of the command's own,
+    seen by no other process and gone with the command; where namespaces are
+    not allowed, as `vfs mount` would mount it; with --fuse, through FUSE.
     """
     from vfs.mount.run import run_mounted
 
