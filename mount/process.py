@@ -218,20 +218,19 @@ def start(
     cache_timeout: float | None = None,
     timeout: float = START_TIMEOUT_S,
     fuse: bool = False,
-    fallback: bool = True,
     temporary: bool = False,
 ) -> Mount:
     """Mount ``agent`` at ``mountpoint``; return once the mount is live.
 
     A disk-mode agent gets a kernel bind mount where this process may mount;
-    everything else (and everything with ``fuse``) a FUSE mount served by a
-    background process. Without ``fallback``, a bind mount the kernel refuses
-    is that ``OSError`` (``EPERM``) rather than a FUSE mount. ``options`` and
-    ``cache_timeout`` are FUSE's. A ``temporary`` FUSE mount lives no longer
-    than this process: killed, even by SIGKILL, its mount is flushed and
-    unmounted, and the mount point directory removed. (The kernel watches the
-    thread that calls this: start a temporary mount from a thread that
-    outlives it, as ``vfs exec`` does from its main thread.)
+    everything else (and everything with ``fuse``, and a disk-mode agent where
+    the kernel refuses this process a bind mount) a FUSE mount served by a
+    background process. ``options`` and ``cache_timeout`` are FUSE's. A
+    ``temporary`` FUSE mount lives no longer than this process: killed, even
+    by SIGKILL, its mount is flushed and unmounted, and the mount point
+    directory removed. (The kernel watches the thread that calls this: start
+    a temporary mount from a thread that outlives it, as ``vfs exec`` does
+    from its main thread.)
     """
     home_dir = resolve_home(home)
     where = check_mountable(agent, mountpoint, home_dir)
@@ -239,7 +238,7 @@ def start(
         try:
             bound = bind_workspace(agent, where, home_dir, read_only=read_only, options=options)
         except OSError as exc:
-            if exc.errno not in NOT_PERMITTED or not fallback:
+            if exc.errno not in NOT_PERMITTED:
                 raise
             bound = None
         if bound is not None:
