@@ -47,9 +47,10 @@ from vfs.backends.hybrid.nodes import (
     lower_attr,
 )
 from vfs.backends.hybrid.upper import OverlayTables
-from vfs.backends.names import check_name, split_path
+from vfs.backends.names import check_name
 from vfs.backends.renames import RENAME_EXCHANGE, check_rename
 from vfs.backends.sqlite.backend import SqliteBackend
+from vfs.backends.sqlite.tables import Slot
 
 # readdir offsets: lower entries by sorted position below this, upper entries above.
 _UPPER_OFFSET = 1 << 48
@@ -439,32 +440,25 @@ class HybridBackend(Backend):
     def write_plain(
         self, path: str, data: bytes, mode: int = 0o644, *, exclusive: bool = False
     ) -> Attr | None:
-        """sqlite mode's whole-file write, where the upper layer decides it alone:
-        every directory on the way is an upper one, the name holds nothing or an
-        upper file with no lower bytes, and nothing of the lower tree shows
-        there (an opaque directory, a whiteout, or no lower entry). Else None:
-        the generic path copies up and whites out what the write replaces."""
-        self.check_writable()
-        parts = split_path(path)
-        with self.db.write():
-            slot = self.tables.slot_at(parts)
-            if slot is None:
-                return None
-            name = parts[-1]
-            if slot.child is not None and (
-                exclusive
-                or not stat.S_ISREG(slot.child_mode or 0)
-                or self._layout(slot.child) is not None
-            ):
-                return None
-            lower_dir = self.tables.merged_dir(slot.parent)
-            if (
-                lower_dir is not None
-                and not self.tables.hides(slot.parent, name)
-                and self.lower.lstat_or_none(join(lower_dir, name)) is not None
-            ):
-                return None
-            return self.upper.store_file(slot.parent, name, data, mode, slot.child)
+        """sqlite mode's whole-file write, where the upper layer decides it alone;
+        else None: the generic path copies up and whites out what it replaces."""
+        return self.upper.write_plain(
+            path, data, mode, exclusive=exclusive, accept=self._upper_decides_alone
+        )
+
+    def _upper_decides_alone(self, slot: Slot, name: str) -> bool:
+        """Whether a whole-file write of ``name`` in ``slot`` (every directory on the
+        way an upper one) changes the upper layer only: the name holds nothing or
+        an upper file with no lower bytes, and nothing of the lower tree shows
+        there (an opaque directory, a whiteout, or no lower entry)."""
+        if slot.child is not None and self._layout(slot.child) is not None:
+            return False
+        lower_dir = self.tables.merged_dir(slot.parent)
+        return (
+            lower_dir is None
+            or self.tables.hides(slot.parent, name)
+            or self.lower.lstat_or_none(join(lower_dir, name)) is None
+        )
 
     def write_file(self, parent: int, name: str, data: bytes, mode: int = 0o644) -> Attr:
         self.check_writable()

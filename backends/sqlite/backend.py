@@ -12,7 +12,7 @@ import errno
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from vfs.backends.base import WRITE_FLAGS, Attr, Backend, Handle, StatFs, special_mode
 from vfs.backends.chunks import SharedChunks
@@ -20,7 +20,7 @@ from vfs.backends.db import Database
 from vfs.backends.names import NAME_MAX, check_name, split_path
 from vfs.backends.renames import RENAME_EXCHANGE, RENAME_NOREPLACE, check_rename
 from vfs.backends.sqlite.handle import SqliteHandle
-from vfs.backends.sqlite.tables import FileTables
+from vfs.backends.sqlite.tables import FileTables, Slot
 
 # The attribute namespaces Linux knows; any other is EOPNOTSUPP, as on ext4.
 XATTR_NAMESPACES = (b"user.", b"trusted.", b"security.", b"system.")
@@ -381,10 +381,18 @@ class SqliteBackend(Backend):
             return self.store_file(parent, name, data, mode, slot.child)
 
     def write_plain(
-        self, path: str, data: bytes, mode: int = 0o644, *, exclusive: bool = False
+        self,
+        path: str,
+        data: bytes,
+        mode: int = 0o644,
+        *,
+        exclusive: bool = False,
+        accept: Callable[[Slot, str], bool] | None = None,
     ) -> Attr | None:
         """The whole-file write by path, walk included, in one transaction; None when
-        the path needs the name-by-name walk (a symlink, a directory or an error)."""
+        the path needs the name-by-name walk (a symlink, a directory or an error),
+        or when ``accept`` (a layer over these tables asked, in the transaction,
+        with the slot found and the name) says no."""
         self.check_writable()
         parts = split_path(path)
         with self.db.write():
@@ -392,6 +400,8 @@ class SqliteBackend(Backend):
             if slot is None:
                 return None
             if slot.child_mode is not None and (exclusive or not stat.S_ISREG(slot.child_mode)):
+                return None
+            if accept is not None and not accept(slot, parts[-1]):
                 return None
             return self.store_file(slot.parent, parts[-1], data, mode, slot.child)
 
