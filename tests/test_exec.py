@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -143,24 +144,46 @@ def test_sigterm_to_vfs_exec_ends_the_command_then_unmounts(home: Path, scratch:
     assert_nothing_left(home, scratch)
 
 
+@contextlib.contextmanager
+def vfs_exec_killed(
+    home: Path, flags: list[str], started_in: Callable[[], Path | None]
+) -> Iterator[None]:
+    """Run a command under ``vfs exec alice [flags]`` that writes ``data.txt``,
+    ``pid.txt`` and ``up.txt`` in its mount, then sleeps; once ``started_in()``
+    names the directory where ``up.txt`` showed, SIGKILL ``vfs exec`` (not the
+    command). The command, left running, is killed when the block ends."""
+    command = [str(Path(sys.executable).with_name("vfs")), "--home", str(home), "exec", "alice"]
+    script = "printf kept > data.txt; printf $$ > pid.txt; : > up.txt; exec sleep 60"
+    runner = subprocess.Popen([*command, *flags, "--", "sh", "-c", script])
+    orphan = None
+    try:
+        deadline = time.monotonic() + 60
+        while (directory := started_in()) is None:
+            assert time.monotonic() < deadline, "the command never started"
+            time.sleep(0.05)
+        orphan = int((directory / "pid.txt").read_text())
+        runner.kill()
+        runner.wait(timeout=10)
+        yield
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        if orphan is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(orphan, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_vfs_exec_killed_by_sigkill_leaves_no_fuse_mount_behind(
     home: Path, scratch: Path, mode: str
 ) -> None:
     require_mode(mode)
     Workspace.create("alice", home, mode=mode).close()
-    command = [str(Path(sys.executable).with_name("vfs")), "--home", str(home), "exec", "alice"]
-    script = "printf $$ > pid.txt; printf kept > data.txt; : > up.txt; exec sleep 60"
-    runner = subprocess.Popen([*command, "--fuse", "--", "sh", "-c", script])
-    orphan = None
-    try:
-        deadline = time.monotonic() + 60
-        while not any(True for _ in scratch.glob("*/up.txt")):
-            assert time.monotonic() < deadline, "the command never started"
-            time.sleep(0.05)
-        orphan = int(next(scratch.glob("*/pid.txt")).read_text())
-        runner.kill()
-        runner.wait(timeout=10)
+
+    def started_in() -> Path | None:
+        return next((up.parent for up in scratch.glob("*/up.txt")), None)
+
+    with vfs_exec_killed(home, ["--fuse"], started_in):
         # The mount's process sees its owner die, flushes, unmounts and removes the directory.
         deadline = time.monotonic() + 30
         while list(scratch.iterdir()) and time.monotonic() < deadline:
@@ -168,42 +191,23 @@ def test_vfs_exec_killed_by_sigkill_leaves_no_fuse_mount_behind(
         assert_nothing_left(home, scratch)
         with Workspace.open("alice", home) as ws:
             assert ws.fs.cat("/data.txt") == b"kept"
-    finally:
-        if runner.poll() is None:
-            runner.kill()
-        if orphan is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(orphan, signal.SIGKILL)
 
 
 def test_vfs_exec_killed_by_sigkill_leaves_no_bind_mount_behind(home: Path, scratch: Path) -> None:
     require_mode("disk")
     Workspace.create("alice", home, mode="disk").close()
     directory = Registry(home).get("alice").workspace
-    command = [str(Path(sys.executable).with_name("vfs")), "--home", str(home), "exec", "alice"]
-    script = "printf $$ > pid.txt; : > up.txt; exec sleep 60"
-    runner = subprocess.Popen([*command, "--", "sh", "-c", script])
-    orphan = None
-    try:
-        deadline = time.monotonic() + 60
-        while not (directory / "up.txt").exists():
-            assert time.monotonic() < deadline, "the command never started"
-            time.sleep(0.05)
-        orphan = int((directory / "pid.txt").read_text())
-        runner.kill()
-        runner.wait(timeout=10)
+
+    def started_in() -> Path | None:
+        return directory if (directory / "up.txt").exists() else None
+
+    with vfs_exec_killed(home, [], started_in):
         # The bind mount is in the command's own mount namespace: none shows
         # here, no record stays, and the mount point is an empty directory.
         assert not [where for where in mount_table() if str(where).startswith(str(scratch))]
         listed = run_vfs("--home", str(home), "mounts", "--json")
         assert json.loads(listed.stdout) == []
         assert [list(p.iterdir()) for p in scratch.iterdir()] == [[]]
-    finally:
-        if runner.poll() is None:
-            runner.kill()
-        if orphan is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(orphan, signal.SIGKILL)
 
 
 def test_a_process_the_command_leaves_behind_cannot_keep_the_mount(
