@@ -81,7 +81,9 @@ def run_mounted(
     where = Path(tempfile.mkdtemp(prefix=f"vfs-exec-{agent}-"))
     env = {**os.environ, MOUNT_ENV: str(where), AGENT_ENV: agent}
     try:
-        if not fuse:
+        # Only a disk-mode workspace is a directory to bind; the others go to FUSE
+        # without opening the workspace and checking the mount point twice.
+        if not fuse and Registry(home_dir).get(agent).mode == "disk":
             check_mountable(agent, where, home_dir)  # the same refusals as any mount
             status = _run_in_namespace(agent, command, where, home_dir, env, read_only=read_only)
             if status is not None:
